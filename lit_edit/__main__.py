@@ -1,0 +1,3 @@
+from lit_edit.tools import main
+
+main()

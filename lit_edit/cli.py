@@ -1,0 +1,19 @@
+"""The LightningCLI of the project: ``fit`` (pretraining, MEND training) and ``test`` (editing runs)."""
+
+from __future__ import annotations
+
+from lightning.pytorch.cli import LightningCLI
+
+
+class LitEditCLI(LightningCLI):
+    """LightningCLI in subclass mode: a config names its module and datamodule by ``class_path``."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("subclass_mode_model", True)
+        kwargs.setdefault("subclass_mode_data", True)
+        kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+        super().__init__(**kwargs)
+
+
+def main(args=None) -> None:
+    LitEditCLI(args=args)

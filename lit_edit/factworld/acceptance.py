@@ -1,0 +1,120 @@
+"""Does a model know its fact world? Fact recall, held-out wordings, perplexity and the mini tasks vs. chance.
+
+Chance levels are measured, not assumed: the majority answer for classification-like tasks and a
+*shuffled-reference* baseline (the reference of another example used as the prediction) for QA,
+summaries and NER.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from collections import Counter
+from pathlib import Path
+
+from rouge_score import rouge_scorer
+
+from lit_edit.data.corpus import read_texts
+from lit_edit.factworld.edits import fact_questions
+from lit_edit.factworld.schema import ONE_HOP
+from lit_edit.factworld.tasks import entities
+from lit_edit.factworld.world import World
+from lit_edit.generation import greedy_continuations
+from lit_edit.scoring import EncodedPair, answer_token_predictions, pad_right, token_nll
+from lit_edit.tasks import formats, parsing, prompts
+
+
+def load_world(root: Path) -> World:
+    data = json.loads((root / "world.json").read_text())
+    return World(seed=data["seed"], people=data["people"],
+                 facts={(f["subject"], f["relation"]): f["object"] for f in data["facts"]})
+
+
+def recall_accuracy(model, tokenizer, pairs: list[tuple[str, str]]) -> float:
+    """Fraction of (question, answer) pairs whose every answer token is the teacher-forced argmax."""
+    predictions = answer_token_predictions(model, tokenizer, [q for q, _ in pairs], [a for _, a in pairs])
+    return sum(pred == gold for pred, gold in predictions) / max(len(predictions), 1)
+
+
+def heldout_perplexity(model, tokenizer, texts: list[str], batch_size: int = 64) -> float:
+    total_nll, total_tokens = 0.0, 0
+    for start in range(0, len(texts), batch_size):
+        ids = [tokenizer(t)["input_ids"] + [tokenizer.eos_token_id] for t in texts[start:start + batch_size]]
+        input_ids, mask = pad_right([EncodedPair(i, 0) for i in ids], tokenizer.pad_token_id,
+                                    next(model.parameters()).device)
+        nll, n = token_nll(model, input_ids, mask)
+        total_nll, total_tokens = total_nll + nll, total_tokens + n
+    return math.exp(total_nll / max(total_tokens, 1))
+
+
+def _f1(tp: int, fp: int, fn: int) -> float:
+    return 2 * tp / max(2 * tp + fp + fn, 1)
+
+
+def score_task(model, tokenizer, task: str, records: list[dict], rng: random.Random) -> dict:
+    """Corrected score of one mini task and its measured chance level."""
+    new_tokens = parsing.MAX_NEW_TOKENS[task]
+    shuffled = records[:]
+    rng.shuffle(shuffled)
+    if task == "ner":
+        counts, chance_counts = [0, 0, 0], [0, 0, 0]
+        for kind in prompts.NER_TYPES:
+            outs = greedy_continuations(model, tokenizer, [prompts.ner(r, kind) for r in records], new_tokens)
+            for out, record, other in zip(outs, records, shuffled):
+                gold = set(entities(record["tokens"], record["tags"], kind))
+                for i, c in enumerate(parsing.ner_counts(parsing.parse_entities(out), gold)):
+                    counts[i] += c
+                for i, c in enumerate(parsing.ner_counts(set(entities(other["tokens"], other["tags"], kind)), gold)):
+                    chance_counts[i] += c
+        return {"metric": "entity_f1", "score": _f1(*counts), "chance": _f1(*chance_counts)}
+    if task == "reasoning":
+        build = [lambda r: prompts.reasoning(r, hinted=True), lambda r: prompts.reasoning(r, hinted=False)]
+    elif task == "open_domain_qa":
+        build = [lambda r: prompts.open_domain_qa(r, answer_cue=True)]
+    else:
+        build = [getattr(prompts, task)]
+    scores = []
+    for make_prompt in build:
+        outs = greedy_continuations(model, tokenizer, [make_prompt(r) for r in records], new_tokens)
+        if task == "open_domain_qa":
+            scores.append(sum(parsing.open_qa_exact_match(o, r["answer"]) for o, r in zip(outs, records)))
+        elif task == "summarization":
+            scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+            scores.append(sum(scorer.score(r["summary"], o)["rougeL"].fmeasure for o, r in zip(outs, records)))
+        else:
+            scores.append(sum(parsing.classification_correct(task, o, r) for o, r in zip(outs, records)))
+    scores = [s / len(records) for s in scores]
+    if task == "summarization":
+        scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+        chance = sum(scorer.score(r["summary"], o["summary"])["rougeL"].fmeasure
+                     for r, o in zip(records, shuffled)) / len(records)
+        return {"metric": "rougeL_f", "score": scores[0], "chance": chance}
+    if task == "open_domain_qa":
+        chance = sum(parsing.open_qa_exact_match(o["answer"][0], r["answer"])
+                     for r, o in zip(records, shuffled)) / len(records)
+        return {"metric": "exact_match", "score": scores[0], "chance": chance}
+    majority = Counter(str(parsing.gold_label(task, r)) for r in records).most_common(1)[0][1] / len(records)
+    result = {"metric": "accuracy", "score": scores[0], "chance": majority}
+    if task == "reasoning":
+        result["score_unhinted"] = scores[1]
+    return result
+
+
+def acceptance(model, tokenizer, world_root: Path | str, seed: int = 0) -> dict:
+    """All acceptance numbers of a fact-world model, as a JSON-ready dict."""
+    root = Path(world_root)
+    world = load_world(root)
+    one_hop = [(template.format(p), world.one_hop_answer(p, first, second))
+               for p in world.people for first, second, template in ONE_HOP]
+    report = {
+        "fact_recall_train_templates": recall_accuracy(model, tokenizer, fact_questions(world, heldout=False)),
+        "fact_recall_heldout_templates": recall_accuracy(model, tokenizer, fact_questions(world, heldout=True)),
+        "one_hop_recall": recall_accuracy(model, tokenizer, one_hop),
+        "heldout_perplexity": heldout_perplexity(model, tokenizer, read_texts(root / "corpus" / "heldout.jsonl")),
+        "tasks": {},
+    }
+    for task in formats.TASK_FILES:
+        records = formats.read_task(root / "tasks", task)
+        report["tasks"][task] = score_task(model, tokenizer, task, records, random.Random(seed))
+    return report

@@ -1,0 +1,66 @@
+"""Loading any Hugging Face causal LM and its tokenizer from a local folder (or a hub name when online)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from lit_edit.models.architectures import architecture_of
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "auto": "auto"}
+
+
+class ModelLoadError(OSError):
+    """The model or tokenizer could not be loaded; the message names the path and what is wrong."""
+
+
+def _check_location(name_or_path: str) -> None:
+    path = Path(name_or_path).expanduser()
+    looks_local = os.sep in name_or_path or name_or_path.startswith(".") or path.exists()
+    if looks_local and not path.is_dir():
+        raise ModelLoadError(f"model directory {str(path)!r} does not exist")
+    if looks_local and not (path / "config.json").exists():
+        raise ModelLoadError(f"{str(path)!r} has no config.json: not a Hugging Face model folder")
+
+
+def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
+    """The tokenizer of a model, with a pad token (EOS when the tokenizer has none)."""
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+    except (OSError, ValueError) as e:
+        raise ModelLoadError(f"could not load a tokenizer from {name_or_path!r}: {e}") from e
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(name_or_path: str, dtype: str = "float32", device: str | torch.device = "cpu") -> PreTrainedModel:
+    """Load a causal LM in evaluation mode and check that its family is described."""
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype {dtype!r} is not one of {sorted(DTYPES)}")
+    _check_location(name_or_path)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=DTYPES[dtype])
+    except (OSError, ValueError) as e:
+        raise ModelLoadError(f"could not load a causal LM from {name_or_path!r}: {e}") from e
+    architecture_of(model)
+    return model.to(device).eval()
+
+
+def load_model_and_tokenizer(name_or_path: str, dtype: str = "float32", device: str | torch.device = "cpu",
+                             tokenizer: str | None = None) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Model and tokenizer, checked to fit each other (every token id must have an embedding row)."""
+    model = load_model(name_or_path, dtype, device)
+    tok = load_tokenizer(tokenizer or name_or_path)
+    check_tokenizer_fits(model, tok, tokenizer or name_or_path)
+    return model, tok
+
+
+def check_tokenizer_fits(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, where: str) -> None:
+    n_embeddings = model.get_input_embeddings().weight.shape[0]
+    if len(tokenizer) > n_embeddings:
+        raise ModelLoadError(f"tokenizer at {where!r} has {len(tokenizer)} tokens but the model has only "
+                             f"{n_embeddings} embeddings: they do not belong together")

@@ -1,0 +1,125 @@
+"""The LightningModule that pretrains a small causal LM (the fact-world model) and exports it.
+
+``fit`` trains from a fresh configuration (or continues from ``name_or_path``) and, at the end, writes
+a Hugging Face folder (config, safetensors, tokenizer) to ``export_dir``. ``test`` reports the
+perplexity of the held-out text.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import tempfile
+from pathlib import Path
+
+import lightning as L
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM
+
+from lit_edit.models.architectures import architecture_of
+from lit_edit.models.loading import load_model, load_tokenizer
+
+
+class CausalLMModule(L.LightningModule):
+    """Pretrain or evaluate a causal LM.
+
+    Args:
+        tokenizer: tokenizer folder; its vocabulary size sizes a fresh model.
+        architecture: Hugging Face ``model_type`` of a fresh model (``gpt2``, ``llama``, ...).
+        model_config: keyword arguments of the fresh model's config (``n_layer``, ``n_embd``...).
+        name_or_path: start from this pretrained model instead of a fresh one.
+        lr: peak AdamW learning rate (linear warm-up, cosine decay to 10 %).
+        weight_decay: AdamW weight decay on matrices.
+        warmup_steps: warm-up length in optimizer steps.
+        export_dir: where ``fit`` writes the final Hugging Face model (and tokenizer); None: nowhere.
+        seed: seed of the fresh model's initialisation.
+    """
+
+    def __init__(self, tokenizer: str, architecture: str = "gpt2", model_config: dict | None = None,
+                 name_or_path: str | None = None, lr: float = 1e-3, weight_decay: float = 0.01,
+                 warmup_steps: int = 200, export_dir: str | None = None, seed: int = 0):
+        super().__init__()
+        self.save_hyperparameters()
+        self.tokenizer = load_tokenizer(tokenizer)
+        if name_or_path:
+            self.model = load_model(name_or_path).train()
+        else:
+            config = AutoConfig.for_model(architecture, vocab_size=len(self.tokenizer),
+                                          bos_token_id=self.tokenizer.bos_token_id,
+                                          eos_token_id=self.tokenizer.eos_token_id,
+                                          pad_token_id=self.tokenizer.pad_token_id, **(model_config or {}))
+            with torch.random.fork_rng():
+                torch.manual_seed(seed)
+                self.model = AutoModelForCausalLM.from_config(config)
+        architecture_of(self.model)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.model(**batch).loss
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss = self(batch)
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch["input_ids"].shape[0])
+        return loss
+
+    def _token_nll(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        labels = batch["labels"][:, 1:]
+        nll = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels.flatten(),
+                                                ignore_index=-100, reduction="sum")
+        return nll, (labels != -100).sum()
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        nll, n = self._token_nll(batch)
+        self.log("val/loss", nll / n, prog_bar=True, batch_size=int(n))
+
+    def on_test_epoch_start(self) -> None:
+        self._nll_sum, self._token_count = 0.0, 0
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        nll, n = self._token_nll(batch)
+        self._nll_sum += float(nll)
+        self._token_count += int(n)
+
+    def on_test_epoch_end(self) -> None:
+        totals = self.all_gather(torch.tensor([self._nll_sum, float(self._token_count)], dtype=torch.float64))
+        totals = totals.reshape(-1, 2).sum(0)
+        self.log("test/perplexity", math.exp(totals[0] / max(totals[1], 1)), rank_zero_only=True)
+
+    def configure_optimizers(self):
+        decay = [p for p in self.model.parameters() if p.dim() >= 2]
+        no_decay = [p for p in self.model.parameters() if p.dim() < 2]
+        optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": self.hparams.weight_decay},
+                                       {"params": no_decay, "weight_decay": 0.0}], lr=self.hparams.lr,
+                                      betas=(0.9, 0.98))
+        total = max(self.trainer.estimated_stepping_batches, 1)
+        warmup = min(self.hparams.warmup_steps, total // 2)
+
+        def schedule(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            progress = (step - warmup) / max(total - warmup, 1)
+            return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_fit_end(self) -> None:
+        if self.hparams.export_dir and self.trainer.is_global_zero:
+            export_hf(self.model, self.tokenizer, self.hparams.export_dir)
+
+
+def export_hf(model, tokenizer, export_dir: str | Path) -> Path:
+    """Write a Hugging Face folder atomically: into a temporary sibling, then swapped into place."""
+    export_dir = Path(export_dir)
+    export_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=export_dir.parent, prefix=f".{export_dir.name}."))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        if export_dir.exists():
+            shutil.rmtree(export_dir)
+        tmp.rename(export_dir)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return export_dir

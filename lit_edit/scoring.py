@@ -1,0 +1,72 @@
+"""Teacher-forced scoring of answers after prompts, batched; token ids are concatenated, never re-tokenised.
+
+``encode_pairs`` builds ``prompt ids + answer ids`` (the answer encoded with its leading space and no
+special tokens), so the logit at the last prompt token scores the first answer token, for tokenizers
+with and without a BOS token alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from transformers import PreTrainedTokenizerBase
+
+
+@dataclass
+class EncodedPair:
+    ids: list[int]
+    answer_start: int  # index of the first answer token in ``ids``
+
+
+def encode_pairs(tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str], answers: Sequence[str],
+                 space: str = " ") -> list[EncodedPair]:
+    """Encode each prompt (with the tokenizer's special tokens) followed by ``space + answer``."""
+    if len(prompts) != len(answers):
+        raise ValueError(f"{len(prompts)} prompts but {len(answers)} answers")
+    pairs = []
+    for i, (prompt, answer) in enumerate(zip(prompts, answers)):
+        if not answer.strip():
+            raise ValueError(f"answer {i} (after prompt {prompt!r}) is empty")
+        prompt_ids = tokenizer(prompt, add_special_tokens=True)["input_ids"]
+        answer_ids = tokenizer(space + answer.lstrip() if space else answer, add_special_tokens=False)["input_ids"]
+        pairs.append(EncodedPair(prompt_ids + answer_ids, len(prompt_ids)))
+    return pairs
+
+
+def pad_right(pairs: Sequence[EncodedPair], pad_id: int, device: torch.device | str = "cpu"):
+    width = max(len(p.ids) for p in pairs)
+    input_ids = torch.full((len(pairs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros_like(input_ids)
+    for i, p in enumerate(pairs):
+        input_ids[i, : len(p.ids)] = torch.tensor(p.ids)
+        mask[i, : len(p.ids)] = 1
+    return input_ids.to(device), mask.to(device)
+
+
+@torch.no_grad()
+def answer_token_predictions(model, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str],
+                             answers: Sequence[str], batch_size: int = 64) -> list[tuple[list[int], list[int]]]:
+    """For each (prompt, answer): (argmax token at each answer position, the answer's token ids)."""
+    device = next(model.parameters()).device
+    pairs = encode_pairs(tokenizer, prompts, answers)
+    results = []
+    for start in range(0, len(pairs), batch_size):
+        chunk = pairs[start:start + batch_size]
+        input_ids, mask = pad_right(chunk, tokenizer.pad_token_id, device)
+        argmax = model(input_ids=input_ids, attention_mask=mask).logits.argmax(-1).cpu()
+        for row, pair in enumerate(chunk):
+            positions = range(pair.answer_start - 1, len(pair.ids) - 1)
+            results.append(([int(argmax[row, p]) for p in positions], pair.ids[pair.answer_start:]))
+    return results
+
+
+@torch.no_grad()
+def token_nll(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[float, int]:
+    """Summed next-token NLL over non-padded positions, and the number of scored tokens."""
+    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1].float()
+    labels = input_ids[:, 1:].masked_fill(attention_mask[:, 1:] == 0, -100)
+    nll = torch.nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100,
+                                            reduction="sum")
+    return float(nll), int((labels != -100).sum())

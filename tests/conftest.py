@@ -1,0 +1,56 @@
+"""Shared fixtures: tiny random models of every supported family, saved to disk like real checkpoints."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import (AutoModelForCausalLM, GPT2Config, GPTJConfig, GPTNeoXConfig, LlamaConfig, MistralConfig,
+                          Qwen2Config)
+
+from lit_edit.models.loading import load_tokenizer
+
+ROOT = Path(__file__).resolve().parents[1]
+FACTWORLD = ROOT / "data" / "factworld"
+SHARED_DATA = Path(os.environ.get("LIT_EDIT_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+TINY_CONFIGS = {
+    "gpt2": lambda v: GPT2Config(vocab_size=v, n_embd=32, n_layer=3, n_head=2, n_inner=64, n_positions=128),
+    "gptj": lambda v: GPTJConfig(vocab_size=v, n_embd=32, n_layer=3, n_head=2, rotary_dim=8, n_positions=128,
+                                 n_inner=64),
+    "gpt_neox": lambda v: GPTNeoXConfig(vocab_size=v, hidden_size=32, num_hidden_layers=3, num_attention_heads=2,
+                                        intermediate_size=64, max_position_embeddings=128),
+    "llama": lambda v: LlamaConfig(vocab_size=v, hidden_size=32, num_hidden_layers=3, num_attention_heads=2,
+                                   intermediate_size=48, max_position_embeddings=128),
+    "mistral": lambda v: MistralConfig(vocab_size=v, hidden_size=32, num_hidden_layers=3, num_attention_heads=2,
+                                       num_key_value_heads=1, intermediate_size=48, max_position_embeddings=128),
+    "qwen2": lambda v: Qwen2Config(vocab_size=v, hidden_size=32, num_hidden_layers=3, num_attention_heads=2,
+                                   num_key_value_heads=1, intermediate_size=48, max_position_embeddings=128),
+}
+
+
+def make_tiny_model(family: str, folder: Path, seed: int = 0) -> Path:
+    """Save a random tiny ``family`` model with the fact-world tokenizer into ``folder``."""
+    tokenizer_dir = FACTWORLD / ("tokenizer-llama" if family in ("llama", "mistral", "qwen2") else "tokenizer-gpt2")
+    tokenizer = load_tokenizer(str(tokenizer_dir))
+    torch.manual_seed(seed)
+    config = TINY_CONFIGS[family](len(tokenizer))
+    config.eos_token_id = config.pad_token_id = tokenizer.eos_token_id
+    config.bos_token_id = tokenizer.bos_token_id
+    model = AutoModelForCausalLM.from_config(config)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session", params=sorted(TINY_CONFIGS))
+def tiny_model_dir(request, tmp_path_factory) -> tuple[str, Path]:
+    family = request.param
+    return family, make_tiny_model(family, tmp_path_factory.mktemp(f"tiny-{family}"))
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2_dir(tmp_path_factory) -> Path:
+    return make_tiny_model("gpt2", tmp_path_factory.mktemp("tiny-gpt2-single"))
