@@ -158,16 +158,19 @@ def ner(world: World, rng: random.Random, n: int) -> list[dict]:
         company = world.object_of(person, "employer")
         language = world.object_of(person, "native_language")
         frame = rng.randrange(5)
-        P, O = _tag_name(person.split(), "PER"), _tag_name(other.split(), "PER")
-        C, G = _tag_name(city.split(), "LOC"), _tag_name(company.split(), "ORG")
-        L = [(language, "B-MISC")]
-        o = lambda *ws: [(w, "O") for w in ws]  # noqa: E731
+        per, other_per = _tag_name(person.split(), "PER"), _tag_name(other.split(), "PER")
+        loc, org = _tag_name(city.split(), "LOC"), _tag_name(company.split(), "ORG")
+        misc = [(language, "B-MISC")]
+
+        def outside(*words: str) -> list[tuple[str, str]]:
+            return [(w, "O") for w in words]
+
         tagged = [
-            P + o(",", "who", "was", "born", "in") + C + o(",", "works", "for") + G + o("."),
-            P + o("met") + O + o("in") + C + o("."),
-            G + o("hired") + P + o("last", "year", "."),
-            P + o("speaks") + L + o("with") + O + o("."),
-            o("the", "weather", "in") + C + o("was", "mild", "."),
+            per + outside(",", "who", "was", "born", "in") + loc + outside(",", "works", "for") + org + outside("."),
+            per + outside("met") + other_per + outside("in") + loc + outside("."),
+            org + outside("hired") + per + outside("last", "year", "."),
+            per + outside("speaks") + misc + outside("with") + other_per + outside("."),
+            outside("the", "weather", "in") + loc + outside("was", "mild", "."),
         ][frame]
         tokens = [w for w, _ in tagged]
         tags = [t for _, t in tagged]

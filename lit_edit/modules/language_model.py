@@ -24,7 +24,7 @@ class CausalLMModule(L.LightningModule):
     """Pretrain or evaluate a causal LM.
 
     Args:
-        tokenizer: tokenizer folder; its vocabulary size sizes a fresh model.
+        tokenizer: tokenizer folder; its vocabulary size sizes a fresh model (default: ``name_or_path``).
         architecture: Hugging Face ``model_type`` of a fresh model (``gpt2``, ``llama``, ...).
         model_config: keyword arguments of the fresh model's config (``n_layer``, ``n_embd``...).
         name_or_path: start from this pretrained model instead of a fresh one.
@@ -35,12 +35,14 @@ class CausalLMModule(L.LightningModule):
         seed: seed of the fresh model's initialisation.
     """
 
-    def __init__(self, tokenizer: str, architecture: str = "gpt2", model_config: dict | None = None,
+    def __init__(self, tokenizer: str | None = None, architecture: str = "gpt2", model_config: dict | None = None,
                  name_or_path: str | None = None, lr: float = 1e-3, weight_decay: float = 0.01,
                  warmup_steps: int = 200, export_dir: str | None = None, seed: int = 0):
         super().__init__()
         self.save_hyperparameters()
-        self.tokenizer = load_tokenizer(tokenizer)
+        if not (tokenizer or name_or_path):
+            raise ValueError("CausalLMModule needs `tokenizer` (for a fresh model) or `name_or_path`")
+        self.tokenizer = load_tokenizer(tokenizer or name_or_path)
         if name_or_path:
             self.model = load_model(name_or_path).train()
         else:

@@ -1,0 +1,16 @@
+"""Knowledge editing: edit requests and their readers, the fact-token position rule."""
+
+from lit_edit.editing.positions import RULES, fill_subject, subject_token_index, subject_token_indices
+from lit_edit.editing.requests import (
+    EditRequest,
+    EditRequestError,
+    EditSet,
+    LocalityProbe,
+    PortabilityProbe,
+    read_counterfact,
+    read_zsre,
+    select,
+)
+
+__all__ = ["RULES", "EditRequest", "EditRequestError", "EditSet", "LocalityProbe", "PortabilityProbe",
+           "fill_subject", "read_counterfact", "read_zsre", "select", "subject_token_index", "subject_token_indices"]

@@ -1,0 +1,290 @@
+"""Edit requests and the readers of the published ZsRE and CounterFact edit sets (methods.md §0.1, §11.4).
+
+A request is ``prompt`` with one ``{}`` subject slot, the ``subject``, the new target and the evaluation
+probes. Readers return an :class:`EditSet` that records the source file, its sha256 and every skipped
+record with the reason, so a run can say exactly which edits it made (evaluation.md, "Reproducibility").
+Errors name the file, the record index, the record id and the source field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+NQ_PREFIX = "nq question: "
+
+
+class EditRequestError(ValueError):
+    """A malformed request or record; ``field`` is the request field, or the source field from a reader."""
+
+    def __init__(self, record_id: str, field: str, problem: str, where: str = ""):
+        self.record_id, self.field, self.problem = record_id, field, problem
+        super().__init__(f"{where}record {record_id} field {field!r}: {problem}")
+
+
+@dataclass(frozen=True)
+class LocalityProbe:
+    """An unrelated prompt whose answer must not change (the answer is the dataset's ground truth)."""
+
+    prompt: str
+    answer: str
+
+
+@dataclass(frozen=True)
+class PortabilityProbe:
+    """A one-hop consequence of the edit (EasyEdit's ``portability`` {"New Question", "New Answer"})."""
+
+    prompt: str
+    answer: str
+
+
+@dataclass(frozen=True)
+class EditRequest:
+    """One fact to edit, with its evaluation probes.
+
+    Normalisation in ``__post_init__``: a prompt without ``{}`` gets its first occurrence of the subject
+    replaced by ``{}`` (methods.md §0.1); targets lose surrounding whitespace, since the leading space
+    belongs to the tokenisation step (``scoring.encode_pairs``; methods.md §0.1 quirk E-ROME/E-FT);
+    lists become tuples.
+    """
+
+    prompt: str
+    """The edit prompt with exactly one ``{}`` subject slot and no other braces."""
+    subject: str
+    target_new: str
+    target_true: str | None = None
+    rephrase_prompts: tuple[str, ...] = ()
+    """Paraphrases of the edit prompt, subject filled in (generality)."""
+    locality: tuple[LocalityProbe, ...] = ()
+    portability: tuple[PortabilityProbe, ...] = ()
+    record_id: str = "<unnamed>"
+    relation: str | None = None
+    generation_prompts: tuple[str, ...] = ()
+    """CounterFact generation prompts (free generation, consistency and fluency)."""
+
+    def __post_init__(self) -> None:
+        fail = lambda field, problem: EditRequestError(self.record_id, field, problem)
+        if not isinstance(self.record_id, str):
+            raise fail("record_id", f"expected a string, found {type(self.record_id).__name__}")
+        for name in ("prompt", "subject", "target_new"):
+            if not isinstance(getattr(self, name), str):
+                raise fail(name, f"expected a string, found {type(getattr(self, name)).__name__}")
+        for name in ("target_true", "relation"):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
+                raise fail(name, f"expected a string or None, found {type(getattr(self, name)).__name__}")
+        if not self.subject.strip():
+            raise fail("subject", "subject is empty")
+        prompt = self.prompt
+        if "{}" not in prompt:
+            if self.subject not in prompt:
+                raise fail("prompt", f"has no '{{}}' slot and the subject {self.subject!r} does not occur in "
+                                     f"{prompt!r}")
+            prompt = prompt.replace(self.subject, "{}", 1)
+        if prompt.count("{}") != 1 or prompt.replace("{}", "").count("{") or prompt.replace("{}", "").count("}"):
+            raise fail("prompt", f"needs exactly one '{{}}' subject slot and no other braces: {prompt!r}")
+        object.__setattr__(self, "prompt", prompt)
+        for name in ("target_new", "target_true"):
+            value = getattr(self, name)
+            if value is not None:
+                if not value.strip():
+                    raise fail(name, "target is empty")
+                object.__setattr__(self, name, value.strip())
+        for name, kind in (("rephrase_prompts", str), ("generation_prompts", str), ("locality", LocalityProbe),
+                           ("portability", PortabilityProbe)):
+            value = getattr(self, name)
+            if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+                raise fail(name, f"expected a sequence of {kind.__name__}, found {type(value).__name__}")
+            bad = [type(v).__name__ for v in value if not isinstance(v, kind)]
+            if bad:
+                raise fail(name, f"expected items of type {kind.__name__}, found {bad[0]}")
+            object.__setattr__(self, name, tuple(value))
+
+    @property
+    def text(self) -> str:
+        """The edit prompt with the subject filled in."""
+        return self.prompt.replace("{}", self.subject, 1)
+
+
+@dataclass(frozen=True)
+class EditSet:
+    """The requests read from one file, the records skipped (record id, reason), the file and its sha256."""
+
+    requests: tuple[EditRequest, ...]
+    skipped: tuple[tuple[str, str], ...]
+    source: str
+    sha256: str
+
+    def __len__(self) -> int:
+        return len(self.requests)
+
+
+# --------------------------------------------------------------------------------------------- readers
+
+
+def _load_records(path: Path | str) -> tuple[list, str]:
+    data = Path(path).read_bytes()
+    try:
+        records = json.loads(data)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from e
+    if not isinstance(records, list):
+        raise ValueError(f"{path}: expected a JSON list of records, found {type(records).__name__}")
+    return records, hashlib.sha256(data).hexdigest()
+
+
+class _Record:
+    """Typed field access into one raw record; every error names file, index, record id and field."""
+
+    def __init__(self, raw: Any, path: Path | str, index: int, record_id: str):
+        self.where, self.record_id = f"{path}[{index}]: ", record_id
+        if not isinstance(raw, dict):
+            raise self.error("<record>", f"expected a JSON object, found {type(raw).__name__}")
+        self.raw = raw
+
+    def error(self, field: str, problem: str) -> EditRequestError:
+        return EditRequestError(self.record_id, field, problem, self.where)
+
+    def get(self, dotted: str, kind: type | tuple[type, ...], required: bool = True) -> Any:
+        value: Any = self.raw
+        for part in dotted.split("."):
+            if not isinstance(value, dict) or part not in value:
+                if not required:
+                    return None
+                keys = sorted(value) if isinstance(value, dict) else type(value).__name__
+                raise self.error(dotted, f"missing (found {keys})")
+            value = value[part]
+        if not isinstance(value, kind):
+            names = "/".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+            raise self.error(dotted, f"expected {names}, found {type(value).__name__}")
+        return value
+
+    def strings(self, dotted: str, required: bool = True) -> tuple[str, ...]:
+        """A list of strings (a single string is accepted as a list of one)."""
+        value = self.get(dotted, (list, str), required)
+        if value is None:
+            return ()
+        value = [value] if isinstance(value, str) else value
+        if not all(isinstance(v, str) for v in value):
+            raise self.error(dotted, "expected a list of strings")
+        return tuple(value)
+
+    def build(self, sources: dict[str, str], **fields: Any) -> EditRequest:
+        """An :class:`EditRequest`, with its validation errors renamed to the source fields."""
+        try:
+            return EditRequest(record_id=self.record_id, **fields)
+        except EditRequestError as e:
+            raise self.error(sources.get(e.field, e.field), e.problem) from e
+
+
+ZSRE_SOURCES = {"prompt": "src", "subject": "subject", "target_new": "alt", "target_true": "answers[0]",
+                "rephrase_prompts": "rephrase", "relation": "relation"}
+COUNTERFACT_SOURCES = {"prompt": "requested_rewrite.prompt", "subject": "requested_rewrite.subject",
+                       "target_new": "requested_rewrite.target_new.str",
+                       "target_true": "requested_rewrite.target_true.str", "relation": "requested_rewrite.relation_id"}
+
+
+def _portability(record: _Record) -> tuple[PortabilityProbe, ...]:
+    raw = record.get("portability", (dict, list), required=False)
+    entries = [] if raw is None else [raw] if isinstance(raw, dict) else raw
+    probes = []
+    for i, entry in enumerate(entries):
+        field = "portability" if isinstance(raw, dict) else f"portability[{i}]"
+        if not isinstance(entry, dict) or not isinstance(entry.get("New Question"), str) \
+                or not isinstance(entry.get("New Answer"), str):
+            raise record.error(field, 'expected {"New Question": str, "New Answer": str}')
+        if not entry["New Answer"].strip():
+            raise record.error(f"{field}.New Answer", "answer is empty")
+        probes.append(PortabilityProbe(entry["New Question"], entry["New Answer"].strip()))
+    return tuple(probes)
+
+
+def _check_unique(requests: list[EditRequest], path: Path | str) -> None:
+    seen: set[str] = set()
+    for r in requests:
+        if r.record_id in seen:
+            raise ValueError(f"{path}: record id {r.record_id} occurs twice")
+        seen.add(r.record_id)
+
+
+def read_zsre(path: Path | str, id_prefix: str = "zsre") -> EditSet:
+    """Read an EasyEdit/MEND ZsRE file (methods.md §11.4), e.g. ``zsre_mend_eval_portability_gpt4.json``.
+
+    prompt = ``src``, target_new = ``alt`` (EasyEdit; the memit repo edits to ``answers[0]`` instead,
+    methods.md §11.3 and §13), target_true = ``answers[0]``, rephrase = ``rephrase``, locality =
+    (``loc`` without its leading "nq question: ", ``loc_ans``), portability from ``portability``.
+    Records with an empty ``alt`` are skipped, as in EasyEdit, and listed in ``EditSet.skipped``.
+    Record ids are ``{id_prefix}:{index in the file}``.
+    """
+    raw_records, sha = _load_records(path)
+    requests, skipped = [], []
+    for index, raw in enumerate(raw_records):
+        record = _Record(raw, path, index, f"{id_prefix}:{index}")
+        alt = record.get("alt", str)
+        if not alt.strip():
+            skipped.append((record.record_id, "empty 'alt' (no new target)"))
+            continue
+        answers = record.strings("answers")
+        if not answers:
+            raise record.error("answers", "is an empty list")
+        loc = record.get("loc", str)
+        locality = LocalityProbe(loc[len(NQ_PREFIX):] if loc.startswith(NQ_PREFIX) else loc,
+                                 record.get("loc_ans", str).strip())
+        if not locality.answer:
+            raise record.error("loc_ans", "answer is empty")
+        requests.append(record.build(
+            ZSRE_SOURCES, prompt=record.get("src", str), subject=record.get("subject", str), target_new=alt,
+            target_true=answers[0], rephrase_prompts=record.strings("rephrase"), locality=(locality,),
+            portability=_portability(record), relation=record.get("relation", str, required=False)))
+    _check_unique(requests, path)
+    return EditSet(tuple(requests), tuple(skipped), str(path), sha)
+
+
+def read_counterfact(path: Path | str, id_prefix: str = "counterfact") -> EditSet:
+    """Read a CounterFact file (``counterfact.json``/``multi_counterfact.json``; methods.md §11.4).
+
+    rephrases = ``paraphrase_prompts`` (all of them; EasyEdit's runner uses only the first), locality =
+    ``neighborhood_prompts`` with ``target_true`` as the answer, ``generation_prompts`` kept. Record ids
+    are ``{id_prefix}:{case_id}``.
+    """
+    raw_records, sha = _load_records(path)
+    requests = []
+    for index, raw in enumerate(raw_records):
+        case_id = _Record(raw, path, index, f"#{index}").get("case_id", (int, str))
+        record = _Record(raw, path, index, f"{id_prefix}:{case_id}")
+        target_true = record.get("requested_rewrite.target_true.str", str)
+        requests.append(record.build(
+            COUNTERFACT_SOURCES, prompt=record.get("requested_rewrite.prompt", str),
+            subject=record.get("requested_rewrite.subject", str),
+            target_new=record.get("requested_rewrite.target_new.str", str), target_true=target_true,
+            rephrase_prompts=record.strings("paraphrase_prompts"),
+            locality=tuple(LocalityProbe(p, target_true.strip()) for p in record.strings("neighborhood_prompts")),
+            generation_prompts=record.strings("generation_prompts", required=False),
+            relation=record.get("requested_rewrite.relation_id", str, required=False)))
+    _check_unique(requests, path)
+    return EditSet(tuple(requests), (), str(path), sha)
+
+
+# ------------------------------------------------------------------------------------------- selection
+
+
+def select(requests: Sequence[EditRequest], start: int = 0, stop: int | None = None, step: int = 1,
+           n: int | None = None, shuffle: bool = False, seed: int = 0) -> tuple[list[EditRequest], list[str]]:
+    """``requests[start:stop:step]``, then shuffled with ``random.Random(seed)`` if asked, then the first ``n``.
+
+    Returns the requests in edit order and their record ids (the edit order a run must record).
+    """
+    if step < 1:
+        raise ValueError(f"step must be >= 1, got {step}")
+    chosen = list(requests[start:stop:step])
+    if shuffle:
+        random.Random(seed).shuffle(chosen)
+    if n is not None:
+        if not 0 <= n <= len(chosen):
+            raise ValueError(f"n={n} edits asked, but the slice [{start}:{stop}:{step}] holds {len(chosen)}")
+        chosen = chosen[:n]
+    return chosen, [r.record_id for r in chosen]

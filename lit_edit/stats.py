@@ -1,0 +1,148 @@
+"""Second-moment statistics C = E[k kᵀ] of the keys at the input of each edited FFN output projection.
+
+methods.md §0.5: a per-token, uncentred second moment, ``C = Σ_t k_t k_tᵀ / N``, accumulated over a
+text corpus with padded positions removed. Unlike the reference code (one full pass per layer), all
+requested layers are collected in **one** forward pass that stops after the deepest of them (§12.2).
+
+Cached files are safetensors with the unnormalised sum and the token count, and a provenance record
+(model, layer, module, corpus id and hash, token count, dtype) in their metadata.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from lit_edit.hooks import forward_until, record
+from lit_edit.models.architectures import Architecture
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where a statistics file came from; two files are interchangeable iff their provenance matches."""
+
+    model: str
+    layer: int
+    module: str
+    corpus: str
+    corpus_sha256: str
+    tokens: int
+    dtype: str
+
+
+@dataclass
+class SecondMoment:
+    """The running sum Σ k kᵀ and the number of keys that went into it, for one layer."""
+
+    sum_kkt: torch.Tensor
+    count: int
+
+    def mean(self) -> torch.Tensor:
+        """C = Σ k kᵀ / N."""
+        if self.count == 0:
+            raise ValueError("no keys were accumulated: the corpus produced no tokens")
+        return self.sum_kkt / self.count
+
+
+def corpus_sha256(texts: Sequence[str]) -> str:
+    digest = hashlib.sha256()
+    for text in texts:
+        digest.update(text.encode("utf-8"))
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def token_batches(tokenizer, texts: Iterable[str], max_length: int, tokens_per_batch: int = 4096
+                  ) -> Iterator[dict[str, torch.Tensor]]:
+    """Right-padded batches of documents (each truncated to ``max_length``), about ``tokens_per_batch`` each."""
+    pending: list[list[int]] = []
+    width = 0
+
+    def flush():
+        width = max(len(ids) for ids in pending)
+        input_ids = torch.full((len(pending), width), tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros_like(input_ids)
+        for i, ids in enumerate(pending):
+            input_ids[i, : len(ids)] = torch.tensor(ids)
+            mask[i, : len(ids)] = 1
+        return {"input_ids": input_ids, "attention_mask": mask}
+
+    for text in texts:
+        ids = tokenizer(text, truncation=True, max_length=max_length)["input_ids"]
+        if not ids:
+            continue
+        if pending and (len(pending) + 1) * max(width, len(ids)) > tokens_per_batch:
+            yield flush()
+            pending, width = [], 0
+        pending.append(ids)
+        width = max(width, len(ids))
+    if pending:
+        yield flush()
+
+
+@torch.no_grad()
+def collect_second_moments(model, arch: Architecture, layers: Sequence[int],
+                           batches: Iterable[dict[str, torch.Tensor]], dtype: torch.dtype = torch.float64,
+                           max_tokens: int | None = None, progress: bool = True) -> dict[int, SecondMoment]:
+    """Accumulate Σ k kᵀ at the FFN output input of every layer in ``layers``, in one pass per batch.
+
+    Args:
+        batches: dicts with ``input_ids`` and ``attention_mask`` (padded positions are dropped).
+        dtype: accumulation dtype (float64 by default; the reference uses float32 features).
+        max_tokens: stop once this many keys have been accumulated (per layer).
+    """
+    if not layers:
+        raise ValueError("no layers requested")
+    for layer in layers:
+        arch.check_layer(model, layer)
+    device = next(model.parameters()).device
+    names = {layer: arch.ffn_out_at(layer) for layer in layers}
+    deepest = names[max(layers)]
+    m = arch.inner_size(model)
+    moments = {layer: SecondMoment(torch.zeros(m, m, dtype=dtype, device=device), 0) for layer in layers}
+    seen = 0
+    bar = tqdm(total=max_tokens, unit="tok", desc="second moments", disable=not progress)
+    for batch in batches:
+        mask = batch["attention_mask"].to(device).bool()
+        with record(model, names.values(), stop_after=deepest) as recordings:
+            forward_until(model, input_ids=batch["input_ids"].to(device), attention_mask=mask.long())
+        keys_per_layer = {layer: recordings[name].input[mask].to(dtype) for layer, name in names.items()}
+        n = int(mask.sum())
+        if max_tokens is not None and seen + n > max_tokens:
+            n = max_tokens - seen
+            keys_per_layer = {layer: k[:n] for layer, k in keys_per_layer.items()}
+        for layer, keys in keys_per_layer.items():
+            moments[layer].sum_kkt.addmm_(keys.T, keys)
+            moments[layer].count += n
+        seen += n
+        bar.update(n)
+        if max_tokens is not None and seen >= max_tokens:
+            break
+    bar.close()
+    return moments
+
+
+def save_moment(path: Path | str, moment: SecondMoment, provenance: Provenance) -> None:
+    """Write atomically: a temporary file renamed into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file({"sum_kkt": moment.sum_kkt.cpu().contiguous(), "count": torch.tensor(moment.count)}, str(tmp),
+              metadata={"provenance": json.dumps(asdict(provenance))})
+    tmp.replace(path)
+
+
+def load_moment(path: Path | str) -> tuple[SecondMoment, Provenance]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        provenance = Provenance(**json.loads(f.metadata()["provenance"]))
+    tensors = load_file(str(path))
+    return SecondMoment(tensors["sum_kkt"], int(tensors["count"])), provenance

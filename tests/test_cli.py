@@ -1,0 +1,91 @@
+"""The LightningCLI end to end, in subprocesses (as a user runs it)."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+import yaml
+
+from lit_edit.factworld.build import WorldSettings, build
+from lit_edit.models import load_model_and_tokenizer
+
+from .conftest import ROOT
+
+
+def run_main(*args, check=True):
+    result = subprocess.run([sys.executable, "main.py", *args], cwd=ROOT, capture_output=True, text=True,
+                            timeout=600)
+    if check and result.returncode != 0:
+        raise AssertionError(f"main.py {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result
+
+
+def test_help_lists_fit_and_test_only():
+    out = run_main("--help").stdout
+    assert "fit" in out and "test" in out
+    assert "validate" in out  # Lightning's own; no project-specific subcommands are added
+    assert "fit" in run_main("fit", "--help").stdout
+
+
+def test_print_config_round_trips(tmp_path):
+    printed = run_main("test", "--config", "configs/edit/default.yaml", "--print_config").stdout
+    config = yaml.safe_load(printed)
+    assert config["model"]["init_args"]["name_or_path"] == "checkpoints/factworld-gpt2"
+    saved = tmp_path / "printed.yaml"
+    saved.write_text(printed)
+    assert yaml.safe_load(run_main("test", "--config", str(saved), "--print_config").stdout) == config
+
+
+def test_config_typo_is_named():
+    result = run_main("fit", "--config", "configs/fit/factworld.yaml", "--model.init_args.lrr", "0.1", check=False)
+    assert result.returncode != 0
+    assert "lrr" in result.stderr
+
+
+@pytest.fixture(scope="module")
+def tiny_world(tmp_path_factory):
+    return build(tmp_path_factory.mktemp("world"), WorldSettings(n_people=20, n_edits=10, n_task_train=4,
+                                                                 n_task_test=4, vocab_size=400))
+
+
+def _fit_config(folder, world, architecture, model_config):
+    tokenizer = str(world / ("tokenizer-llama" if architecture == "llama" else "tokenizer-gpt2"))
+    config = {
+        "seed_everything": 0,
+        "trainer": {"max_epochs": 1, "accelerator": "cpu", "devices": 1, "limit_val_batches": 2,
+                    "default_root_dir": str(folder), "enable_progress_bar": False,
+                    "logger": {"class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+                               "init_args": {"save_dir": str(folder / "logs"), "name": "tiny"}},
+                    "callbacks": [{"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+                                   "init_args": {"dirpath": str(folder / "ckpt"), "save_last": True}}]},
+        "model": {"class_path": "lit_edit.modules.CausalLMModule",
+                  "init_args": {"tokenizer": tokenizer, "architecture": architecture, "model_config": model_config,
+                                "export_dir": str(folder / "export"), "warmup_steps": 5}},
+        "data": {"class_path": "lit_edit.data.TextCorpusDataModule",
+                 "init_args": {"root": str(world), "tokenizer": tokenizer, "batch_size": 32}},
+    }
+    path = folder / "fit.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.mark.parametrize("architecture,model_config", [
+    ("gpt2", {"n_layer": 2, "n_embd": 32, "n_head": 2, "n_positions": 256}),
+    ("llama", {"num_hidden_layers": 2, "hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 48}),
+])
+def test_fit_exports_a_loadable_model_and_resumes(tmp_path, tiny_world, architecture, model_config):
+    config = _fit_config(tmp_path, tiny_world, architecture, model_config)
+    run_main("fit", "--config", str(config))
+    model, tokenizer = load_model_and_tokenizer(str(tmp_path / "export"))
+    assert model.config.model_type == architecture
+    first = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=False)
+    assert first["epoch"] == 0
+
+    # Interrupted after epoch 1; a restart with --ckpt_path continues from it instead of starting over.
+    run_main("fit", "--config", str(config), "--trainer.max_epochs", "2", "--ckpt_path",
+             str(tmp_path / "ckpt" / "last.ckpt"))
+    second = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=False)
+    assert second["epoch"] == 1
+    assert second["global_step"] == 2 * first["global_step"]
+    assert (tmp_path / "logs").exists()

@@ -1,0 +1,69 @@
+import pytest
+import torch
+
+from lit_edit.hooks import record
+from lit_edit.models import architecture_of, load_model_and_tokenizer
+from lit_edit.stats import Provenance, collect_second_moments, corpus_sha256, load_moment, save_moment, token_batches
+
+TEXTS = ["Alda Venkor was born in Torvale.", "Where does Bram Tosk live? Port Ivory",
+         "The favorite food of Ziva Lorn is soup. Ziva Lorn plays the harp.", "Hi"]
+
+
+@pytest.fixture(scope="module", params=["gpt2", "llama"])
+def model_and_tokenizer(request, tmp_path_factory):
+    from .conftest import make_tiny_model
+
+    folder = make_tiny_model(request.param, tmp_path_factory.mktemp(f"stats-{request.param}"))
+    return load_model_and_tokenizer(str(folder))
+
+
+def direct_second_moment(model, tokenizer, layer):
+    """Σ k kᵀ / N computed one document at a time (no padding), one layer per pass."""
+    arch = architecture_of(model)
+    keys = []
+    for text in TEXTS:
+        ids = torch.tensor([tokenizer(text)["input_ids"]])
+        with record(model, [arch.ffn_out_at(layer)]) as seen:
+            model(input_ids=ids)
+        keys.append(seen[arch.ffn_out_at(layer)].input[0].double())
+    k = torch.cat(keys)
+    return k.T @ k / k.shape[0], k.shape[0]
+
+
+def test_one_pass_equals_per_layer_direct_computation(model_and_tokenizer):
+    model, tokenizer = model_and_tokenizer
+    arch = architecture_of(model)
+    batches = list(token_batches(tokenizer, TEXTS, max_length=64, tokens_per_batch=40))
+    assert len(batches) > 1 and any((b["attention_mask"] == 0).any() for b in batches)  # padding is exercised
+    moments = collect_second_moments(model, arch, [0, 2], batches, progress=False)
+    for layer in (0, 2):
+        expected, n = direct_second_moment(model, tokenizer, layer)
+        assert moments[layer].count == n
+        torch.testing.assert_close(moments[layer].mean(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_max_tokens_stops_accumulation(model_and_tokenizer):
+    model, tokenizer = model_and_tokenizer
+    arch = architecture_of(model)
+    moments = collect_second_moments(model, arch, [1], token_batches(tokenizer, TEXTS, 64, 40), max_tokens=7,
+                                     progress=False)
+    assert moments[1].count == 7
+
+
+def test_layer_out_of_range_is_refused(model_and_tokenizer):
+    model, tokenizer = model_and_tokenizer
+    with pytest.raises(IndexError, match="out of range"):
+        collect_second_moments(model, architecture_of(model), [5], [], progress=False)
+
+
+def test_save_and_load_keep_values_and_provenance(model_and_tokenizer, tmp_path):
+    model, tokenizer = model_and_tokenizer
+    arch = architecture_of(model)
+    moment = collect_second_moments(model, arch, [1], token_batches(tokenizer, TEXTS, 64), progress=False)[1]
+    provenance = Provenance(model="tiny", layer=1, module=arch.ffn_out_at(1), corpus="TEXTS",
+                            corpus_sha256=corpus_sha256(TEXTS), tokens=moment.count, dtype="float64")
+    save_moment(tmp_path / "c.safetensors", moment, provenance)
+    loaded, loaded_provenance = load_moment(tmp_path / "c.safetensors")
+    assert loaded_provenance == provenance
+    assert loaded.count == moment.count and torch.equal(loaded.sum_kkt, moment.sum_kkt)
+    assert not list(tmp_path.glob(".*tmp"))

@@ -1,0 +1,59 @@
+import dataclasses
+
+import pytest
+import torch
+
+from lit_edit.editing.values import ValueHyperparams, ValueTarget, optimize_values
+from lit_edit.models import architecture_of, load_model_and_tokenizer
+
+TARGETS = [ValueTarget("{} was born in", "Alda Venkor", "Port Ivory"),
+           ValueTarget("The pet of {} is a", "Bram Tosk", "parrot"),
+           ValueTarget("{} works for", "Ziva Lorn", "Quillon Systems"),
+           ValueTarget("Where does {} live?", "Kel Marrow", "Torvale")]
+TEMPLATES = ("{}", "The weather was mild. {}", "Nobody expected it. {}")
+
+
+@pytest.fixture(scope="module", params=["gpt2", "llama"])
+def model_and_tokenizer(request, tmp_path_factory):
+    from .conftest import make_tiny_model
+
+    folder = make_tiny_model(request.param, tmp_path_factory.mktemp(f"values-{request.param}"), seed=3)
+    model, tokenizer = load_model_and_tokenizer(str(folder))
+    return model.double(), tokenizer
+
+
+def _module(model, kind):
+    arch = architecture_of(model)
+    return arch.layer(1) if kind == "block" else arch.ffn_at(1)
+
+
+@pytest.mark.parametrize("kind", ["block", "ffn"])
+def test_batched_equals_one_request_at_a_time(model_and_tokenizer, kind):
+    model, tokenizer = model_and_tokenizer
+    # A random tiny model has a tiny ‖h‖ (FFN outputs especially), so the reference's ‖δ‖/‖h‖² decay would
+    # dominate and the loss would rise: switch it off here and take small steps.
+    hp = ValueHyperparams(steps=4, lr=0.01, weight_decay=0.0, clamp_norm_factor=100.0)
+    probe = optimize_values(model, tokenizer, _module(model, kind), TARGETS, hp, TEMPLATES)
+    # a threshold some requests reach halfway and others not, so per-row stopping is exercised
+    hp = dataclasses.replace(hp, steps=8, stop_loss=float(probe.last_loss.median()) + 1e-9)
+    batched = optimize_values(model, tokenizer, _module(model, kind), TARGETS, hp, TEMPLATES)
+    assert 0 < int((batched.steps_taken < hp.steps - 1).sum()) < len(TARGETS)
+    for i, target in enumerate(TARGETS):
+        alone = optimize_values(model, tokenizer, _module(model, kind), [target], hp, TEMPLATES)
+        torch.testing.assert_close(batched.values[i], alone.values[0], rtol=1e-5, atol=1e-5)
+        assert int(batched.steps_taken[i]) == int(alone.steps_taken[0])
+
+
+def test_optimisation_lowers_the_loss_and_respects_the_clamp(model_and_tokenizer):
+    model, tokenizer = model_and_tokenizer
+    hp = ValueHyperparams(steps=15, lr=0.01, weight_decay=1e-4, clamp_norm_factor=0.75)
+    result = optimize_values(model, tokenizer, _module(model, "block"), TARGETS, hp, TEMPLATES)
+    assert (result.last_loss < result.first_loss).all()
+    delta_norm = (result.values - result.initial_outputs).norm(dim=1)
+    assert (delta_norm <= 0.75 * result.initial_outputs.norm(dim=1) + 1e-6).all()
+
+
+def test_the_first_template_must_be_the_bare_prompt(model_and_tokenizer):
+    model, tokenizer = model_and_tokenizer
+    with pytest.raises(ValueError, match="bare"):
+        optimize_values(model, tokenizer, _module(model, "block"), TARGETS, ValueHyperparams(), ("A. {}",))
