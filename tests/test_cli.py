@@ -63,7 +63,7 @@ def _fit_config(folder, world, architecture, model_config):
                   "init_args": {"tokenizer": tokenizer, "architecture": architecture, "model_config": model_config,
                                 "export_dir": str(folder / "export"), "warmup_steps": 5}},
         "data": {"class_path": "lit_edit.data.TextCorpusDataModule",
-                 "init_args": {"root": str(world), "tokenizer": tokenizer, "batch_size": 32}},
+                 "init_args": {"root": str(world), "tokenizer_path": tokenizer, "batch_size": 32}},
     }
     path = folder / "fit.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -89,3 +89,12 @@ def test_fit_exports_a_loadable_model_and_resumes(tmp_path, tiny_world, architec
     assert second["epoch"] == 1
     assert second["global_step"] == 2 * first["global_step"]
     assert (tmp_path / "logs").exists()
+
+
+def test_the_main_job_runs_and_reports_heldout_perplexity(tmp_path):
+    result = run_main("test", "--config", "configs/edit/default.yaml", "--trainer.logger.init_args.save_dir",
+                      str(tmp_path), "--trainer.enable_progress_bar", "false")
+    assert "test/perplexity" in result.stdout
+    perplexity = float(result.stdout.split("test/perplexity")[1].split()[1])
+    assert 1.0 < perplexity < 5.0  # the shipped model: 2.28 (README)
+    assert list(tmp_path.rglob("config.yaml")) and list(tmp_path.rglob("events.out.tfevents*"))

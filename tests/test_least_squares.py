@@ -37,13 +37,28 @@ def test_dtype_is_preserved():
     assert least_squares_update(r.float(), k, c, 1.0).dtype == torch.float32
 
 
-def test_nan_and_singular_inputs_are_refused_with_the_layer_named():
+def test_singular_statistics_give_the_minimum_norm_solution():
+    """Dead neurons (a key entry that is 0 everywhere) make λC + KKᵀ singular: the update must still fit
+    the normal equations, be zero in the dead directions, and warn."""
+    r, k, c = _problem(seed=3)
+    dead = [2, 7]
+    k[dead] = 0
+    c[dead, :] = 0
+    c[:, dead] = 0
+    with pytest.warns(UserWarning, match="layer 5: λC \\+ KKᵀ: singular matrix \\(numerical rank 8 of 10\\)"):
+        delta = least_squares_update(r.double(), k.double(), c.double(), 2.0, where="layer 5")
+    assert delta[:, dead].abs().max() < 1e-12
+    lhs = delta @ (2.0 * c.double() + k.double() @ k.double().T)
+    torch.testing.assert_close(lhs, r.double() @ k.double().T, rtol=1e-8, atol=1e-9)
+
+
+def test_nan_and_degenerate_inputs_are_refused_with_the_layer_named():
     r, k, c = _problem()
     r[0, 0] = float("nan")
     with pytest.raises(UpdateSolveError, match="layer 3: the residuals contain NaN"):
         least_squares_update(r, k, c, 1.0, where="layer 3")
     r, k, _ = _problem()
-    with pytest.raises(UpdateSolveError, match="layer 4: .*not positive definite"):
-        least_squares_update(r, k, torch.zeros(10, 10), 1.0, where="layer 4")
+    with pytest.raises(UpdateSolveError, match="layer 4: .*not positive semi-definite"):
+        least_squares_update(r, torch.zeros_like(k), torch.zeros(10, 10), 1.0, where="layer 4")
     with pytest.raises(ValueError, match="shapes do not fit"):
         least_squares_update(r, k[:5], torch.eye(10), 1.0)

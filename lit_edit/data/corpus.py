@@ -58,15 +58,16 @@ class TextCorpusDataModule(L.LightningDataModule):
     Args:
         root: a folder with ``corpus/train.jsonl`` and ``corpus/heldout.jsonl``; for the fact world
             it is generated when missing (``python -m lit_edit.tools build-world``).
-        tokenizer: a tokenizer folder or hub name.
+        tokenizer_path: a tokenizer folder or hub name (named apart from the module's ``tokenizer`` so that
+            the two hyperparameter sets merge in the logger).
         batch_size: documents per batch.
         max_length: documents are truncated to this many tokens (EOS included).
-        seed: seed of the batch order.
+        batch_seed: seed of the batch order.
         generate_factworld: build the fact world into ``root`` if its corpus is missing.
     """
 
-    def __init__(self, root: str = "data/factworld", tokenizer: str = "data/factworld/tokenizer-gpt2",
-                 batch_size: int = 64, max_length: int = 256, seed: int = 0, generate_factworld: bool = True):
+    def __init__(self, root: str = "data/factworld", tokenizer_path: str = "data/factworld/tokenizer-gpt2",
+                 batch_size: int = 64, max_length: int = 256, batch_seed: int = 0, generate_factworld: bool = True):
         super().__init__()
         self.save_hyperparameters()
         self.root = Path(root)
@@ -80,17 +81,17 @@ class TextCorpusDataModule(L.LightningDataModule):
             build(self.root)
 
     def _encode(self, split: str) -> list[list[int]]:
-        tokenizer = load_tokenizer(self.hparams.tokenizer)
+        tokenizer = load_tokenizer(self.hparams.tokenizer_path)
         texts = read_texts(self.root / "corpus" / f"{split}.jsonl")
         encoded = tokenizer(texts, add_special_tokens=True)["input_ids"]
         limit = self.hparams.max_length - 1
         return [ids[:limit] + [tokenizer.eos_token_id] for ids in encoded]
 
     def setup(self, stage: str) -> None:
-        pad_id = load_tokenizer(self.hparams.tokenizer).pad_token_id
+        pad_id = load_tokenizer(self.hparams.tokenizer_path).pad_token_id
         if stage == "fit":
             self.train_set = LengthGroupedBatches(self._encode("train"), self.hparams.batch_size, pad_id,
-                                                  self.hparams.seed)
+                                                  self.hparams.batch_seed)
         self.heldout_set = LengthGroupedBatches(self._encode("heldout"), self.hparams.batch_size, pad_id, 0)
 
     def train_dataloader(self) -> DataLoader:

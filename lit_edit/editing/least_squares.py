@@ -7,10 +7,16 @@ preserving the old keys (summarised by C = E[k kᵀ] with weight λ) is
 
 It is the minimiser of ‖ΔW K − R‖² + λ tr(ΔW C ΔWᵀ), i.e. it satisfies ΔW (λC + KKᵀ) = R Kᵀ.
 Solved in float64 with a Cholesky factorisation (A = λC + KKᵀ is symmetric positive definite when C
-is), never with an explicit inverse.
+is), never with an explicit inverse. Trained models can have FFN neurons that never fire (their key
+entry is exactly 0 on every token) or linearly dependent ones; then A is singular, and the update in
+those directions is undetermined. Instead of failing (or, as the reference's fp32 inverse does,
+returning inf/garbage), :func:`solve_psd` then takes the minimum-norm solution through the
+pseudo-inverse over the eigenvalues above ``rcond · λ_max`` and warns with the rank it found.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import torch
 
@@ -40,13 +46,29 @@ def least_squares_update(residuals: torch.Tensor, keys: torch.Tensor, second_mom
             raise UpdateSolveError(f"{where}: the {name} contain NaN or inf")
     r, k = residuals.double(), keys.double()
     a = preservation_weight * second_moment.double() + k @ k.T
-    factor, info = torch.linalg.cholesky_ex(a)
-    if int(info) != 0:
-        raise UpdateSolveError(f"{where}: λC + KKᵀ is not positive definite (leading minor {int(info)}); "
-                               "the statistics may be degenerate or λ too small")
     # ΔWᵀ = A⁻¹ K Rᵀ  (A symmetric)
-    delta_t = torch.cholesky_solve(k @ r.T, factor)
-    delta = delta_t.T
+    delta = solve_psd(a, k @ r.T, f"{where}: λC + KKᵀ").T
     if not torch.isfinite(delta).all():
         raise UpdateSolveError(f"{where}: the solved update is not finite")
     return delta.to(residuals.dtype)
+
+
+def solve_psd(matrix: torch.Tensor, rhs: torch.Tensor, where: str = "", rcond: float = 1e-10) -> torch.Tensor:
+    """X = A⁻¹ B for a symmetric positive semi-definite A, in float64.
+
+    Cholesky when A is positive definite; otherwise the minimum-norm solution A⁺B over the eigenvalues
+    above ``rcond · λ_max`` (with a warning naming ``where`` and the numerical rank).
+    """
+    a, b = matrix.double(), rhs.double()
+    factor, info = torch.linalg.cholesky_ex(a)
+    if int(info) == 0:
+        return torch.cholesky_solve(b, factor)
+    eigenvalues, eigenvectors = torch.linalg.eigh(a)
+    if not torch.isfinite(eigenvalues).all() or eigenvalues.max() <= 0:
+        raise UpdateSolveError(f"{where}: the matrix is not positive semi-definite (largest eigenvalue "
+                               f"{float(eigenvalues.max()):.3g}); the statistics are degenerate")
+    keep = eigenvalues > rcond * eigenvalues.max()
+    warnings.warn(f"{where}: singular matrix (numerical rank {int(keep.sum())} of {a.shape[0]}); "
+                  "using the minimum-norm (pseudo-inverse) solution", stacklevel=2)
+    basis = eigenvectors[:, keep]
+    return basis @ ((basis.T @ b) / eigenvalues[keep, None])

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import torch
 
+from lit_edit.editing.least_squares import solve_psd
+
 
 def rome_direction(key_mean: torch.Tensor, second_moment: torch.Tensor | None) -> torch.Tensor:
-    """u = C⁻¹ k̄ (solved in float64), or k̄ itself when ``second_moment`` is None."""
+    """u = C⁻¹ k̄ (float64; the pseudo-inverse when C is singular, see ``solve_psd``), or k̄ when C is None."""
     if second_moment is None:
         return key_mean.double()
-    return torch.linalg.solve(second_moment.double(), key_mean.double())
+    return solve_psd(second_moment, key_mean.double()[:, None], "ROME: C")[:, 0]
 
 
 def rank_one_update(residual: torch.Tensor, key: torch.Tensor, direction: torch.Tensor,

@@ -1,0 +1,70 @@
+"""ROME (Meng et al., 2022): one rank-one update per request, applied sequentially (methods.md §2).
+
+For request i on layer l: v* from value optimisation with δ at the FFN output of layer l; k̄ the key
+averaged over the context templates; k*, o* the FFN output projection's input and output at the
+subject in the bare prompt; ΔW = (v* − o*)(C⁻¹k̄)ᵀ / ((C⁻¹k̄)ᵀk*) (``mom2_adjustment``: with C, else
+k̄ alone). Each request is computed on the model already edited by the previous ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from lit_edit.editing.keys import average_keys, module_io_at_subject
+from lit_edit.editing.rank_one import rank_one_update, rome_direction
+from lit_edit.editing.values import ValueHyperparams, ValueTarget, optimize_values
+from lit_edit.models.architectures import Architecture
+
+
+@dataclass
+class RomeHyperparams:
+    """ROME's settings (GPT-2 XL values of the ROME paper where they apply).
+
+    Attributes:
+        layer: the edited layer.
+        values: value-optimisation settings (ROME: clamp_norm_factor 4).
+        mom2_adjustment: use u = C⁻¹k̄ (the ROME paper, true) or u = k̄ (EasyEdit's hparams, false).
+    """
+
+    layer: int = 17
+    values: ValueHyperparams = field(default_factory=lambda: ValueHyperparams(clamp_norm_factor=4.0))
+    mom2_adjustment: bool = True
+
+
+@dataclass
+class RankOneEdit:
+    """What one ROME request changed: ΔW in math layout and the value-optimisation losses."""
+
+    layer: int
+    delta: torch.Tensor
+    key: torch.Tensor
+    value: torch.Tensor
+    first_loss: float
+    last_loss: float
+
+
+def apply_rome(model, tokenizer, arch: Architecture, targets: Sequence[ValueTarget], hp: RomeHyperparams,
+               context_templates: Sequence[str], second_moment: torch.Tensor | None = None) -> list[RankOneEdit]:
+    """Edit ``model`` in place, one request after the other; return each request's update."""
+    arch.check_layer(model, hp.layer)
+    if hp.mom2_adjustment and second_moment is None:
+        raise ValueError("ROME with mom2_adjustment needs the second moment C of layer "
+                         f"{hp.layer}; pass it, or set mom2_adjustment false")
+    weight = arch.edit_weight(model, hp.layer)
+    edits = []
+    for i, target in enumerate(targets):
+        values = optimize_values(model, tokenizer, arch.ffn_at(hp.layer), [target], hp.values, context_templates)
+        key_mean = average_keys(model, tokenizer, arch, hp.layer, [target.prompt], [target.subject],
+                                [context_templates])[:, 0]
+        k_star, o_star = module_io_at_subject(model, tokenizer, arch.ffn_out_at(hp.layer), [target.prompt],
+                                              [target.subject], hp.values.fact_token)
+        direction = rome_direction(key_mean, second_moment if hp.mom2_adjustment else None)
+        delta = rank_one_update(values.values[0] - o_star[0], k_star[0], direction, where=f"request {i}")
+        with torch.no_grad():
+            weight += arch.from_math(delta).to(weight.dtype)
+        edits.append(RankOneEdit(hp.layer, delta, k_star[0], values.values[0], float(values.first_loss[0]),
+                                 float(values.last_loss[0])))
+    return edits
