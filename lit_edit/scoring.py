@@ -35,13 +35,15 @@ def encode_pairs(tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str], ans
     return pairs
 
 
-def pad_right(pairs: Sequence[EncodedPair], pad_id: int, device: torch.device | str = "cpu"):
-    width = max(len(p.ids) for p in pairs)
-    input_ids = torch.full((len(pairs), width), pad_id, dtype=torch.long)
+def pad_right(sequences: Sequence[Sequence[int]], pad_id: int,
+              device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded ``input_ids`` and ``attention_mask`` for token-id lists (absolute positions stay valid)."""
+    width = max(len(ids) for ids in sequences)
+    input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
     mask = torch.zeros_like(input_ids)
-    for i, p in enumerate(pairs):
-        input_ids[i, : len(p.ids)] = torch.tensor(p.ids)
-        mask[i, : len(p.ids)] = 1
+    for i, ids in enumerate(sequences):
+        input_ids[i, : len(ids)] = torch.tensor(list(ids), dtype=torch.long)
+        mask[i, : len(ids)] = 1
     return input_ids.to(device), mask.to(device)
 
 
@@ -54,7 +56,7 @@ def answer_token_predictions(model, tokenizer: PreTrainedTokenizerBase, prompts:
     results = []
     for start in range(0, len(pairs), batch_size):
         chunk = pairs[start:start + batch_size]
-        input_ids, mask = pad_right(chunk, tokenizer.pad_token_id, device)
+        input_ids, mask = pad_right([p.ids for p in chunk], tokenizer.pad_token_id, device)
         argmax = model(input_ids=input_ids, attention_mask=mask).logits.argmax(-1).cpu()
         for row, pair in enumerate(chunk):
             positions = range(pair.answer_start - 1, len(pair.ids) - 1)

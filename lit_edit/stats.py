@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from lit_edit.hooks import forward_until, record
 from lit_edit.models.architectures import Architecture
+from lit_edit.scoring import pad_right
 
 
 @dataclass(frozen=True)
@@ -66,12 +67,7 @@ def token_batches(tokenizer, texts: Iterable[str], max_length: int, tokens_per_b
     width = 0
 
     def flush():
-        width = max(len(ids) for ids in pending)
-        input_ids = torch.full((len(pending), width), tokenizer.pad_token_id, dtype=torch.long)
-        mask = torch.zeros_like(input_ids)
-        for i, ids in enumerate(pending):
-            input_ids[i, : len(ids)] = torch.tensor(ids)
-            mask[i, : len(ids)] = 1
+        input_ids, mask = pad_right(pending, tokenizer.pad_token_id)
         return {"input_ids": input_ids, "attention_mask": mask}
 
     for text in texts:

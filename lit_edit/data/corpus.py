@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from lit_edit.models.loading import load_tokenizer
+from lit_edit.scoring import pad_right
 
 
 def read_texts(path: Path) -> list[str]:
@@ -42,13 +43,7 @@ class LengthGroupedBatches(Dataset):
         return len(self.batches)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        rows = [self.sequences[i] for i in self.batches[index]]
-        width = max(len(r) for r in rows)
-        input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, r in enumerate(rows):
-            input_ids[i, : len(r)] = torch.tensor(r)
-            mask[i, : len(r)] = 1
+        input_ids, mask = pad_right([self.sequences[i] for i in self.batches[index]], self.pad_id)
         return {"input_ids": input_ids, "attention_mask": mask, "labels": input_ids.masked_fill(mask == 0, -100)}
 
 

@@ -14,7 +14,7 @@ import torch
 from lit_edit.editing.positions import subject_token_index
 from lit_edit.hooks import forward_until, record
 from lit_edit.models.architectures import Architecture
-from lit_edit.scoring import EncodedPair, pad_right
+from lit_edit.scoring import pad_right
 
 
 @torch.no_grad()
@@ -24,8 +24,7 @@ def module_io_at_subject(model, tokenizer, module: str, prompts: Sequence[str], 
 
     The forward pass stops right after ``module``.
     """
-    encoded = [EncodedPair(tokenizer(p.format(s), add_special_tokens=True)["input_ids"], 0)
-               for p, s in zip(prompts, subjects, strict=True)]
+    encoded = [tokenizer(p.format(s), add_special_tokens=True)["input_ids"] for p, s in zip(prompts, subjects, strict=True)]
     lookup = torch.tensor([subject_token_index(tokenizer, p, s, rule) for p, s in zip(prompts, subjects)])
     device = next(model.parameters()).device
     input_ids, mask = pad_right(encoded, tokenizer.pad_token_id, device)

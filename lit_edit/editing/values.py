@@ -25,6 +25,7 @@ import torch
 
 from lit_edit.editing.positions import subject_token_index
 from lit_edit.hooks import record, rewrite_output
+from lit_edit.scoring import pad_right
 
 
 @dataclass(frozen=True)
@@ -99,12 +100,7 @@ def _build_rows(tokenizer, targets: Sequence[ValueTarget], templates: Sequence[s
         ids.append(tokenizer(kl_prompt.format(t.subject), add_special_tokens=True)["input_ids"])
         lookup.append(subject_token_index(tokenizer, kl_prompt, t.subject, rule))
         owner.append(i), is_kl.append(True), positions.append([]), target_ids.append([])
-    width = max(len(r) for r in ids)
-    input_ids = torch.full((len(ids), width), tokenizer.pad_token_id, dtype=torch.long)
-    mask = torch.zeros_like(input_ids)
-    for row, r in enumerate(ids):
-        input_ids[row, : len(r)] = torch.tensor(r)
-        mask[row, : len(r)] = 1
+    input_ids, mask = pad_right(ids, tokenizer.pad_token_id)
     return _Rows(input_ids, mask, torch.tensor(lookup), torch.tensor(owner), torch.tensor(is_kl), positions,
                  target_ids)
 

@@ -21,7 +21,7 @@ from lit_edit.factworld.schema import ONE_HOP
 from lit_edit.factworld.tasks import entities
 from lit_edit.factworld.world import World
 from lit_edit.generation import greedy_continuations
-from lit_edit.scoring import EncodedPair, answer_token_predictions, pad_right, token_nll
+from lit_edit.scoring import answer_token_predictions, pad_right, token_nll
 from lit_edit.tasks import formats, parsing, prompts
 
 
@@ -41,7 +41,7 @@ def heldout_perplexity(model, tokenizer, texts: list[str], batch_size: int = 64)
     total_nll, total_tokens = 0.0, 0
     for start in range(0, len(texts), batch_size):
         ids = [tokenizer(t)["input_ids"] + [tokenizer.eos_token_id] for t in texts[start:start + batch_size]]
-        input_ids, mask = pad_right([EncodedPair(i, 0) for i in ids], tokenizer.pad_token_id,
+        input_ids, mask = pad_right(ids, tokenizer.pad_token_id,
                                     next(model.parameters()).device)
         nll, n = token_nll(model, input_ids, mask)
         total_nll, total_tokens = total_nll + nll, total_tokens + n
