@@ -1,0 +1,38 @@
+import torch
+
+from lit_edit.editing.keys import module_io_at_subject
+from lit_edit.editing.memit import MemitHyperparams, apply_memit
+from lit_edit.editing.values import ValueHyperparams, ValueTarget
+from lit_edit.models import architecture_of, load_model_and_tokenizer
+
+from .conftest import make_tiny_model
+
+TARGETS = [ValueTarget("{} was born in", "Alda Venkor", "Port Ivory"),
+           ValueTarget("The pet of {} is a", "Bram Tosk", "parrot"),
+           ValueTarget("{} works for", "Ziva Lorn", "Quillon Systems")]
+GROUPS = (("{}",), ("The weather was mild. {}", "Nobody expected it. {}"))
+
+
+def test_memit_layer_updates_equal_the_closed_form_and_spread_the_residual(tmp_path):
+    model, tokenizer = load_model_and_tokenizer(str(make_tiny_model("gpt2", tmp_path, seed=5)))
+    model = model.double()
+    arch = architecture_of(model)
+    m = arch.inner_size(model)
+    g = torch.Generator().manual_seed(0)
+    base = torch.randn(m, 4 * m, generator=g, dtype=torch.float64)
+    moments = {layer: base @ base.T / (4 * m) for layer in (0, 1)}
+    original = {layer: arch.to_math(arch.edit_weight(model, layer)).detach().clone() for layer in (0, 1)}
+    hp = MemitHyperparams(layers=(0, 1), preservation_weight=3.0,
+                          values=ValueHyperparams(steps=5, lr=0.01, weight_decay=0.0, clamp_norm_factor=100.0))
+    updates, values = apply_memit(model, tokenizer, arch, TARGETS, hp, GROUPS, moments)
+
+    for update in updates:
+        k, r, c = update.keys.double(), update.residuals.double(), moments[update.layer]
+        expected = r @ k.T @ torch.linalg.inv(3.0 * c + k @ k.T)
+        torch.testing.assert_close(update.delta, expected, rtol=1e-8, atol=1e-10)
+        applied = arch.to_math(arch.edit_weight(model, update.layer)).detach() - original[update.layer]
+        torch.testing.assert_close(applied, expected.to(applied.dtype), rtol=1e-8, atol=1e-10)
+    # the first layer is asked for half of the total residual Z − H (two layers)
+    _, h_before = module_io_at_subject(load_model_and_tokenizer(str(tmp_path))[0].double(), tokenizer,
+                                       arch.layer(1), [t.prompt for t in TARGETS], [t.subject for t in TARGETS])
+    torch.testing.assert_close(updates[0].residuals, (values.values.double() - h_before).T / 2, rtol=1e-6, atol=1e-8)
