@@ -125,8 +125,13 @@ def optimize_values(model, tokenizer, module: str, targets: Sequence[ValueTarget
     lookup, owner = rows.lookup.to(device), rows.owner.to(device)
     bare_rows = torch.tensor([rows.owner.tolist().index(i) for i in range(n)], device=device)
     kl_rows = rows.is_kl.nonzero().squeeze(1).to(device)
-    rewrite_rows = (~rows.is_kl).nonzero().squeeze(1).tolist()
-    templates_per_request = len(context_templates)
+    # every scored target token as (row, logit position, token id, weight); weight = 1/(|y| · #templates),
+    # so summing per request gives the mean over templates of the per-prompt mean NLL
+    flat = [(row, pos, tok, 1.0 / (len(toks) * len(context_templates)))
+            for row, (positions, toks) in enumerate(zip(rows.target_positions, rows.target_ids))
+            for pos, tok in zip(positions, toks)]
+    tok_row, tok_pos, tok_id, tok_weight = (torch.tensor(col, device=device) for col in zip(*flat))
+    tok_owner = owner[tok_row]
 
     with torch.no_grad(), record(model, [module]) as seen:
         model(input_ids=input_ids, attention_mask=mask)
@@ -151,11 +156,8 @@ def optimize_values(model, tokenizer, module: str, targets: Sequence[ValueTarget
         with rewrite_output(model, {module: add_delta}):
             logits = model(input_ids=input_ids, attention_mask=mask).logits
         logprobs = torch.log_softmax(logits.float(), dim=-1)
-        nll = torch.zeros(n, device=device)
-        for row in rewrite_rows:
-            pos = torch.tensor(rows.target_positions[row], device=device)
-            tgt = torch.tensor(rows.target_ids[row], device=device)
-            nll[rows.owner[row]] += -logprobs[row, pos, tgt].mean() / templates_per_request
+        token_nll = -logprobs[tok_row, tok_pos, tok_id] * tok_weight
+        nll = torch.zeros(n, device=device).index_add(0, tok_owner, token_nll)
         kl_logprobs = logprobs[kl_rows, lookup[kl_rows]]
         if init_kl_logprobs is None:
             init_kl_logprobs = kl_logprobs.detach().clone()
