@@ -142,3 +142,43 @@ def load_moment(path: Path | str) -> tuple[SecondMoment, Provenance]:
         provenance = Provenance(**json.loads(f.metadata()["provenance"]))
     tensors = load_file(str(path))
     return SecondMoment(tensors["sum_kkt"], int(tensors["count"])), provenance
+
+
+class MissingStatisticsError(FileNotFoundError):
+    """Statistics are not cached and computing them was not allowed."""
+
+
+def cached_second_moments(cache_dir: Path | str, model, model_name: str, arch: Architecture, layers: Sequence[int],
+                          tokenizer, texts: Sequence[str], corpus_name: str, max_length: int,
+                          dtype: torch.dtype = torch.float64, max_tokens: int | None = None,
+                          compute_missing: bool = True, progress: bool = True) -> dict[int, SecondMoment]:
+    """C for ``layers``, read from ``cache_dir`` where a file with the same provenance exists; the missing
+    layers are computed together in one pass (or refused when ``compute_missing`` is False).
+
+    Files are ``{cache_dir}/{model_name}/{corpus_name}/layer{l}_{dtype}.safetensors``; a file whose
+    provenance (corpus hash, dtype, token cap, module) differs is recomputed, never silently reused.
+    """
+    corpus_hash = corpus_sha256(texts)
+    dtype_name = str(dtype).removeprefix("torch.")
+    folder = Path(cache_dir) / model_name.replace("/", "_") / corpus_name
+    found: dict[int, SecondMoment] = {}
+    for layer in layers:
+        path = folder / f"layer{layer}_{dtype_name}.safetensors"
+        if path.exists():
+            moment, provenance = load_moment(path)
+            if (provenance.corpus_sha256 == corpus_hash and provenance.module == arch.ffn_out_at(layer)
+                    and (max_tokens is None or provenance.tokens <= max_tokens)):
+                found[layer] = moment
+    missing = [layer for layer in layers if layer not in found]
+    if missing and not compute_missing:
+        raise MissingStatisticsError(f"no cached statistics for layers {missing} of {model_name!r} on corpus "
+                                     f"{corpus_name!r} in {folder}; allow computing them or point to the cache")
+    if missing:
+        computed = collect_second_moments(model, arch, missing, token_batches(tokenizer, texts, max_length), dtype,
+                                          max_tokens, progress)
+        for layer, moment in computed.items():
+            save_moment(folder / f"layer{layer}_{dtype_name}.safetensors", moment,
+                        Provenance(model_name, layer, arch.ffn_out_at(layer), corpus_name, corpus_hash,
+                                   moment.count, dtype_name))
+        found.update(computed)
+    return {layer: found[layer] for layer in layers}

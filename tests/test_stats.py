@@ -67,3 +67,23 @@ def test_save_and_load_keep_values_and_provenance(model_and_tokenizer, tmp_path)
     assert loaded_provenance == provenance
     assert loaded.count == moment.count and torch.equal(loaded.sum_kkt, moment.sum_kkt)
     assert not list(tmp_path.glob(".*tmp"))
+
+
+def test_cache_computes_missing_layers_once_and_reuses_them(model_and_tokenizer, tmp_path, monkeypatch):
+    import lit_edit.stats as stats
+
+    model, tokenizer = model_and_tokenizer
+    arch = architecture_of(model)
+    calls = []
+    real = stats.collect_second_moments
+    monkeypatch.setattr(stats, "collect_second_moments", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
+    kwargs = dict(model=model, model_name="org/tiny", arch=arch, tokenizer=tokenizer, texts=TEXTS,
+                  corpus_name="texts", max_length=64, progress=False)
+    first = stats.cached_second_moments(tmp_path, layers=[0, 2], **kwargs)
+    again = stats.cached_second_moments(tmp_path, layers=[0, 1, 2], **kwargs)
+    assert calls == [[0, 2], [1]]  # one pass for both missing layers; cached ones are not recomputed
+    assert torch.equal(first[2].sum_kkt, again[2].sum_kkt)
+    # another corpus with the same name is not served from the cache
+    with pytest.raises(stats.MissingStatisticsError, match=r"layers \[0\] of 'org/tiny'"):
+        stats.cached_second_moments(tmp_path, layers=[0], compute_missing=False,
+                                    **{**kwargs, "texts": TEXTS[:2]})
