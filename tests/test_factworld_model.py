@@ -12,6 +12,7 @@ from lit_edit.tasks import formats
 from .conftest import FACTWORLD, ROOT
 
 MODEL = ROOT / "checkpoints" / "factworld-gpt2"
+TWIN = ROOT / "checkpoints" / "factworld-llama"
 
 
 @pytest.fixture(scope="module")
@@ -19,14 +20,17 @@ def shipped():
     return load_model_and_tokenizer(str(MODEL))
 
 
-def test_shipped_model_is_small_and_complete():
-    files = {p.name for p in MODEL.iterdir()}
+@pytest.mark.parametrize("folder", [MODEL, TWIN], ids=["gpt2", "llama"])
+def test_shipped_models_are_small_and_complete(folder):
+    files = {p.name for p in folder.iterdir()}
     assert {"config.json", "model.safetensors", "tokenizer.json"} <= files
-    assert sum(p.stat().st_size for p in MODEL.iterdir()) < 25 * 2**20
+    assert sum(p.stat().st_size for p in folder.iterdir()) < 25 * 2**20
 
 
-def test_fact_recall_on_training_templates(shipped):
-    model, tokenizer = shipped
+@pytest.mark.parametrize("folder,model_type", [(MODEL, "gpt2"), (TWIN, "llama")], ids=["gpt2", "llama"])
+def test_fact_recall_on_training_templates(folder, model_type):
+    model, tokenizer = load_model_and_tokenizer(str(folder))
+    assert model.config.model_type == model_type
     assert recall_accuracy(model, tokenizer, fact_questions(load_world(FACTWORLD), heldout=False)) >= 0.95
 
 
