@@ -8,46 +8,67 @@ the weight; ROME uses one group).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 
-from lit_edit.editing.positions import subject_token_index
+from lit_edit.editing.positions import subject_token_indices
 from lit_edit.hooks import forward_until, record
 from lit_edit.models.architectures import Architecture
 from lit_edit.scoring import pad_right
 
 
 @torch.no_grad()
-def module_io_at_subject(model, tokenizer, module: str, prompts: Sequence[str], subjects: Sequence[str],
-                         rule: str = "subject_last") -> tuple[torch.Tensor, torch.Tensor]:
-    """(input, output) of ``module`` at the subject token of each prompt (``{}`` = subject), one batch.
-
-    The forward pass stops right after ``module``.
-    """
+def subject_io(model, tokenizer, modules: Sequence[str], prompts: Sequence[str], subjects: Sequence[str],
+               rule: str = "subject_last", stop_after: str | None = None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """{module: (input, output)} at the subject token of each prompt (``{}`` = subject), in one forward pass
+    over one batch, optionally stopped right after ``stop_after``."""
     encoded = [tokenizer(p.format(s), add_special_tokens=True)["input_ids"] for p, s in zip(prompts, subjects, strict=True)]
-    lookup = torch.tensor([subject_token_index(tokenizer, p, s, rule) for p, s in zip(prompts, subjects)])
     device = next(model.parameters()).device
+    lookup = torch.tensor(subject_token_indices(tokenizer, prompts, subjects, rule), device=device)
     input_ids, mask = pad_right(encoded, tokenizer.pad_token_id, device)
-    with record(model, [module], stop_after=module) as seen:
+    with record(model, modules, stop_after=stop_after) as seen:
         forward_until(model, input_ids=input_ids, attention_mask=mask)
     rows = torch.arange(len(encoded), device=device)
-    lookup = lookup.to(device)
-    return seen[module].input[rows, lookup], seen[module].output[rows, lookup]
+    return {name: (seen[name].input[rows, lookup], seen[name].output[rows, lookup]) for name in modules}
 
 
-def average_keys(model, tokenizer, arch: Architecture, layer: int, prompts: Sequence[str], subjects: Sequence[str],
-                 template_groups: Sequence[Sequence[str]], rule: str = "subject_last") -> torch.Tensor:
-    """K ∈ R^{m×N}: each request's key averaged within, then across, template groups."""
+def module_io_at_subject(model, tokenizer, module: str, prompts: Sequence[str], subjects: Sequence[str],
+                         rule: str = "subject_last") -> tuple[torch.Tensor, torch.Tensor]:
+    """(input, output) of one ``module`` at the subject token of each prompt; the pass stops after it."""
+    return subject_io(model, tokenizer, [module], prompts, subjects, rule, stop_after=module)[module]
+
+
+@dataclass
+class TemplateKeys:
+    """Keys of each request under each context template, and (optionally) another module's output at the
+    subject in the bare-prompt rows, all from one forward pass."""
+
+    per_template: torch.Tensor            # [templates, N, m]
+    group_sizes: tuple[int, ...]
+    bare_output: torch.Tensor | None = None  # [N, d] output of ``also`` for the "{}" template
+
+    def averaged(self) -> torch.Tensor:
+        """K ∈ R^{m×N}: the mean within each template group, then across the groups."""
+        groups = self.per_template.split(list(self.group_sizes))
+        return torch.stack([g.mean(0) for g in groups]).mean(0).T
+
+
+def template_keys(model, tokenizer, arch: Architecture, layer: int, prompts: Sequence[str], subjects: Sequence[str],
+                  template_groups: Sequence[Sequence[str]], rule: str = "subject_last",
+                  also: str | None = None) -> TemplateKeys:
+    """The FFN-output input of ``layer`` for every (template, request); with ``also``, that module's output at
+    the bare prompt (the first template, which must be ``"{}"``) from the same pass."""
     arch.check_layer(model, layer)
     contexts = [t for group in template_groups for t in group]
-    texts, owners = [], []
-    for template in contexts:
-        texts += [template.format(p) for p in prompts]
-        owners += list(subjects)
-    keys, _ = module_io_at_subject(model, tokenizer, arch.ffn_out_at(layer), texts, owners, rule)
-    keys = keys.view(len(contexts), len(prompts), -1)
-    group_means, start = [], 0
-    for group in template_groups:
-        group_means.append(keys[start:start + len(group)].mean(0))
-        start += len(group)
-    return torch.stack(group_means).mean(0).T
+    if also is not None and contexts[0] != "{}":
+        raise ValueError(f"the first template must be the bare '{{}}' to read {also!r} there, got {contexts[0]!r}")
+    texts = [template.format(p) for template in contexts for p in prompts]
+    key_module = arch.ffn_out_at(layer)
+    modules = [key_module] + ([also] if also and also != key_module else [])
+    seen = subject_io(model, tokenizer, modules, texts, list(subjects) * len(contexts), rule,
+                      stop_after=None if also else key_module)
+    keys = seen[key_module][0].view(len(contexts), len(prompts), -1)
+    bare = seen[also][1][: len(prompts)] if also else None
+    return TemplateKeys(keys, tuple(len(g) for g in template_groups), bare)
+

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from lit_edit.editing.keys import average_keys, module_io_at_subject
+from lit_edit.editing.keys import template_keys
 from lit_edit.editing.least_squares import least_squares_update
 from lit_edit.editing.values import ValueHyperparams, ValueResult, ValueTarget, optimize_values
 from lit_edit.models.architectures import Architecture
@@ -61,13 +61,15 @@ def apply_memit(model, tokenizer, arch: Architecture, targets: Sequence[ValueTar
     prompts, subjects = [t.prompt for t in targets], [t.subject for t in targets]
     updates = []
     for p, layer in enumerate(layers):
-        keys = average_keys(model, tokenizer, arch, layer, prompts, subjects, template_groups, hp.values.fact_token)
-        _, current = module_io_at_subject(model, tokenizer, last, prompts, subjects, hp.values.fact_token)
-        residuals = (values.values.double() - current.double()).T / (len(layers) - p)
-        delta = least_squares_update(residuals, keys, second_moments[layer], hp.preservation_weight,
+        # one pass per layer gives both the keys at l and h^L at the bare prompts (§12.5)
+        keys = template_keys(model, tokenizer, arch, layer, prompts, subjects, template_groups, hp.values.fact_token,
+                             also=last)
+        residuals = (values.values.double() - keys.bare_output.double()).T / (len(layers) - p)
+        averaged = keys.averaged()
+        delta = least_squares_update(residuals, averaged, second_moments[layer], hp.preservation_weight,
                                      where=f"layer {layer}")
         weight = arch.edit_weight(model, layer)
         with torch.no_grad():
             weight += arch.from_math(delta).to(weight.dtype)
-        updates.append(LayerUpdate(layer, delta, keys, residuals))
+        updates.append(LayerUpdate(layer, delta, averaged, residuals))
     return updates, values

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from lit_edit.editing.keys import average_keys, module_io_at_subject
+from lit_edit.editing.keys import template_keys
 from lit_edit.editing.rank_one import rank_one_update, rome_direction
 from lit_edit.editing.values import ValueHyperparams, ValueTarget, optimize_values
 from lit_edit.models.architectures import Architecture
@@ -54,17 +54,19 @@ def apply_rome(model, tokenizer, arch: Architecture, targets: Sequence[ValueTarg
         raise ValueError("ROME with mom2_adjustment needs the second moment C of layer "
                          f"{hp.layer}; pass it, or set mom2_adjustment false")
     weight = arch.edit_weight(model, hp.layer)
+    ffn_out = model.get_submodule(arch.ffn_out_at(hp.layer))
     edits = []
     for i, target in enumerate(targets):
         values = optimize_values(model, tokenizer, arch.ffn_at(hp.layer), [target], hp.values, context_templates)
-        key_mean = average_keys(model, tokenizer, arch, hp.layer, [target.prompt], [target.subject],
-                                [context_templates])[:, 0]
-        k_star, o_star = module_io_at_subject(model, tokenizer, arch.ffn_out_at(hp.layer), [target.prompt],
-                                              [target.subject], hp.values.fact_token)
-        direction = rome_direction(key_mean, second_moment if hp.mom2_adjustment else None)
-        delta = rank_one_update(values.values[0] - o_star[0], k_star[0], direction, where=f"request {i}")
+        keys = template_keys(model, tokenizer, arch, hp.layer, [target.prompt], [target.subject],
+                             [context_templates], hp.values.fact_token)
+        k_star = keys.per_template[0, 0]  # the bare "{}" template (optimize_values checked it is first)
+        with torch.no_grad():
+            o_star = ffn_out(k_star)
+        direction = rome_direction(keys.averaged()[:, 0], second_moment if hp.mom2_adjustment else None)
+        delta = rank_one_update(values.values[0] - o_star, k_star, direction, where=f"request {i}")
         with torch.no_grad():
             weight += arch.from_math(delta).to(weight.dtype)
-        edits.append(RankOneEdit(hp.layer, delta, k_star[0], values.values[0], float(values.first_loss[0]),
+        edits.append(RankOneEdit(hp.layer, delta, k_star, values.values[0], float(values.first_loss[0]),
                                  float(values.last_loss[0])))
     return edits
