@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from lightning.pytorch.cli import LightningCLI
 
+from lit_edit.loops import EditTrainer
+
 
 class LitEditCLI(LightningCLI):
-    """LightningCLI in subclass mode: a config names its module and datamodule by ``class_path``."""
+    """LightningCLI in subclass mode: a config names its module and datamodule by ``class_path``; the trainer is
+    :class:`~lit_edit.loops.EditTrainer`, whose test loop runs editing runs (its schedule options sit under
+    ``trainer:``)."""
 
     def __init__(self, **kwargs):
+        kwargs.setdefault("trainer_class", EditTrainer)
         kwargs.setdefault("subclass_mode_model", True)
         kwargs.setdefault("subclass_mode_data", True)
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})

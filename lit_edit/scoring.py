@@ -72,3 +72,37 @@ def token_nll(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> t
     nll = torch.nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100,
                                             reduction="sum")
     return float(nll), int((labels != -100).sum())
+
+
+@dataclass
+class AnswerScore:
+    """Teacher-forced score of one answer: the argmax token at each answer position, the answer's ids, and the
+    mean per-token NLL of the answer."""
+
+    predicted: list[int]
+    answer: list[int]
+    mean_nll: float
+
+    @property
+    def token_accuracy(self) -> float:
+        return sum(p == a for p, a in zip(self.predicted, self.answer)) / len(self.answer)
+
+
+@torch.no_grad()
+def score_answers(model, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str], answers: Sequence[str],
+                  batch_size: int = 64) -> list[AnswerScore]:
+    """:class:`AnswerScore` of each (prompt, answer), in batches (right padding, concatenated ids)."""
+    device = next(model.parameters()).device
+    pairs = encode_pairs(tokenizer, prompts, answers)
+    scores = []
+    for start in range(0, len(pairs), batch_size):
+        chunk = pairs[start:start + batch_size]
+        input_ids, mask = pad_right([p.ids for p in chunk], tokenizer.pad_token_id, device)
+        log_probs = model(input_ids=input_ids, attention_mask=mask).logits.float().log_softmax(-1)
+        argmax = log_probs.argmax(-1).cpu()
+        for row, pair in enumerate(chunk):
+            positions = torch.arange(pair.answer_start - 1, len(pair.ids) - 1, device=device)
+            answer = torch.tensor(pair.ids[pair.answer_start:], device=device)
+            nll = -log_probs[row, positions].gather(1, answer[:, None]).mean()
+            scores.append(AnswerScore(argmax[row, positions.cpu()].tolist(), answer.tolist(), float(nll)))
+    return scores

@@ -182,3 +182,55 @@ def cached_second_moments(cache_dir: Path | str, model, model_name: str, arch: A
                                    moment.count, dtype_name))
         found.update(computed)
     return {layer: found[layer] for layer in layers}
+
+
+@dataclass
+class StatisticsConfig:
+    """Where C = E[k kᵀ] comes from, for the methods that need it.
+
+    Attributes:
+        corpus: a ``.jsonl`` file with a ``text`` field, a ``.txt`` file (one document per non-empty line), or a
+            folder saved by ``datasets`` (``save_to_disk``) with a ``text`` column.
+        cache_dir: where statistics files are stored per (model, corpus, layer).
+        max_tokens: keys per layer (the reference uses 100,000 Wikipedia samples); None for the whole corpus.
+        max_length: documents are cut to this many tokens (never the model's maximum context).
+        dtype: accumulation dtype.
+        compute_missing: compute statistics that are not cached (with a progress bar), else refuse.
+    """
+
+    corpus: str = "data/factworld/corpus/train.jsonl"
+    cache_dir: str = "checkpoints/stats"
+    max_tokens: int | None = 100_000
+    max_length: int = 256
+    dtype: str = "float64"
+    compute_missing: bool = True
+
+
+def load_corpus_texts(path: Path | str) -> list[str]:
+    """The documents of a statistics corpus (see :class:`StatisticsConfig`)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"statistics corpus {path} does not exist")
+    if path.is_dir():
+        from datasets import load_from_disk
+
+        dataset = load_from_disk(str(path))
+        if "text" not in dataset.column_names:
+            raise ValueError(f"statistics corpus {path} has no 'text' column (columns: {dataset.column_names})")
+        return [t for t in dataset["text"] if t.strip()]
+    if path.suffix == ".jsonl":
+        from lit_edit.data.corpus import read_texts
+
+        return read_texts(path)
+    return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def second_moments_for(model, tokenizer, arch: Architecture, model_name: str, layers: Sequence[int],
+                       config: StatisticsConfig, progress: bool = True) -> dict[int, torch.Tensor]:
+    """C (the mean Σ k kᵀ / N, float32 on the model's device) for ``layers``, cached per :class:`StatisticsConfig`."""
+    texts = load_corpus_texts(config.corpus)
+    dtype = getattr(torch, config.dtype)
+    moments = cached_second_moments(config.cache_dir, model, model_name, arch, layers, tokenizer, texts,
+                                    Path(config.corpus).stem, config.max_length, dtype, config.max_tokens,
+                                    config.compute_missing, progress)
+    return {layer: moment.mean().float() for layer, moment in moments.items()}

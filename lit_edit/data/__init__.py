@@ -1,5 +1,6 @@
 """LightningDataModules, one per source."""
 
 from lit_edit.data.corpus import TextCorpusDataModule
+from lit_edit.data.edits import EditDataModule
 
-__all__ = ["TextCorpusDataModule"]
+__all__ = ["EditDataModule", "TextCorpusDataModule"]

@@ -2,6 +2,15 @@
 
 Every document is one example starting at position 0 (no packing), because edit prompts are scored
 that way. Batches group documents of similar length, so little compute goes to padding.
+
+**Subject bottleneck** (optional, training only). A record may list the character spans of the entities
+it names (``"entities": [[start, end], ...]``). With ``subject_bottleneck`` on, tokens after an entity may
+attend to its *last* token but not to its earlier tokens. A small model trained on plain text otherwise
+looks a subject up at the answer position, reading the raw name embeddings with its first attention layer,
+so nothing at the subject token matters and locate-and-edit methods have nothing to edit; large models
+instead gather what they know about a subject at its last token in early-to-middle FFN layers (causal
+tracing, methods.md §2). The mask makes the subject's last token the only path from a multi-token name to
+later positions, which reproduces that mechanism; the model is an ordinary causal LM at inference.
 """
 
 from __future__ import annotations
@@ -18,33 +27,69 @@ from lit_edit.models.loading import load_tokenizer
 from lit_edit.scoring import pad_right
 
 
-def read_texts(path: Path) -> list[str]:
-    texts = []
+def read_records(path: Path) -> list[dict]:
+    """The records of a JSONL corpus; each must have a ``text`` field (``entities`` is optional)."""
+    records = []
     with open(path, encoding="utf-8") as f:
         for number, line in enumerate(f, 1):
             if line.strip():
                 try:
-                    texts.append(json.loads(line)["text"])
-                except (json.JSONDecodeError, KeyError) as e:
+                    record = json.loads(line)
+                    record["text"]
+                except (json.JSONDecodeError, KeyError, TypeError) as e:
                     raise ValueError(f"{path}:{number}: expected a JSON object with a 'text' field ({e})") from e
-    return texts
+                records.append(record)
+    return records
+
+
+def read_texts(path: Path) -> list[str]:
+    return [record["text"] for record in read_records(path)]
+
+
+def hidden_name_tokens(offsets: list[tuple[int, int]], spans: list[list[int]]) -> list[tuple[int, list[int]]]:
+    """For each entity span, ``(last token index, indices of its earlier tokens)``, from token offsets."""
+    blocked = []
+    for start, end in spans:
+        tokens = [i for i, (a, b) in enumerate(offsets) if b > a and a < end and b > start]
+        if len(tokens) > 1:
+            blocked.append((tokens[-1], tokens[:-1]))
+    return blocked
+
+
+def bottleneck_attention_mask(attention_mask: torch.Tensor, blocked: list[list[tuple[int, list[int]]]],
+                              dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """The additive 4-D mask ``[batch, 1, T, T]``: causal, padding keys hidden, and for each entity of
+    document b, queries after its last token cannot see its earlier tokens (0 = attend, dtype min = not)."""
+    batch, width = attention_mask.shape
+    allowed = torch.ones(width, width, dtype=torch.bool).tril().expand(batch, width, width).clone()
+    allowed &= attention_mask.bool()[:, None, :]
+    for row, entities in enumerate(blocked):
+        for last, earlier in entities:
+            allowed[row, last + 1:, earlier] = False
+    additive = torch.zeros(batch, 1, width, width, dtype=dtype)
+    return additive.masked_fill(~allowed[:, None], torch.finfo(dtype).min)
 
 
 class LengthGroupedBatches(Dataset):
     """Pre-formed batches of token-id lists, grouped by length; each item is one padded batch."""
 
-    def __init__(self, sequences: list[list[int]], batch_size: int, pad_id: int, seed: int):
+    def __init__(self, sequences: list[list[int]], batch_size: int, pad_id: int, seed: int,
+                 blocked: list[list[tuple[int, list[int]]]] | None = None):
         order = sorted(range(len(sequences)), key=lambda i: (len(sequences[i]), i))
         self.batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
         random.Random(seed).shuffle(self.batches)
-        self.sequences, self.pad_id = sequences, pad_id
+        self.sequences, self.pad_id, self.blocked = sequences, pad_id, blocked
 
     def __len__(self) -> int:
         return len(self.batches)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        input_ids, mask = pad_right([self.sequences[i] for i in self.batches[index]], self.pad_id)
-        return {"input_ids": input_ids, "attention_mask": mask, "labels": input_ids.masked_fill(mask == 0, -100)}
+        rows = self.batches[index]
+        input_ids, mask = pad_right([self.sequences[i] for i in rows], self.pad_id)
+        labels = input_ids.masked_fill(mask == 0, -100)
+        if self.blocked is not None:
+            mask = bottleneck_attention_mask(mask, [self.blocked[i] for i in rows])
+        return {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
 
 
 class TextCorpusDataModule(L.LightningDataModule):
@@ -59,10 +104,12 @@ class TextCorpusDataModule(L.LightningDataModule):
         max_length: documents are truncated to this many tokens (EOS included).
         batch_seed: seed of the batch order.
         generate_factworld: build the fact world into ``root`` if its corpus is missing.
+        subject_bottleneck: train with the subject-bottleneck mask (module docstring); needs ``entities``.
     """
 
     def __init__(self, root: str = "data/factworld", tokenizer_path: str = "data/factworld/tokenizer-gpt2",
-                 batch_size: int = 64, max_length: int = 256, batch_seed: int = 0, generate_factworld: bool = True):
+                 batch_size: int = 64, max_length: int = 256, batch_seed: int = 0, generate_factworld: bool = True,
+                 subject_bottleneck: bool = False):
         super().__init__()
         self.save_hyperparameters()
         self.root = Path(root)
@@ -75,19 +122,30 @@ class TextCorpusDataModule(L.LightningDataModule):
 
             build(self.root)
 
-    def _encode(self, split: str) -> list[list[int]]:
+    def _encode(self, split: str) -> tuple[list[list[int]], list[list[tuple[int, list[int]]]]]:
+        """Token ids (truncated, EOS appended) and, per document, its entities' hidden tokens."""
         tokenizer = load_tokenizer(self.hparams.tokenizer_path)
-        texts = read_texts(self.root / "corpus" / f"{split}.jsonl")
-        encoded = tokenizer(texts, add_special_tokens=True)["input_ids"]
+        path = self.root / "corpus" / f"{split}.jsonl"
+        records = read_records(path)
+        encoded = tokenizer([r["text"] for r in records], add_special_tokens=True, return_offsets_mapping=True)
         limit = self.hparams.max_length - 1
-        return [ids[:limit] + [tokenizer.eos_token_id] for ids in encoded]
+        sequences = [ids[:limit] + [tokenizer.eos_token_id] for ids in encoded["input_ids"]]
+        blocked = []
+        if self.hparams.subject_bottleneck:
+            for number, (record, offsets) in enumerate(zip(records, encoded["offset_mapping"]), 1):
+                if "entities" not in record:
+                    raise ValueError(f"{path}:{number}: subject_bottleneck needs an 'entities' field on every record "
+                                     "(regenerate the fact world, or turn subject_bottleneck off)")
+                blocked.append([(last, earlier) for last, earlier in hidden_name_tokens(offsets[:limit], record["entities"])])
+        return sequences, blocked
 
     def setup(self, stage: str) -> None:
         pad_id = load_tokenizer(self.hparams.tokenizer_path).pad_token_id
         if stage == "fit":
-            self.train_set = LengthGroupedBatches(self._encode("train"), self.hparams.batch_size, pad_id,
-                                                  self.hparams.batch_seed)
-        self.heldout_set = LengthGroupedBatches(self._encode("heldout"), self.hparams.batch_size, pad_id, 0)
+            sequences, blocked = self._encode("train")
+            self.train_set = LengthGroupedBatches(sequences, self.hparams.batch_size, pad_id, self.hparams.batch_seed,
+                                                  blocked if self.hparams.subject_bottleneck else None)
+        self.heldout_set = LengthGroupedBatches(self._encode("heldout")[0], self.hparams.batch_size, pad_id, 0)
 
     def train_dataloader(self) -> DataLoader:
         return DataLoader(self.train_set, batch_size=None, shuffle=True)

@@ -3,7 +3,8 @@
 Layout of the output folder (``data/factworld`` by default)::
 
     world.json                       entities and facts, with the generator settings
-    corpus/train.jsonl               {"text": ...} one training document per line
+    corpus/train.jsonl               {"text": ..., "entities": [[start, end], ...]} one training document per
+                                     line, with the character spans of the fact subjects it names
     corpus/heldout.jsonl             held-out world text (new combinations of facts) for perplexity
     zsre/zsre_factworld.json         ZsRE-style edits (EasyEdit format, with portability)
     counterfact/counterfact_factworld.json   CounterFact-style edits
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -72,6 +74,17 @@ def _write_task(folder: Path, task: str, records: list[dict]) -> None:
         formats.write_conll(path, records)
 
 
+def subject_pattern(world) -> re.Pattern:
+    """A regular expression matching every fact subject of ``world`` as a whole word (longest first)."""
+    names = sorted({subject for subject, _ in world.facts}, key=lambda name: (-len(name), name))
+    return re.compile(r"(?<!\w)(?:" + "|".join(map(re.escape, names)) + r")(?!\w)")
+
+
+def entity_spans(text: str, pattern: re.Pattern) -> list[list[int]]:
+    """Character spans ``[start, end)`` of the fact subjects named in ``text``."""
+    return [[match.start(), match.end()] for match in pattern.finditer(text)]
+
+
 def build(out: Path | str, settings: WorldSettings | None = None) -> Path:
     """Generate the fact world described by ``settings`` into ``out``; deterministic in the settings."""
     settings = settings or WorldSettings()
@@ -93,8 +106,10 @@ def build(out: Path | str, settings: WorldSettings | None = None) -> Path:
     heldout = biographies(world, random.Random(settings.seed + 3), 1)
 
     (out / "corpus").mkdir(exist_ok=True)
+    subjects = subject_pattern(world)
     for name, texts in (("train", corpus), ("heldout", heldout)):
-        atomic_write_text(out / "corpus" / f"{name}.jsonl", "".join(json.dumps({"text": t}) + "\n" for t in texts))
+        atomic_write_text(out / "corpus" / f"{name}.jsonl",
+                          "".join(json.dumps({"text": t, "entities": entity_spans(t, subjects)}) + "\n" for t in texts))
 
     (out / "zsre").mkdir(exist_ok=True)
     atomic_write_text(out / "zsre" / "zsre_factworld.json",

@@ -1,5 +1,6 @@
 """LightningModules: they orchestrate and hold no math."""
 
+from lit_edit.modules.editing import EditingModule
 from lit_edit.modules.language_model import CausalLMModule
 
-__all__ = ["CausalLMModule"]
+__all__ = ["CausalLMModule", "EditingModule"]

@@ -1,0 +1,89 @@
+"""A LightningDataModule that streams edit requests (ZsRE, CounterFact, fact-world sets) in batches.
+
+The batch size is the editing mode's batch size (1 = one request per edit step). The stream is never sharded
+across processes: every rank applies every edit (the trainer turns the distributed sampler off).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import lightning as L
+from torch.utils.data import DataLoader
+
+from lit_edit.editing.requests import EditRequest, EditSet, read_counterfact, read_zsre, select
+
+FORMATS = ("auto", "zsre", "counterfact")
+
+
+def detect_format(path: Path | str) -> str:
+    """``zsre`` or ``counterfact`` from the first record's fields."""
+    with open(path, encoding="utf-8") as f:
+        head = f.read(1 << 16)
+    try:
+        first = json.JSONDecoder().raw_decode(head.lstrip()[1:].lstrip())[0] if head.lstrip().startswith("[") else None
+    except json.JSONDecodeError:
+        first = None
+    if isinstance(first, dict) and "requested_rewrite" in first:
+        return "counterfact"
+    if isinstance(first, dict) and "src" in first:
+        return "zsre"
+    raise ValueError(f"{path}: cannot tell the edit-set format from its first record; set format to 'zsre' or "
+                     "'counterfact'")
+
+
+def read_edit_set(path: Path | str, format: str = "auto") -> EditSet:
+    if format not in FORMATS:
+        raise ValueError(f"format {format!r} is not one of {FORMATS}")
+    if not Path(path).exists():
+        raise FileNotFoundError(f"edit set {path} does not exist")
+    format = detect_format(path) if format == "auto" else format
+    return read_zsre(path) if format == "zsre" else read_counterfact(path)
+
+
+class EditDataModule(L.LightningDataModule):
+    """Edit requests from one file, selected and ordered reproducibly.
+
+    Args:
+        path: a ZsRE (EasyEdit/MEND JSON) or CounterFact JSON file; relative paths are resolved against ``root``.
+        root: folder that relative ``path`` values live in (e.g. ``../shared/data``).
+        format: ``auto`` (from the first record), ``zsre`` or ``counterfact``.
+        start, stop, step: the slice of the file to use.
+        n: the number of edits (after shuffling); None for the whole slice.
+        shuffle / seed: shuffle the slice with ``random.Random(seed)``.
+        batch_size: requests per edit step.
+    """
+
+    def __init__(self, path: str = "zsre/zsre_factworld.json", root: str = "data/factworld", format: str = "auto",
+                 start: int = 0, stop: int | None = None, step: int = 1, n: int | None = None, shuffle: bool = False,
+                 seed: int = 0, batch_size: int = 1):
+        super().__init__()
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.save_hyperparameters()
+        self.edit_set: EditSet | None = None
+        self.requests: list[EditRequest] = []
+        self.order: list[str] = []
+
+    @property
+    def file(self) -> Path:
+        path = Path(self.hparams.path)
+        return path if path.is_absolute() else Path(self.hparams.root) / path
+
+    def setup(self, stage: str) -> None:
+        if self.edit_set is None:
+            self.edit_set = read_edit_set(self.file, self.hparams.format)
+            h = self.hparams
+            self.requests, self.order = select(self.edit_set.requests, h.start, h.stop, h.step, h.n, h.shuffle, h.seed)
+            if not self.requests:
+                raise ValueError(f"{self.file}: the selection start={h.start} stop={h.stop} step={h.step} n={h.n} "
+                                 "holds no edit requests")
+
+    def test_dataloader(self) -> DataLoader:
+        return DataLoader(self.requests, batch_size=self.hparams.batch_size, shuffle=False, collate_fn=list)
+
+    def describe(self) -> dict:
+        """What a run records about its edits: the file, its hash, the selection, the order and skipped records."""
+        return {"file": str(self.file), "sha256": self.edit_set.sha256, "selection": dict(self.hparams),
+                "n_requests": len(self.requests), "order": self.order, "skipped": [list(s) for s in self.edit_set.skipped]}

@@ -1,0 +1,80 @@
+"""The editor interface: an editor holds a method's hyperparameters and the state it carries across edits.
+
+The math lives in ``lit_edit.editing``; an editor only prepares what its method needs (statistics, context
+templates) and calls it. ``edit`` changes the model in place and reports what it changed, so that the loop can
+roll back, monitor norms and apply transforms without knowing the method.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, is_dataclass
+
+import torch
+
+from lit_edit.editing.requests import EditRequest
+from lit_edit.editing.values import ValueTarget
+from lit_edit.models.architectures import Architecture
+from lit_edit.stats import StatisticsConfig
+
+
+@dataclass
+class EditContext:
+    """What an editor may need besides the model: its name (statistics cache key) and where statistics come from."""
+
+    model_name: str
+    statistics: StatisticsConfig = field(default_factory=StatisticsConfig)
+    progress: bool = True
+
+
+@dataclass
+class EditOutcome:
+    """What one edit step did: the change of every edited parameter (parameter layout) and scalar diagnostics."""
+
+    deltas: dict[str, torch.Tensor]
+    diagnostics: dict[str, float] = field(default_factory=dict)
+
+
+class Editor:
+    """Base class. Subclasses set ``name`` and implement :meth:`parameter_names` and :meth:`edit`."""
+
+    name = "editor"
+
+    def setup(self, model, tokenizer, arch: Architecture, context: EditContext) -> None:
+        """Prepare once before the first edit (statistics, templates); the default needs nothing."""
+
+    def parameter_names(self, model, arch: Architecture) -> list[str]:
+        """Names of every parameter :meth:`edit` may change (what rollback snapshots)."""
+        raise NotImplementedError
+
+    def edit(self, model, tokenizer, arch: Architecture, requests: Sequence[EditRequest]) -> EditOutcome:
+        raise NotImplementedError
+
+    def hyperparameters(self) -> dict:
+        """Everything that defines the method's behaviour, for the run record."""
+        return {key: asdict(value) if is_dataclass(value) else value for key, value in vars(self).items()
+                if not key.startswith("_")}
+
+    def state_dict(self) -> dict:
+        """State carried across edits (none for stateless methods)."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state:
+            raise ValueError(f"{self.name} carries no state but got keys {sorted(state)}")
+
+
+def value_targets(requests: Sequence[EditRequest]) -> list[ValueTarget]:
+    return [ValueTarget(r.prompt, r.subject, r.target_new) for r in requests]
+
+
+def ffn_weight_names(arch: Architecture, layers: Sequence[int]) -> list[str]:
+    return [f"{arch.ffn_out_at(layer)}.weight" for layer in layers]
+
+
+def snapshot(model, names: Sequence[str]) -> dict[str, torch.Tensor]:
+    return {name: model.get_parameter(name).detach().clone() for name in names}
+
+
+def changes(model, before: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {name: model.get_parameter(name).detach() - old for name, old in before.items()}

@@ -1,0 +1,293 @@
+"""The LightningModule of an editing run: one ``test_step`` is one edit step (a batch of requests).
+
+It orchestrates and holds no math: the editor changes the weights, ``lit_edit.metrics`` scores the edits,
+``lit_edit.monitors`` watches the weights and the perplexity, ``RunRecorder`` writes the run folder. The
+:class:`~lit_edit.loops.ConsecutiveEditingLoop` calls :meth:`start_run`, :meth:`evaluate_applied` and
+:meth:`finish_run` around the steps, following the schedules set on the trainer.
+
+Modes are ``batch_size`` (of the edit data) × ``rollback``: with rollback the edited parameters are restored
+bit-exactly after every step (single / batch-single), without it the edits accumulate (instance-sequential /
+batch-sequential).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import lightning as L
+import torch
+
+from lit_edit.editing.requests import EditRequest
+from lit_edit.editors.base import EditContext, Editor
+from lit_edit.metrics import MeanScores, PreEditReference, check_families, metric_keys, pre_edit_reference, score_requests
+from lit_edit.models.architectures import architecture_of
+from lit_edit.models.loading import load_model, load_tokenizer
+from lit_edit.monitors import FixedTextPerplexity, update_norms, weight_monitors
+from lit_edit.stats import StatisticsConfig, load_corpus_texts
+
+
+def mode_name(batch_size: int, rollback: bool) -> str:
+    """The four editing modes of the side-effects study."""
+    if batch_size == 1:
+        return "single" if rollback else "instance-sequential"
+    return "batch-single" if rollback else "batch-sequential"
+
+
+def model_fingerprint(name_or_path: str) -> str:
+    """Identity of a model for caches: the path plus, for a local folder, every file's name, size and mtime."""
+    digest = hashlib.sha256(str(name_or_path).encode())
+    path = Path(name_or_path)
+    if path.is_dir():
+        for file in sorted(path.iterdir()):
+            if file.is_file():
+                stat = file.stat()
+                digest.update(f"{file.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()[:16]
+
+
+class NonFiniteUpdateError(FloatingPointError):
+    """An editor produced NaN or inf in a parameter."""
+
+
+class EditingModule(L.LightningModule):
+    """Edit a causal LM with ``editor``, request batch after request batch, and measure what the edits did.
+
+    Args:
+        name_or_path: a Hugging Face causal LM folder (or hub name when online).
+        editor: the method (``lit_edit.editors``: ROME, MEMIT, FT, ...).
+        rollback: restore the edited parameters after every step (single / batch-single modes).
+        families: edit-metric families (``token``, ``probability``, ``generation``; see ``lit_edit.metrics``).
+        dtype: model dtype (``float32``, ``bfloat16``, ``float16``).
+        statistics: where C = E[k kᵀ] comes from (methods that need it).
+        monitor_text: documents for the perplexity monitor (``.jsonl``/``.txt``/``datasets`` folder).
+        monitor_docs: how many of them.
+        stop_perplexity_factor: stop the run when the monitor perplexity exceeds this multiple of its pre-edit value.
+        results_dir: the run folder; default: the logger's version folder (``lightning_logs/.../version_N``).
+        cache_dir: pre-edit references are cached here per (model, edit set, families).
+        max_new_tokens: generation length of the ``generation`` family.
+        eval_batch_size: prompts per forward pass when scoring.
+    """
+
+    def __init__(self, name_or_path: str = "checkpoints/factworld-gpt2", editor: Editor | None = None,
+                 rollback: bool = False, families: Sequence[str] = ("token", "generation"), dtype: str = "float32",
+                 statistics: StatisticsConfig | None = None,
+                 monitor_text: str | None = "data/factworld/corpus/heldout.jsonl", monitor_docs: int = 64,
+                 stop_perplexity_factor: float | None = None, results_dir: str | None = None,
+                 cache_dir: str = "checkpoints/cache", max_new_tokens: int = 32, eval_batch_size: int = 64):
+        super().__init__()
+        if editor is None:
+            raise ValueError("EditingModule needs an editor (e.g. class_path: lit_edit.editors.MEMIT)")
+        self.save_hyperparameters(ignore=["editor"])
+        self.families = check_families(families)
+        self.editor = editor
+        self.statistics = statistics or StatisticsConfig()
+        self.model = load_model(name_or_path, dtype)
+        self.tokenizer = load_tokenizer(name_or_path)
+        self.arch = architecture_of(self.model)
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.recorder = None
+        self.applied: list[EditRequest] = []
+        self.batch_sizes: list[int] = []
+        self.immediate = MeanScores(metric_keys(self.families))
+        self.results: dict = {}
+        self.stop_reason: str | None = None
+
+    # ------------------------------------------------------------------------------------------ helpers
+
+    def _score(self, requests: Sequence[EditRequest]) -> list[dict]:
+        return score_requests(self.model, self.tokenizer, requests, self.families, self.reference,
+                              self.hparams.max_new_tokens, self.hparams.eval_batch_size)
+
+    def _mean(self, scores: list[dict]) -> dict:
+        metric = MeanScores(metric_keys(self.families))
+        metric.update(scores)
+        return metric.compute()
+
+    def _log(self, values: dict, step: int) -> None:
+        numbers = {k: v for k, v in values.items() if isinstance(v, (int, float)) and v is not None}
+        for logger in self.loggers:
+            logger.log_metrics(numbers, step=step)
+
+    def _reference(self, requests: Sequence[EditRequest], edit_sha: str) -> PreEditReference:
+        key = hashlib.sha256(json.dumps([model_fingerprint(self.hparams.name_or_path), edit_sha,
+                                         [r.record_id for r in requests], list(self.families),
+                                         self.hparams.max_new_tokens]).encode()).hexdigest()[:20]
+        path = Path(self.hparams.cache_dir) / "references" / f"{key}.json"
+        if path.exists():
+            return PreEditReference.from_dict(json.loads(path.read_text()))
+        reference = pre_edit_reference(self.model, self.tokenizer, requests, self.families,
+                                       self.hparams.max_new_tokens, self.hparams.eval_batch_size)
+        from lit_edit.io import atomic_write_text
+
+        atomic_write_text(path, json.dumps(reference.to_dict()))
+        return reference
+
+    @property
+    def mode(self) -> dict:
+        batch_size = self.trainer.datamodule.hparams.batch_size
+        return {"batch_size": batch_size, "rollback": self.hparams.rollback,
+                "name": mode_name(batch_size, self.hparams.rollback)}
+
+    # ------------------------------------------------------------------------------------ run lifecycle
+
+    def start_run(self, evaluate_pre: bool) -> None:
+        """Before the first edit: editor setup, the run folder, pre-edit references, scores and monitors."""
+        from lit_edit.results import RunRecorder
+
+        self.started = time.perf_counter()
+        data = self.trainer.datamodule
+        directory = self.hparams.results_dir or self.trainer.log_dir or "results"
+        self.recorder = RunRecorder(directory)
+        self.editor.setup(self.model, self.tokenizer, self.arch,
+                          EditContext(str(self.hparams.name_or_path), self.statistics,
+                                      progress=self.trainer.progress_bar_callback is not None))
+        names = self.editor.parameter_names(self.model, self.arch)
+        self.originals = {name: self.model.get_parameter(name).detach().clone() for name in names}
+        self.reference = self._reference(data.requests, data.edit_set.sha256)
+        self.perplexity = None
+        if self.hparams.monitor_text:
+            texts = load_corpus_texts(self.hparams.monitor_text)[: self.hparams.monitor_docs]
+            self.perplexity = FixedTextPerplexity(self.tokenizer, texts)
+        monitors = weight_monitors(self.model, self.originals)
+        monitors["perplexity"] = self.perplexity(self.model) if self.perplexity else None
+        self.pre_monitors = monitors
+        self.results = {"method": self.editor.name, "mode": self.mode, "n_edits": 0, "pre": None,
+                        "periodic": [], "retention": [], "monitors": {"pre": monitors}}
+        if evaluate_pre:
+            self.pre_scores = self._score(data.requests)
+            self.results["pre"] = self._mean(self.pre_scores)
+            self._log({f"pre/{k}": v for k, v in self.results["pre"].items()}, step=0)
+        self.recorder.write_json("run.json", self.provenance())
+
+    def provenance(self) -> dict:
+        """What a reader needs to reproduce the run (evaluation.md "Reproducibility of a run")."""
+        import platform
+        import subprocess
+
+        import lightning
+        import transformers
+
+        try:
+            commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                    cwd=Path(__file__).resolve().parent, timeout=10).stdout.strip() or None
+        except (OSError, subprocess.SubprocessError):
+            commit = None
+        stats_folder = Path(self.statistics.cache_dir) / str(self.hparams.name_or_path).replace("/", "_")
+        return {
+            "model": str(self.hparams.name_or_path), "model_fingerprint": model_fingerprint(self.hparams.name_or_path),
+            "editor": {"name": self.editor.name, **self.editor.hyperparameters()},
+            "mode": self.mode, "families": list(self.families), "edits": self.trainer.datamodule.describe(),
+            "statistics": {"config": vars(self.statistics), "files": sorted(str(p) for p in stats_folder.rglob("*.safetensors"))
+                           if stats_folder.exists() else []},
+            "versions": {"python": platform.python_version(), "torch": torch.__version__,
+                         "lightning": lightning.__version__, "transformers": transformers.__version__},
+            "git_commit": commit, "seed": torch.initial_seed(),
+        }
+
+    def transfer_batch_to_device(self, batch, device, dataloader_idx: int):
+        return batch   # a batch is a list of EditRequest (strings); tensors are built where they are used
+
+    def test_step(self, batch: list[EditRequest], batch_idx: int) -> None:
+        """One edit step: edit, check, monitor, score immediately, roll back if asked."""
+        names = list(self.originals)
+        saved = {n: self.model.get_parameter(n).detach().clone() for n in names} if self.hparams.rollback else None
+        started = time.perf_counter()
+        with torch.inference_mode(False), torch.enable_grad():
+            outcome = self.editor.edit(self.model, self.tokenizer, self.arch, batch)
+        seconds = time.perf_counter() - started
+        bad = [n for n in names if not torch.isfinite(self.model.get_parameter(n)).all()]
+        if bad:
+            ids = ", ".join(r.record_id for r in batch)
+            raise NonFiniteUpdateError(f"edit step {batch_idx} (records {ids}) left NaN/inf in {bad}; the run stops "
+                                       f"here, results up to step {batch_idx - 1} are in {self.recorder.directory}")
+        self.applied += batch
+        self.batch_sizes.append(len(batch))
+        n_edits = len(self.applied)
+        row = {"step": batch_idx, "n_edits": n_edits, "seconds": seconds, **outcome.diagnostics,
+               **update_norms(outcome.deltas), **weight_monitors(self.model, self.originals)}
+        if self.perplexity is not None:
+            row["perplexity"] = self.perplexity(self.model)
+        if getattr(self.trainer.test_loop, "eval_immediate", True):
+            scores = self._score(batch)
+            self.immediate.update(scores)
+            row.update({f"immediate/{k}": v for k, v in self._mean(scores).items()})
+        if saved is not None:
+            with torch.no_grad():
+                for n, value in saved.items():
+                    self.model.get_parameter(n).copy_(value)
+        self.recorder.add_step(row)
+        self._log({k: v for k, v in row.items() if k != "step"}, step=n_edits)
+        factor = self.hparams.stop_perplexity_factor
+        if factor and row.get("perplexity") and row["perplexity"] > factor * self.pre_monitors["perplexity"]:
+            self.stop_reason = (f"perplexity {row['perplexity']:.3g} after {n_edits} edits exceeds "
+                                f"{factor} × its pre-edit value {self.pre_monitors['perplexity']:.3g}")
+
+    def evaluate_applied(self, cohort_batches: int) -> None:
+        """Score every edit applied so far (periodic schedule); also the first and latest cohorts."""
+        scores = self._score(self.applied)
+        n_edits = len(self.applied)
+        first = sum(self.batch_sizes[:cohort_batches])
+        latest = sum(self.batch_sizes[-cohort_batches:])
+        point = {"n_edits": n_edits, "scores": self._mean(scores)}
+        self.results["periodic"].append(point)
+        self.results["retention"].append({"n_edits": n_edits, "first_cohort": self._mean(scores[:first]),
+                                          "latest_cohort": self._mean(scores[-latest:])})
+        self._log({f"all_so_far/{k}": v for k, v in point["scores"].items()}, step=n_edits)
+
+    def finish_run(self, evaluate_final: bool) -> dict:
+        """After the last step: the final scores, monitors, metrics.json and the plots."""
+        from lit_edit.plots import plot_edit_metrics, plot_monitors, plot_retention
+
+        results = self.results
+        results["n_edits"] = len(self.applied)
+        results["immediate"] = self.immediate.compute() if self.immediate.counts.sum() > 0 else None
+        if self.hparams.rollback:
+            results["final"] = results["immediate"]   # each edit was scored before its rollback
+            results["final_source"] = "immediate scores (the model is restored after every step)"
+        elif evaluate_final and self.applied:
+            results["final"] = self._mean(self._score(self.applied))
+            results["final_source"] = "all edits scored after the last step"
+        else:
+            results["final"] = None
+        results["monitors"]["final"] = {**weight_monitors(self.model, self.originals),
+                                        "perplexity": self.perplexity(self.model) if self.perplexity else None}
+        results["seconds"] = time.perf_counter() - self.started
+        results["stopped_early"] = self.stop_reason
+        for when in ("pre", "final", "immediate"):
+            results[when] = self.nest(results.get(when))
+        self.recorder.write_json("metrics.json", results)
+        if results["final"] is not None:
+            self._log({f"final/{k}": v for k, v in self.flat(results["final"]).items()}, step=len(self.applied))
+        curve = ([{"n_edits": 0, "scores": self.flat(results["pre"])}] if results["pre"] else []) + results["periodic"]
+        if not self.hparams.rollback and results["final"] is not None:
+            curve.append({"n_edits": len(self.applied), "scores": self.flat(results["final"])})
+        plots = self.recorder.directory / "plots"
+        plots.mkdir(exist_ok=True)
+        if curve:
+            plot_edit_metrics(curve, self.families[0], plots / "edit_metrics.png")
+        if results["retention"]:
+            plot_retention(results["retention"], f"{self.families[0]}/reliability", plots / "retention.png")
+        if self.recorder.steps:
+            plot_monitors([{"n_edits": 0, **self.pre_monitors}] + self.recorder.steps, plots / "monitors.png")
+        return results
+
+    @staticmethod
+    def nest(flat: dict | None) -> dict | None:
+        """``{"token/reliability": x}`` → ``{"token": {"reliability": x}}``."""
+        if flat is None:
+            return None
+        nested: dict = {}
+        for key, value in flat.items():
+            family, metric = key.split("/", 1)
+            nested.setdefault(family, {})[metric] = value
+        return nested
+
+    @staticmethod
+    def flat(nested: dict | None) -> dict:
+        return {f"{family}/{metric}": value for family, metrics in (nested or {}).items()
+                for metric, value in metrics.items()}

@@ -1,0 +1,66 @@
+"""PNG plots of a run against the number of edits (matplotlib, Agg backend, atomic writes)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def _save(figure, path: Path) -> Path:
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    figure.savefig(tmp, dpi=110, bbox_inches="tight")
+    plt.close(figure)
+    os.replace(tmp, path)
+    return path
+
+
+def plot_edit_metrics(curve: list[dict], family: str, path: Path) -> Path:
+    """All edits so far, scored at each evaluation point: one line per metric of ``family``."""
+    figure, ax = plt.subplots(figsize=(6, 4))
+    for metric in ("reliability", "generality", "locality", "portability"):
+        points = [(p["n_edits"], p["scores"].get(f"{family}/{metric}")) for p in curve]
+        points = [(x, y) for x, y in points if y is not None]
+        if points:
+            ax.plot(*zip(*points), marker="o", label=metric)
+    ax.set(xlabel="number of edits", ylabel=f"{family} score (all edits so far)", ylim=(-0.02, 1.02))
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return _save(figure, path)
+
+
+def plot_retention(retention: list[dict], key: str, path: Path) -> Path:
+    """``key`` of the first and of the latest cohort of edits at each evaluation point."""
+    figure, ax = plt.subplots(figsize=(6, 4))
+    for cohort in ("first_cohort", "latest_cohort"):
+        points = [(p["n_edits"], p[cohort].get(key)) for p in retention if p[cohort].get(key) is not None]
+        if points:
+            ax.plot(*zip(*points), marker="o", label=cohort.replace("_", " "))
+    ax.set(xlabel="number of edits", ylabel=key, ylim=(-0.02, 1.02), title="retention")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return _save(figure, path)
+
+
+def plot_monitors(steps: list[dict], path: Path) -> Path:
+    """‖W‖₁/numel and ‖W − W₀‖_F per edited matrix, and the perplexity, against the number of edits."""
+    figure, axes = plt.subplots(1, 3, figsize=(15, 4))
+    x = [s["n_edits"] for s in steps]
+    for ax, prefix in zip(axes, ("l1_per_numel/", "drift_fro/")):
+        for key in [k for k in steps[0] if k.startswith(prefix)] if steps else []:
+            ax.plot(x, [s.get(key) for s in steps], label=key.removeprefix(prefix))
+        ax.set(xlabel="number of edits", title=prefix.rstrip("/"))
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=7)
+    perplexity = [(s["n_edits"], s["perplexity"]) for s in steps if s.get("perplexity") is not None]
+    if perplexity:
+        axes[2].plot(*zip(*perplexity))
+    axes[2].set(xlabel="number of edits", title="perplexity (fixed text)")
+    axes[2].ticklabel_format(axis="y", useOffset=False)
+    axes[2].grid(alpha=0.3)
+    return _save(figure, path)

@@ -1,0 +1,48 @@
+"""The run folder: per-step table (CSV), final numbers (JSON), provenance, plots. Every write is atomic."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+
+from lit_edit.io import atomic_write_text
+
+
+def _clean(value):
+    """JSON-safe: NaN/inf become None, tensors and numpy scalars become floats."""
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+class RunRecorder:
+    """Collects rows and documents of one run and writes them into ``directory``."""
+
+    def __init__(self, directory: Path | str):
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.steps: list[dict] = []
+
+    def write_json(self, name: str, data) -> Path:
+        path = self.directory / name
+        atomic_write_text(path, json.dumps(_clean(data), indent=1, default=str) + "\n")
+        return path
+
+    def add_step(self, row: dict) -> None:
+        """One row per edit step; the CSV is rewritten (atomically) so it is complete after every step."""
+        self.steps.append(_clean(row))
+        columns = list(dict.fromkeys(key for r in self.steps for key in r))
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(self.steps)
+        atomic_write_text(self.directory / "steps.csv", buffer.getvalue())
