@@ -1,0 +1,122 @@
+"""The consecutive editing loop: private-API canary, modes, rollback, schedules, the run folder."""
+
+from __future__ import annotations
+
+import inspect
+import json
+
+import pytest
+import torch
+from lightning.pytorch.loops import _EvaluationLoop
+
+from lit_edit.data import EditDataModule
+from lit_edit.editing.values import ValueHyperparams
+from lit_edit.editors import FT, MEMIT, ROME
+from lit_edit.loops import ConsecutiveEditingLoop, EditTrainer
+from lit_edit.modules import EditingModule
+from lit_edit.modules.editing import mode_name
+from lit_edit.stats import StatisticsConfig
+from tests.conftest import FACTWORLD, ROOT
+
+MODEL = str(ROOT / "checkpoints" / "factworld-gpt2")
+
+
+def test_private_loop_api_canary():
+    """The loop relies on these private signatures (stable 2.1–2.6); an upgrade that changes them fails here."""
+    assert list(inspect.signature(_EvaluationLoop.__init__).parameters) == [
+        "self", "trainer", "trainer_fn", "stage", "verbose", "inference_mode"]
+    assert list(inspect.signature(_EvaluationLoop._evaluation_step).parameters) == [
+        "self", "batch", "batch_idx", "dataloader_idx", "dataloader_iter"]
+    assert list(inspect.signature(_EvaluationLoop.on_run_start).parameters) == ["self"]
+    assert list(inspect.signature(_EvaluationLoop.on_run_end).parameters) == ["self"]
+
+
+def test_edit_trainer_installs_the_loop_without_inference_mode():
+    trainer = EditTrainer(accelerator="cpu", logger=False, enable_progress_bar=False, eval_every_n_batches=3)
+    assert isinstance(trainer.test_loop, ConsecutiveEditingLoop)
+    assert trainer.test_loop.inference_mode is False and trainer.test_loop.eval_every_n_batches == 3
+
+
+@pytest.mark.parametrize(("batch_size", "rollback", "name"), [
+    (1, True, "single"), (1, False, "instance-sequential"), (4, True, "batch-single"), (4, False, "batch-sequential")])
+def test_mode_names(batch_size, rollback, name):
+    assert mode_name(batch_size, rollback) == name
+
+
+def small_editor(kind: str):
+    values = ValueHyperparams(steps=3)
+    return {"ft": lambda: FT(layers=[1], loss="target_new", lr=1e-2, steps=2, norm_constraint=None),
+            "rome": lambda: ROME(layer=1, values=values, mom2_adjustment=False, templates_per_seed=1, template_tokens=3),
+            "memit": lambda: MEMIT(layers=[1, 2], preservation_weight=1e4, values=values, template_tokens=3)}[kind]()
+
+
+def run(tmp_path, editor, rollback: bool, n: int = 4, batch_size: int = 2, families=("token",), **trainer_args):
+    module = EditingModule(MODEL, editor, rollback=rollback, families=families, results_dir=str(tmp_path / "run"),
+                           cache_dir=str(tmp_path / "cache"), monitor_docs=8,
+                           statistics=StatisticsConfig(corpus=str(FACTWORLD / "corpus" / "train.jsonl"),
+                                                       cache_dir=str(tmp_path / "stats"), max_tokens=4000))
+    before = {k: v.clone() for k, v in module.model.state_dict().items()}
+    data = EditDataModule(root=str(FACTWORLD), n=n, batch_size=batch_size)
+    trainer = EditTrainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+                          **trainer_args)
+    trainer.test(module, datamodule=data, verbose=False)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    return module, before, metrics
+
+
+@pytest.mark.parametrize("kind", ["ft", "rome", "memit"])
+def test_rollback_restores_every_parameter_bit_exactly(tmp_path, kind):
+    module, before, metrics = run(tmp_path, small_editor(kind), rollback=True)
+    after = module.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert metrics["mode"] == {"batch_size": 2, "rollback": True, "name": "batch-single"}
+    assert metrics["final"] == metrics["immediate"] and metrics["n_edits"] == 4
+    # the edits did change the weights while they were in place
+    steps = (tmp_path / "run" / "steps.csv").read_text().splitlines()
+    assert len(steps) == 3 and all(float(v) > 0 for v in _column(steps, next(
+        c for c in steps[0].split(",") if c.startswith("update_fro/"))))
+
+
+def _column(lines, name):
+    index = lines[0].split(",").index(name)
+    return [line.split(",")[index] for line in lines[1:]]
+
+
+def test_sequential_run_keeps_edits_and_writes_the_run_folder(tmp_path):
+    module, before, metrics = run(tmp_path, small_editor("ft"), rollback=False, n=6, batch_size=2,
+                                  families=("token", "generation"), eval_every_n_batches=1)
+    changed = [k for k in before if not torch.equal(before[k], module.model.state_dict()[k])]
+    assert changed == ["transformer.h.1.mlp.c_proj.weight", "transformer.h.1.mlp.c_proj.bias"]
+    assert metrics["method"] == "ft" and metrics["mode"]["name"] == "batch-sequential" and metrics["seconds"] > 0
+    for when in ("pre", "final"):
+        assert set(metrics[when]) == {"token", "generation"}
+        assert set(metrics[when]["token"]) == {"reliability", "generality", "locality", "portability"}
+    assert metrics["pre"]["token"]["locality"] == 1.0           # the unedited model agrees with itself
+    assert [p["n_edits"] for p in metrics["periodic"]] == [2, 4, 6]
+    assert [p["n_edits"] for p in metrics["retention"]] == [2, 4, 6]
+    assert metrics["monitors"]["pre"]["perplexity"] > 1
+    run_json = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert run_json["edits"]["order"] == [f"zsre:{i}" for i in range(6)] and run_json["edits"]["sha256"]
+    assert run_json["editor"]["name"] == "ft" and run_json["versions"]["torch"] == torch.__version__
+    assert {p.name for p in (tmp_path / "run" / "plots").iterdir()} == {"edit_metrics.png", "retention.png",
+                                                                       "monitors.png"}
+
+
+def test_pre_edit_references_are_cached(tmp_path):
+    run(tmp_path, small_editor("ft"), rollback=True, n=2)
+    cached = list((tmp_path / "cache" / "references").iterdir())
+    assert len(cached) == 1
+    cached[0].write_text(json.dumps({"locality_tokens": {"zsre:0": [[0]], "zsre:1": [[0]]},
+                                     "locality_generations": {}}))
+    _, _, metrics = run(tmp_path, small_editor("ft"), rollback=True, n=2)
+    assert metrics["pre"]["token"]["locality"] < 1.0             # the (tampered) cache was used, not recomputed
+
+
+def test_perplexity_stop_ends_the_run_early_with_results(tmp_path):
+    editor = FT(layers=[1, 2], loss="target_new", lr=1.0, steps=3, norm_constraint=None)
+    module = EditingModule(MODEL, editor, families=("token",), results_dir=str(tmp_path / "run"),
+                           cache_dir=str(tmp_path / "cache"), monitor_docs=8, stop_perplexity_factor=1.5)
+    trainer = EditTrainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.test(module, datamodule=EditDataModule(root=str(FACTWORLD), n=6, batch_size=1), verbose=False)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["stopped_early"].startswith("perplexity") and metrics["n_edits"] < 6
