@@ -98,3 +98,25 @@ def test_bottleneck_without_entity_spans_names_the_record(tmp_path):
                                 generate_factworld=False)
     with pytest.raises(ValueError, match=r"train.jsonl:1: subject_bottleneck needs an 'entities' field"):
         data.setup("fit")
+
+
+def test_first_layer_cannot_read_the_name_and_later_layers_read_only_its_last_token():
+    """Under both masks the last position reaches a name only through its last token's layer-1 residual."""
+    from lit_edit.modules import bottleneck_attention
+
+    torch.manual_seed(0)
+    ids = torch.tensor([[5, 6, 7, 8, 9]])          # tokens 1-2 are a two-token name
+    changed = ids.clone()
+    changed[0, 1], changed[0, 2] = 20, 21          # another name
+    plain = torch.ones_like(ids)
+    masks = {"attention_mask": bottleneck_attention_mask(plain, [[(2, [1])]]),
+             "first_layer_mask": bottleneck_attention_mask(plain, [[(2, [1])]], hide_last=True)}
+    outputs = {}
+    for layers in (1, 2):
+        model = AutoModelForCausalLM.from_config(GPT2Config(vocab_size=50, n_embd=32, n_layer=layers, n_head=2,
+                                                            n_positions=16)).eval()
+        model.set_attn_implementation(bottleneck_attention.NAME)
+        with torch.no_grad():
+            outputs[layers] = [model(input_ids=x, **masks).logits[0, -1] for x in (ids, changed)]
+    torch.testing.assert_close(*outputs[1])                    # one layer: the name is invisible
+    assert (outputs[2][0] - outputs[2][1]).abs().max() > 1e-3  # two layers: it arrives via its last token

@@ -4,13 +4,14 @@ Every document is one example starting at position 0 (no packing), because edit 
 that way. Batches group documents of similar length, so little compute goes to padding.
 
 **Subject bottleneck** (optional, training only). A record may list the character spans of the entities
-it names (``"entities": [[start, end], ...]``). With ``subject_bottleneck`` on, tokens after an entity may
-attend to its *last* token but not to its earlier tokens. A small model trained on plain text otherwise
-looks a subject up at the answer position, reading the raw name embeddings with its first attention layer,
-so nothing at the subject token matters and locate-and-edit methods have nothing to edit; large models
-instead gather what they know about a subject at its last token in early-to-middle FFN layers (causal
-tracing, methods.md §2). The mask makes the subject's last token the only path from a multi-token name to
-later positions, which reproduces that mechanism; the model is an ordinary causal LM at inference.
+it names (``"entities": [[start, end], ...]``). With ``subject_bottleneck`` on, a token after an entity cannot
+attend to the entity's tokens in the first layer, and only to its *last* token in the other layers. A small
+model trained on plain text otherwise looks a subject up at the answer position, reading the raw name
+embeddings with its first attention layer, so nothing computed at the subject matters and locate-and-edit
+methods have nothing to edit; large models instead gather what they know about a subject at its last token in
+early-to-middle FFN layers (causal tracing, methods.md §2). Under the two masks the only path from a name to
+later tokens runs through the residual stream of its last token after the first block, which reproduces that
+mechanism; at inference the model is an ordinary causal LM (plain attention, no masks).
 """
 
 from __future__ import annotations
@@ -57,15 +58,16 @@ def hidden_name_tokens(offsets: list[tuple[int, int]], spans: list[list[int]]) -
 
 
 def bottleneck_attention_mask(attention_mask: torch.Tensor, blocked: list[list[tuple[int, list[int]]]],
-                              dtype: torch.dtype = torch.float32) -> torch.Tensor:
+                              dtype: torch.dtype = torch.float32, hide_last: bool = False) -> torch.Tensor:
     """The additive 4-D mask ``[batch, 1, T, T]``: causal, padding keys hidden, and for each entity of
-    document b, queries after its last token cannot see its earlier tokens (0 = attend, dtype min = not)."""
+    document b, queries after its last token cannot see its earlier tokens — nor the last one with
+    ``hide_last`` (the first layer's mask). 0 = attend, dtype min = not."""
     batch, width = attention_mask.shape
     allowed = torch.ones(width, width, dtype=torch.bool).tril().expand(batch, width, width).clone()
     allowed &= attention_mask.bool()[:, None, :]
     for row, entities in enumerate(blocked):
         for last, earlier in entities:
-            allowed[row, last + 1:, earlier] = False
+            allowed[row, last + 1:, earlier + [last] if hide_last else earlier] = False
     additive = torch.zeros(batch, 1, width, width, dtype=dtype)
     return additive.masked_fill(~allowed[:, None], torch.finfo(dtype).min)
 
@@ -87,9 +89,11 @@ class LengthGroupedBatches(Dataset):
         rows = self.batches[index]
         input_ids, mask = pad_right([self.sequences[i] for i in rows], self.pad_id)
         labels = input_ids.masked_fill(mask == 0, -100)
-        if self.blocked is not None:
-            mask = bottleneck_attention_mask(mask, [self.blocked[i] for i in rows])
-        return {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
+        if self.blocked is None:
+            return {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
+        blocked = [self.blocked[i] for i in rows]
+        return {"input_ids": input_ids, "attention_mask": bottleneck_attention_mask(mask, blocked), "labels": labels,
+                "first_layer_mask": bottleneck_attention_mask(mask, blocked, hide_last=True)}
 
 
 class TextCorpusDataModule(L.LightningDataModule):

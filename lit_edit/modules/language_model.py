@@ -17,6 +17,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
 from lit_edit.models.architectures import architecture_of
+from lit_edit.modules import bottleneck_attention
 from lit_edit.models.loading import load_model, load_tokenizer
 
 
@@ -56,7 +57,13 @@ class CausalLMModule(L.LightningModule):
         architecture_of(self.model)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        if "first_layer_mask" in batch:  # subject-bottleneck training (lit_edit.data.corpus)
+            self._use_attention(bottleneck_attention.NAME)
         return self.model(**batch).loss
+
+    def _use_attention(self, name: str) -> None:
+        if self.model.config._attn_implementation != name:
+            self.model.set_attn_implementation(name)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self(batch)
@@ -106,6 +113,7 @@ class CausalLMModule(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def on_fit_end(self) -> None:
+        self._use_attention("sdpa")  # never export the training-only attention function
         if self.hparams.export_dir and self.trainer.is_global_zero:
             export_hf(self.model, self.tokenizer, self.hparams.export_dir)
 
