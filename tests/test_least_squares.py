@@ -8,6 +8,7 @@ def _problem(d=6, m=10, n=3, seed=0):
     g = torch.Generator().manual_seed(seed)
     base = torch.randn(m, 4 * m, generator=g)
     c = base @ base.T / (4 * m)
+    c = (c + c.T) / 2   # exactly symmetric: a float32 product is symmetric only up to rounding
     return torch.randn(d, n, generator=g), torch.randn(m, n, generator=g), c
 
 

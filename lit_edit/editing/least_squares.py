@@ -45,7 +45,10 @@ def least_squares_update(residuals: torch.Tensor, keys: torch.Tensor, second_mom
         if not torch.isfinite(tensor).all():
             raise UpdateSolveError(f"{where}: the {name} contain NaN or inf")
     r, k = residuals.double(), keys.double()
-    a = preservation_weight * second_moment.double() + k @ k.T
+    c = second_moment.double()
+    # A float32 C = XᵀX/n is symmetric only up to rounding (the BLAS kernel decides); Cholesky reads one
+    # triangle, so symmetrise first and the solve no longer depends on which triangle carries the error.
+    a = preservation_weight * (c + c.T) / 2 + k @ k.T
     # ΔWᵀ = A⁻¹ K Rᵀ  (A symmetric)
     delta = solve_psd(a, k @ r.T, f"{where}: λC + KKᵀ").T
     if not torch.isfinite(delta).all():
