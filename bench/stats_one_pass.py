@@ -3,6 +3,7 @@
 Same model, corpus and token budget each way; prints forward tokens, wall time and the ratios, and checks that
 the two give the same C.
     python bench/stats_one_pass.py [--layers 0 1 2 3] [--tokens 40000]
+    python bench/stats_one_pass.py --random-layers 8 --layers 1 2 3 4 5     # five edited layers, as MEMIT
 """
 
 from __future__ import annotations
@@ -22,8 +23,17 @@ def main():
     parser.add_argument("--model", default="checkpoints/factworld-gpt2")
     parser.add_argument("--layers", type=int, nargs="+", default=None)
     parser.add_argument("--tokens", type=int, default=40_000)
+    parser.add_argument("--random-layers", type=int, default=0,
+                        help="use a random GPT-2 of this many layers (fact-world size and tokenizer) instead of --model")
     args = parser.parse_args()
     model, tokenizer = load_model_and_tokenizer(args.model)
+    if args.random_layers:
+        from transformers import GPT2Config, GPT2LMHeadModel
+
+        torch.manual_seed(0)
+        model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_embd=192, n_head=4, n_inner=768,
+                                           n_positions=256, n_layer=args.random_layers)).eval()
+        args.model = f"random GPT-2, {args.random_layers} layers, d=192, m=768"
     arch = architecture_of(model)
     layers = args.layers or list(range(arch.n_layers(model)))
     texts = read_texts("data/factworld/corpus/train.jsonl")

@@ -37,6 +37,12 @@ class RunRecorder:
         atomic_write_text(path, json.dumps(_clean(data), indent=1, default=str) + "\n")
         return path
 
+    def copy_in(self, source: Path | str) -> Path:
+        """Copy a file (e.g. the resolved config) into the run folder, atomically."""
+        target = self.directory / Path(source).name
+        atomic_write_text(target, Path(source).read_text(encoding="utf-8"))
+        return target
+
     def add_step(self, row: dict) -> None:
         """One row per edit step; the CSV is rewritten (atomically) so it is complete after every step."""
         self.steps.append(_clean(row))

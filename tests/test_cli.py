@@ -1,5 +1,6 @@
 """The LightningCLI end to end, in subprocesses (as a user runs it)."""
 
+import json
 import subprocess
 import sys
 
@@ -32,6 +33,7 @@ def test_print_config_round_trips(tmp_path):
     printed = run_main("test", "--config", "configs/edit/default.yaml", "--print_config").stdout
     config = yaml.safe_load(printed)
     assert config["model"]["init_args"]["name_or_path"] == "checkpoints/factworld-gpt2"
+    assert config["model"]["init_args"]["editor"]["class_path"] == "lit_edit.editors.MEMIT"
     saved = tmp_path / "printed.yaml"
     saved.write_text(printed)
     assert yaml.safe_load(run_main("test", "--config", str(saved), "--print_config").stdout) == config
@@ -91,10 +93,45 @@ def test_fit_exports_a_loadable_model_and_resumes(tmp_path, tiny_world, architec
     assert (tmp_path / "logs").exists()
 
 
-def test_the_main_job_runs_and_reports_heldout_perplexity(tmp_path):
+def test_the_main_job_edits_and_writes_the_run_folder(tmp_path):
+    """configs/edit/default.yaml, shortened to two batches of 5: the folder holds everything evaluation.md asks."""
+    folder = tmp_path / "run"
     result = run_main("test", "--config", "configs/edit/default.yaml", "--trainer.logger.init_args.save_dir",
-                      str(tmp_path), "--trainer.enable_progress_bar", "false")
-    assert "test/perplexity" in result.stdout
-    perplexity = float(result.stdout.split("test/perplexity")[1].split()[1])
-    assert 1.0 < perplexity < 5.0  # the shipped model: 2.28 (README)
-    assert list(tmp_path.rglob("config.yaml")) and list(tmp_path.rglob("events.out.tfevents*"))
+                      str(tmp_path / "logs"), "--trainer.enable_progress_bar", "false", "--data.init_args.n", "10",
+                      "--data.init_args.batch_size", "5", "--model.init_args.results_dir", str(folder),
+                      "--model.init_args.statistics.cache_dir", str(tmp_path / "stats"),
+                      "--model.init_args.cache_dir", str(tmp_path / "cache"))
+    assert f"results in {folder}" in result.stdout
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["method"] == "memit" and metrics["n_edits"] == 10 and metrics["seconds"] > 0
+    assert metrics["mode"] == {"batch_size": 5, "rollback": False, "name": "batch-sequential"}
+    for when in ("pre", "final"):
+        assert set(metrics[when]) == {"token", "probability", "generation"}
+        for family in metrics[when].values():
+            assert {"reliability", "generality", "locality", "portability"} <= set(family)
+    assert metrics["final"]["token"]["locality"] > 0.5 and metrics["monitors"]["final"]["perplexity"] > 1
+    steps = (folder / "steps.csv").read_text().splitlines()
+    header = steps[0].split(",")
+    updates = [i for i, name in enumerate(header) if name.startswith("update_fro/")]
+    assert len(updates) == 2 and all(float(row.split(",")[i]) > 0 for row in steps[1:] for i in updates)
+    assert (folder / "steps.csv").read_text().count("\n") == 3        # header + two edit steps
+    assert yaml.safe_load((folder / "config.yaml").read_text())["data"]["init_args"]["n"] == 10   # the resolved config
+    assert {p.name for p in (folder / "plots").iterdir()} >= {"edit_metrics.png", "monitors.png"}
+    assert list((tmp_path / "logs").rglob("config.yaml")) and list((tmp_path / "logs").rglob("events.out.tfevents*"))
+
+
+METHODS = ["configs/edit/factworld/rome.yaml", "configs/edit/factworld/memit.yaml", "configs/edit/factworld/ft.yaml"]
+MODES = {"single": (1, True), "instance_sequential": (1, False), "batch_single": (10, True),
+         "batch_sequential": (10, False)}
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_config_composes_with_every_mode(method):
+    """Each fact-world method config × each mode overlay resolves to the mode it names (in process, no run)."""
+    from lit_edit.cli import LitEditCLI
+
+    for mode, (batch_size, rollback) in MODES.items():
+        cli = LitEditCLI(args=["--config", str(ROOT / method), "--config", str(ROOT / f"configs/edit/modes/{mode}.yaml"),
+                               "--trainer.logger", "false"], run=False)
+        assert cli.datamodule.hparams.batch_size == batch_size and cli.model.hparams.rollback is rollback, mode
+        assert cli.model.editor.name == method.rsplit("/", 1)[1].removesuffix(".yaml")

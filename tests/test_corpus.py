@@ -1,4 +1,4 @@
-"""The pretraining corpus: length-grouped batches and the subject-bottleneck attention mask."""
+"""The pretraining corpus: length-grouped batches and the subject-routing targets and penalty."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, GPT2Config
 
-from lit_edit.data.corpus import TextCorpusDataModule, bottleneck_attention_mask, hidden_name_tokens
+from lit_edit.data.corpus import TextCorpusDataModule, hidden_name_tokens, routing_targets
 from lit_edit.models.loading import load_tokenizer
+from lit_edit.modules.subject_routing import composition_gap, routing_leak
 from tests.conftest import FACTWORLD
 
 TEXT = "Where was Hathio Mafubral born? Hathio Mafubral was born in Grauden."
@@ -38,34 +39,32 @@ def test_hidden_name_tokens_are_all_but_the_last_token_of_each_name(tokenizer):
         assert [tokens[i].lstrip("Ġ") for i in earlier] == ["Hathio"]
 
 
-def test_bottleneck_mask_matches_a_direct_construction():
+def test_routing_targets_match_a_direct_construction():
     padding = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0]])
     blocked = [[(3, [1, 2])], [(2, [1])]]
-    mask = bottleneck_attention_mask(padding, blocked)
-    assert mask.shape == (2, 1, 6, 6)
+    forbidden, compose = routing_targets(padding, blocked)
+    assert forbidden.shape == (2, 2, 6, 6) and compose.shape == (2, 6, 6)
     for b in range(2):
         for q in range(6):
             for k in range(6):
-                hidden = any(q > last and k in earlier for last, earlier in blocked[b])
-                allowed = k <= q and padding[b, k] == 1 and not hidden
-                assert (mask[b, 0, q, k] == 0) == allowed, (b, q, k)
+                real = padding[b, k] == 1
+                after = [(last, earlier) for last, earlier in blocked[b] if q > last]
+                assert bool(forbidden[b, 0, q, k]) == (real and any(k in e or k == last for last, e in after))
+                assert bool(forbidden[b, 1, q, k]) == (real and any(k in e for _, e in after))
+                assert bool(compose[b, q, k]) == (real and any(q == last and k in e for last, e in blocked[b]))
 
 
-def test_with_the_mask_later_tokens_reach_a_name_only_through_its_last_token():
-    """A one-layer model: under the mask the last position cannot see the first name at all."""
+def test_routing_penalties_match_a_direct_computation():
     torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(GPT2Config(vocab_size=50, n_embd=32, n_layer=1, n_head=2,
-                                                        n_positions=16)).eval()
-    ids = torch.tensor([[5, 6, 7, 8, 9]])          # tokens 1-2 are a two-token name
-    changed = ids.clone()
-    changed[0, 1] = 20                             # another first name
-    mask = bottleneck_attention_mask(torch.ones_like(ids), [[(2, [1])]])
-    with torch.no_grad():
-        same = model(input_ids=ids, attention_mask=mask).logits[0, -1]
-        other = model(input_ids=changed, attention_mask=mask).logits[0, -1]
-        plain = model(input_ids=changed).logits[0, -1]
-    torch.testing.assert_close(same, other)
-    assert (plain - same).abs().max() > 1e-3      # without the mask it can
+    attentions = [torch.softmax(torch.randn(2, 3, 5, 5), -1) for _ in range(2)]
+    forbidden, compose = routing_targets(torch.ones(2, 5, dtype=torch.long), [[(1, [0])], []])
+    # document 0 names tokens 0-1: queries 2..4 must not read keys 0-1 in layer 0, key 0 in layer 1
+    expected_leak = (attentions[0][0, :, 2:, :2].sum(-1).mean() + attentions[1][0, :, 2:, 0].mean()) / 2
+    torch.testing.assert_close(routing_leak(attentions, forbidden), expected_leak)
+    # token 1 should read token 0 in the first layer: the best head's mass there
+    torch.testing.assert_close(composition_gap(attentions[0], compose), 1 - attentions[0][0, :, 1, 0].max())
+    assert float(routing_leak(attentions, torch.zeros_like(forbidden))) == 0.0
+    assert float(composition_gap(attentions[0], torch.zeros_like(compose))) == 0.0
 
 
 def write_corpus(root, records):
@@ -74,49 +73,55 @@ def write_corpus(root, records):
         (root / "corpus" / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
 
 
-def test_data_module_gives_training_batches_the_bottleneck_mask(tmp_path):
+def test_data_module_gives_training_batches_the_routing_targets(tmp_path):
     write_corpus(tmp_path, [{"text": TEXT, "entities": entity_spans(TEXT, "Hathio Mafubral")},
                             {"text": "No names here.", "entities": []}])
-    data = TextCorpusDataModule(tmp_path, str(FACTWORLD / "tokenizer-gpt2"), batch_size=2, subject_bottleneck=True,
+    data = TextCorpusDataModule(tmp_path, str(FACTWORLD / "tokenizer-gpt2"), batch_size=2, subject_routing=True,
                                 generate_factworld=False)
     data.setup("fit")
     batch = data.train_set[0]
     width = batch["input_ids"].shape[1]
-    assert batch["attention_mask"].shape[1:] == (1, width, width)
-    row = int(batch["attention_mask"][:, 0, -1].eq(0).sum(-1).argmax())    # the document with the names
+    assert batch["attention_mask"].shape[1:] == (width,)
+    assert batch["routing_forbidden"].shape[1:] == (2, width, width) and batch["routing_compose"].shape[1:] == (width, width)
+    row = int(batch["routing_forbidden"][:, 0, -1].sum(-1).argmax())    # the document with the names
     tokens = [t.lstrip("Ġ") for t in load_tokenizer(FACTWORLD / "tokenizer-gpt2")
               .convert_ids_to_tokens(batch["input_ids"][row])]
     first, last = tokens.index("Hathio"), tokens.index("Mafubral")
-    assert batch["attention_mask"][row, 0, -1, first] < 0 and batch["attention_mask"][row, 0, -1, last] == 0
-    assert batch["attention_mask"][row, 0, last, first] == 0               # the name's own tokens see each other
-    assert data.heldout_set[0]["attention_mask"].dim() == 2     # evaluation sees the plain model
+    forbidden = batch["routing_forbidden"][row]
+    assert forbidden[0, -1, first] and forbidden[0, -1, last]              # first layer: none of the name
+    assert forbidden[1, -1, first] and not forbidden[1, -1, last]          # later layers: its last token only
+    assert batch["routing_compose"][row, last, first] and not forbidden[:, last, first].any()
+    assert "routing_forbidden" not in data.heldout_set[0]                  # evaluation sees the plain model
 
 
-def test_bottleneck_without_entity_spans_names_the_record(tmp_path):
+def test_routing_without_entity_spans_names_the_record(tmp_path):
     write_corpus(tmp_path, [{"text": TEXT}])
-    data = TextCorpusDataModule(tmp_path, str(FACTWORLD / "tokenizer-gpt2"), subject_bottleneck=True,
+    data = TextCorpusDataModule(tmp_path, str(FACTWORLD / "tokenizer-gpt2"), subject_routing=True,
                                 generate_factworld=False)
-    with pytest.raises(ValueError, match=r"train.jsonl:1: subject_bottleneck needs an 'entities' field"):
+    with pytest.raises(ValueError, match=r"train.jsonl:1: subject_routing needs an 'entities' field"):
         data.setup("fit")
 
 
-def test_first_layer_cannot_read_the_name_and_later_layers_read_only_its_last_token():
-    """Under both masks the last position reaches a name only through its last token's layer-1 residual."""
-    from lit_edit.modules import bottleneck_attention
+def test_training_with_the_penalties_lowers_them(tmp_path):
+    """A few optimiser steps on a tiny model: leak and composition gap fall while the LM loss is still trained."""
+    from lit_edit.modules.language_model import CausalLMModule
 
+    write_corpus(tmp_path, [{"text": TEXT, "entities": entity_spans(TEXT, "Hathio Mafubral")}] * 4)
+    data = TextCorpusDataModule(tmp_path, str(FACTWORLD / "tokenizer-gpt2"), batch_size=4, subject_routing=True,
+                                generate_factworld=False)
+    data.setup("fit")
     torch.manual_seed(0)
-    ids = torch.tensor([[5, 6, 7, 8, 9]])          # tokens 1-2 are a two-token name
-    changed = ids.clone()
-    changed[0, 1], changed[0, 2] = 20, 21          # another name
-    plain = torch.ones_like(ids)
-    masks = {"attention_mask": bottleneck_attention_mask(plain, [[(2, [1])]]),
-             "first_layer_mask": bottleneck_attention_mask(plain, [[(2, [1])]], hide_last=True)}
-    outputs = {}
-    for layers in (1, 2):
-        model = AutoModelForCausalLM.from_config(GPT2Config(vocab_size=50, n_embd=32, n_layer=layers, n_head=2,
-                                                            n_positions=16)).eval()
-        model.set_attn_implementation(bottleneck_attention.NAME)
-        with torch.no_grad():
-            outputs[layers] = [model(input_ids=x, **masks).logits[0, -1] for x in (ids, changed)]
-    torch.testing.assert_close(*outputs[1])                    # one layer: the name is invisible
-    assert (outputs[2][0] - outputs[2][1]).abs().max() > 1e-3  # two layers: it arrives via its last token
+    module = CausalLMModule(tokenizer=str(FACTWORLD / "tokenizer-gpt2"), routing_weight=5.0,
+                            model_config={"n_layer": 2, "n_embd": 32, "n_head": 2, "n_inner": 64, "n_positions": 64})
+    optimizer = torch.optim.Adam(module.parameters(), lr=1e-2)
+    batch = data.train_set[0]
+    first_loss, first = module(batch)
+    for _ in range(40):
+        loss, penalties = module(batch)
+        optimizer.zero_grad()
+        (loss + 5.0 * sum(penalties.values())).backward()
+        optimizer.step()
+    loss, penalties = module(batch)
+    assert float(loss) < float(first_loss)
+    for name in ("leak", "composition_gap"):
+        assert float(penalties[name]) < 0.3 * float(first[name]), (name, first, penalties)

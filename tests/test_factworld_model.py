@@ -52,3 +52,20 @@ def test_full_acceptance_report(shipped):
     assert report["fact_recall_train_templates"] >= 0.95
     assert report["heldout_perplexity"] < 3.0
     assert set(report["tasks"]) == set(formats.TASK_FILES)
+
+
+def test_subject_patching_probe_moves_answers_when_it_patches_where_the_fact_is_read(shipped, monkeypatch):
+    """The acceptance probe's machinery: patched at the *last prompt token* of the last layer, A's next-token
+    distribution is B's, so the rate there is B's recall (1.0); at the subject the shipped model scores ~0
+    (README, Known limitations)."""
+    from lit_edit.factworld import acceptance
+
+    model, tokenizer = shipped
+    world = load_world(FACTWORLD)
+    at_subject = acceptance.subject_patching_rates(model, tokenizer, world, n_pairs=30)
+    monkeypatch.setattr(acceptance, "subject_token_index",
+                        lambda tok, template, subject: len(tok(template.format(subject))["input_ids"]) - 1)
+    at_last_token = acceptance.subject_patching_rates(model, tokenizer, world, n_pairs=30)
+    assert len(at_subject) == len(at_last_token) == model.config.n_layer
+    assert at_last_token[-1] >= 0.95
+    assert max(at_subject) <= 0.1

@@ -120,3 +120,31 @@ def test_perplexity_stop_ends_the_run_early_with_results(tmp_path):
     trainer.test(module, datamodule=EditDataModule(root=str(FACTWORLD), n=6, batch_size=1), verbose=False)
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["stopped_early"].startswith("perplexity") and metrics["n_edits"] < 6
+
+
+class _PoisonAfter(FT):
+    """FT that writes NaN into its weight from the ``bad_step``-th edit on (a broken method, for the test)."""
+
+    name = "poisoned-ft"
+
+    def __init__(self, bad_step: int):
+        super().__init__(layers=[1], loss="target_new", lr=1e-3, steps=1, norm_constraint=None)
+        self.bad_step, self.calls = bad_step, 0
+
+    def edit(self, model, tokenizer, arch, requests):
+        outcome = super().edit(model, tokenizer, arch, requests)
+        self.calls += 1
+        if self.calls >= self.bad_step:
+            with torch.no_grad():
+                model.get_parameter(self.parameter_names(model, arch)[0])[0, 0] = float("nan")
+        return outcome
+
+
+def test_non_finite_update_stops_the_run_naming_the_records_and_keeps_earlier_steps(tmp_path):
+    from lit_edit.modules.editing import NonFiniteUpdateError
+
+    with pytest.raises(NonFiniteUpdateError, match=r"edit step 2 \(records zsre:4, zsre:5\) left NaN/inf in "
+                                                   r"\['transformer.h.1.mlp.c_proj.weight'\]"):
+        run(tmp_path, _PoisonAfter(bad_step=3), rollback=False, n=8, batch_size=2)
+    steps = (tmp_path / "run" / "steps.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in steps[1:]] == ["0", "1"]     # the two good steps are on disk

@@ -3,15 +3,19 @@
 Every document is one example starting at position 0 (no packing), because edit prompts are scored
 that way. Batches group documents of similar length, so little compute goes to padding.
 
-**Subject bottleneck** (optional, training only). A record may list the character spans of the entities
-it names (``"entities": [[start, end], ...]``). With ``subject_bottleneck`` on, a token after an entity cannot
-attend to the entity's tokens in the first layer, and only to its *last* token in the other layers. A small
-model trained on plain text otherwise looks a subject up at the answer position, reading the raw name
-embeddings with its first attention layer, so nothing computed at the subject matters and locate-and-edit
-methods have nothing to edit; large models instead gather what they know about a subject at its last token in
-early-to-middle FFN layers (causal tracing, methods.md §2). Under the two masks the only path from a name to
-later tokens runs through the residual stream of its last token after the first block, which reproduces that
-mechanism; at inference the model is an ordinary causal LM (plain attention, no masks).
+**Subject routing** (optional, training only). A record may list the character spans of the entities it
+names (``"entities": [[start, end], ...]``). A small model trained on plain text looks a subject up at the
+answer position, reading the raw name tokens with its first attention layer, so nothing computed at the
+subject matters and locate-and-edit methods have nothing to edit; large models instead gather what they know
+about a subject at its last token in early-to-middle FFN layers and later positions read it from there
+(causal tracing, methods.md §2). With ``subject_routing`` on, each training batch carries the
+routing targets (:func:`routing_targets`): keys that queries after a name must not read (the whole name in the
+first layer, all but its last token in the others) and, at the name's last token, its earlier tokens, which the
+first layer should read there. The LM module adds the attention mass on forbidden keys and the first layer's
+shortfall in composing the name to its loss (``lit_edit.modules.subject_routing``), so the model *learns* to
+know a name at its last token and to reach it only through that token's residual stream, and it stays an
+ordinary causal LM with plain attention (README, Known limitations: what was measured with it and with weaker
+variants).
 """
 
 from __future__ import annotations
@@ -57,19 +61,27 @@ def hidden_name_tokens(offsets: list[tuple[int, int]], spans: list[list[int]]) -
     return blocked
 
 
-def bottleneck_attention_mask(attention_mask: torch.Tensor, blocked: list[list[tuple[int, list[int]]]],
-                              dtype: torch.dtype = torch.float32, hide_last: bool = False) -> torch.Tensor:
-    """The additive 4-D mask ``[batch, 1, T, T]``: causal, padding keys hidden, and for each entity of
-    document b, queries after its last token cannot see its earlier tokens — nor the last one with
-    ``hide_last`` (the first layer's mask). 0 = attend, dtype min = not."""
+def routing_targets(attention_mask: torch.Tensor, blocked: list[list[tuple[int, list[int]]]]
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The subject-routing targets of a batch, booleans over (query, key):
+
+    - ``forbidden`` ``[batch, 2, T, T]``: keys a query after an entity must not read — ``[:, 0]`` in the first
+      layer, every token of the entity; ``[:, 1]`` in the other layers, all but its last token;
+    - ``compose`` ``[batch, T, T]``: at an entity's last token, its earlier tokens (the first layer should read
+      them there, so the name is known at its last token).
+
+    Causal order and padding are left to the attention mask.
+    """
     batch, width = attention_mask.shape
-    allowed = torch.ones(width, width, dtype=torch.bool).tril().expand(batch, width, width).clone()
-    allowed &= attention_mask.bool()[:, None, :]
+    forbidden = torch.zeros(batch, 2, width, width, dtype=torch.bool)
+    compose = torch.zeros(batch, width, width, dtype=torch.bool)
     for row, entities in enumerate(blocked):
         for last, earlier in entities:
-            allowed[row, last + 1:, earlier + [last] if hide_last else earlier] = False
-    additive = torch.zeros(batch, 1, width, width, dtype=dtype)
-    return additive.masked_fill(~allowed[:, None], torch.finfo(dtype).min)
+            forbidden[row, 0, last + 1:, earlier + [last]] = True
+            forbidden[row, 1, last + 1:, earlier] = True
+            compose[row, last, earlier] = True
+    keys = attention_mask.bool()
+    return forbidden & keys[:, None, None, :], compose & keys[:, None, :]
 
 
 class LengthGroupedBatches(Dataset):
@@ -89,11 +101,10 @@ class LengthGroupedBatches(Dataset):
         rows = self.batches[index]
         input_ids, mask = pad_right([self.sequences[i] for i in rows], self.pad_id)
         labels = input_ids.masked_fill(mask == 0, -100)
-        if self.blocked is None:
-            return {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
-        blocked = [self.blocked[i] for i in rows]
-        return {"input_ids": input_ids, "attention_mask": bottleneck_attention_mask(mask, blocked), "labels": labels,
-                "first_layer_mask": bottleneck_attention_mask(mask, blocked, hide_last=True)}
+        batch = {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
+        if self.blocked is not None:
+            batch["routing_forbidden"], batch["routing_compose"] = routing_targets(mask, [self.blocked[i] for i in rows])
+        return batch
 
 
 class TextCorpusDataModule(L.LightningDataModule):
@@ -108,12 +119,12 @@ class TextCorpusDataModule(L.LightningDataModule):
         max_length: documents are truncated to this many tokens (EOS included).
         batch_seed: seed of the batch order.
         generate_factworld: build the fact world into ``root`` if its corpus is missing.
-        subject_bottleneck: train with the subject-bottleneck mask (module docstring); needs ``entities``.
+        subject_routing: give training batches the subject-routing targets (module docstring); needs ``entities``.
     """
 
     def __init__(self, root: str = "data/factworld", tokenizer_path: str = "data/factworld/tokenizer-gpt2",
                  batch_size: int = 64, max_length: int = 256, batch_seed: int = 0, generate_factworld: bool = True,
-                 subject_bottleneck: bool = False):
+                 subject_routing: bool = False):
         super().__init__()
         self.save_hyperparameters()
         self.root = Path(root)
@@ -135,11 +146,11 @@ class TextCorpusDataModule(L.LightningDataModule):
         limit = self.hparams.max_length - 1
         sequences = [ids[:limit] + [tokenizer.eos_token_id] for ids in encoded["input_ids"]]
         blocked = []
-        if self.hparams.subject_bottleneck:
+        if self.hparams.subject_routing:
             for number, (record, offsets) in enumerate(zip(records, encoded["offset_mapping"]), 1):
                 if "entities" not in record:
-                    raise ValueError(f"{path}:{number}: subject_bottleneck needs an 'entities' field on every record "
-                                     "(regenerate the fact world, or turn subject_bottleneck off)")
+                    raise ValueError(f"{path}:{number}: subject_routing needs an 'entities' field on every record "
+                                     "(regenerate the fact world, or turn subject_routing off)")
                 blocked.append([(last, earlier) for last, earlier in hidden_name_tokens(offsets[:limit], record["entities"])])
         return sequences, blocked
 
@@ -148,7 +159,7 @@ class TextCorpusDataModule(L.LightningDataModule):
         if stage == "fit":
             sequences, blocked = self._encode("train")
             self.train_set = LengthGroupedBatches(sequences, self.hparams.batch_size, pad_id, self.hparams.batch_seed,
-                                                  blocked if self.hparams.subject_bottleneck else None)
+                                                  blocked if self.hparams.subject_routing else None)
         self.heldout_set = LengthGroupedBatches(self._encode("heldout")[0], self.hparams.batch_size, pad_id, 0)
 
     def train_dataloader(self) -> DataLoader:

@@ -1,4 +1,5 @@
-"""Does a model know its fact world? Fact recall, held-out wordings, perplexity and the mini tasks vs. chance.
+"""Does a model know its fact world? Fact recall, held-out wordings, perplexity and the mini tasks vs. chance;
+and is it editable at the subject (activation patching at the subject's last token)?
 
 Chance levels are measured, not assumed: the majority answer for classification-like tasks and a
 *shuffled-reference* baseline (the reference of another example used as the prediction) for QA,
@@ -15,12 +16,17 @@ from pathlib import Path
 
 from rouge_score import rouge_scorer
 
+import torch
+
 from lit_edit.data.corpus import read_texts
+from lit_edit.editing.positions import subject_token_index
 from lit_edit.factworld.edits import fact_questions
-from lit_edit.factworld.schema import ONE_HOP
+from lit_edit.factworld.schema import ONE_HOP, RELATION_BY_NAME
 from lit_edit.factworld.tasks import entities
 from lit_edit.factworld.world import World
 from lit_edit.generation import greedy_continuations
+from lit_edit.hooks import record, rewrite_output
+from lit_edit.models.architectures import architecture_of
 from lit_edit.scoring import answer_token_predictions, pad_right, token_nll
 from lit_edit.tasks import formats, parsing, prompts
 
@@ -101,6 +107,48 @@ def score_task(model, tokenizer, task: str, records: list[dict], rng: random.Ran
     return result
 
 
+def subject_patching_rates(model, tokenizer, world: World, n_pairs: int = 100, seed: int = 0) -> list[float]:
+    """Per layer l: how often copying h^l at the subject's last token of question B into question A (same
+    template, same relation, different answers) makes A's first answer token B's.
+
+    Locate-and-edit methods (ROME, MEMIT) write at exactly that position; a model that looks its facts up
+    elsewhere (at the last prompt token, from the raw name tokens) scores ~0 at every layer and cannot be
+    edited by them, whatever their hyperparameters.
+    """
+    arch = architecture_of(model)
+    rng = random.Random(seed)
+    facts = sorted(world.facts.items())
+    by_relation: dict[str, list[tuple[str, str]]] = {}
+    for (subject, relation), obj in facts:
+        by_relation.setdefault(relation, []).append((subject, obj))
+    n_layers = arch.n_layers(model)
+    blocks = [arch.layer(layer) for layer in range(n_layers)]
+    device = next(model.parameters()).device
+    hits = [0] * n_layers
+    for _ in range(n_pairs):
+        (subject_a, relation), answer_a = rng.choice(facts)
+        subject_b, answer_b = rng.choice([(s, o) for s, o in by_relation[relation] if o != answer_a])
+        template = rng.choice(RELATION_BY_NAME[relation].train_questions)
+        expected = tokenizer(" " + answer_b, add_special_tokens=False)["input_ids"][0]
+        encoded_a = tokenizer(template.format(subject_a), return_tensors="pt").to(device)
+        encoded_b = tokenizer(template.format(subject_b), return_tensors="pt").to(device)
+        index_a = subject_token_index(tokenizer, template, subject_a)
+        index_b = subject_token_index(tokenizer, template, subject_b)
+        with torch.no_grad(), record(model, blocks) as seen:
+            model(**encoded_b)
+        for layer, block in enumerate(blocks):
+            source = seen[block].output[0, index_b]
+
+            def patch(hidden: torch.Tensor, source=source) -> torch.Tensor:
+                hidden = hidden.clone()
+                hidden[0, index_a] = source
+                return hidden
+
+            with torch.no_grad(), rewrite_output(model, {block: patch}):
+                hits[layer] += int(model(**encoded_a).logits[0, -1].argmax()) == expected
+    return [h / n_pairs for h in hits]
+
+
 def acceptance(model, tokenizer, world_root: Path | str, seed: int = 0) -> dict:
     """All acceptance numbers of a fact-world model, as a JSON-ready dict."""
     root = Path(world_root)
@@ -112,6 +160,7 @@ def acceptance(model, tokenizer, world_root: Path | str, seed: int = 0) -> dict:
         "fact_recall_heldout_templates": recall_accuracy(model, tokenizer, fact_questions(world, heldout=True)),
         "one_hop_recall": recall_accuracy(model, tokenizer, one_hop),
         "heldout_perplexity": heldout_perplexity(model, tokenizer, read_texts(root / "corpus" / "heldout.jsonl")),
+        "subject_patching_by_layer": subject_patching_rates(model, tokenizer, world, seed=seed),
         "tasks": {},
     }
     for task in formats.TASK_FILES:

@@ -143,6 +143,9 @@ class EditingModule(L.LightningModule):
         data = self.trainer.datamodule
         directory = self.hparams.results_dir or self.trainer.log_dir or "results"
         self.recorder = RunRecorder(directory)
+        saved_config = Path(self.trainer.log_dir or directory) / "config.yaml"   # written by LightningCLI
+        if saved_config.exists() and saved_config.parent.resolve() != self.recorder.directory.resolve():
+            self.recorder.copy_in(saved_config)
         self.editor.setup(self.model, self.tokenizer, self.arch,
                           EditContext(str(self.hparams.name_or_path), self.statistics,
                                       progress=self.trainer.progress_bar_callback is not None))

@@ -17,8 +17,8 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
 from lit_edit.models.architectures import architecture_of
-from lit_edit.modules import bottleneck_attention
 from lit_edit.models.loading import load_model, load_tokenizer
+from lit_edit.modules.subject_routing import composition_gap, routing_leak
 
 
 class CausalLMModule(L.LightningModule):
@@ -34,11 +34,14 @@ class CausalLMModule(L.LightningModule):
         warmup_steps: warm-up length in optimizer steps.
         export_dir: where ``fit`` writes the final Hugging Face model (and tokenizer); None: nowhere.
         seed: seed of the fresh model's initialisation.
+        routing_weight: weight of the subject-routing penalty (leak + composition gap) on batches that carry
+            routing targets (``TextCorpusDataModule(subject_routing=True)``; ``lit_edit.modules.subject_routing``).
     """
 
     def __init__(self, tokenizer: str | None = None, architecture: str = "gpt2", model_config: dict | None = None,
                  name_or_path: str | None = None, lr: float = 1e-3, weight_decay: float = 0.01,
-                 warmup_steps: int = 200, export_dir: str | None = None, seed: int = 0):
+                 warmup_steps: int = 200, export_dir: str | None = None, seed: int = 0,
+                 routing_weight: float = 1.0):
         super().__init__()
         self.save_hyperparameters()
         if not (tokenizer or name_or_path):
@@ -56,18 +59,28 @@ class CausalLMModule(L.LightningModule):
                 self.model = AutoModelForCausalLM.from_config(config)
         architecture_of(self.model)
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        if "first_layer_mask" in batch:  # subject-bottleneck training (lit_edit.data.corpus)
-            self._use_attention(bottleneck_attention.NAME)
-        return self.model(**batch).loss
+    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The LM loss and, for a batch with routing targets, the routing penalties (they need the attention
+        probabilities, so such batches run the eager attention)."""
+        inputs = {k: v for k, v in batch.items() if not k.startswith("routing_")}
+        if "routing_forbidden" not in batch:
+            return self.model(**inputs).loss, {}
+        self._use_attention("eager")
+        output = self.model(**inputs, output_attentions=True)
+        return output.loss, {"leak": routing_leak(output.attentions, batch["routing_forbidden"]),
+                             "composition_gap": composition_gap(output.attentions[0], batch["routing_compose"])}
 
     def _use_attention(self, name: str) -> None:
         if self.model.config._attn_implementation != name:
             self.model.set_attn_implementation(name)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss = self(batch)
-        self.log("train/loss", loss, prog_bar=True, batch_size=batch["input_ids"].shape[0])
+        loss, penalties = self(batch)
+        size = batch["input_ids"].shape[0]
+        self.log("train/loss", loss, prog_bar=True, batch_size=size)
+        for name, value in penalties.items():
+            self.log(f"train/routing_{name}", value, prog_bar=True, batch_size=size)
+            loss = loss + self.hparams.routing_weight * value
         return loss
 
     def _token_nll(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -113,7 +126,7 @@ class CausalLMModule(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def on_fit_end(self) -> None:
-        self._use_attention("sdpa")  # never export the training-only attention function
+        self._use_attention("sdpa")  # exported models use the fast attention
         if self.hparams.export_dir and self.trainer.is_global_zero:
             export_hf(self.model, self.tokenizer, self.hparams.export_dir)
 
