@@ -49,7 +49,7 @@ def main():
     for layer in layers:
         apart.update(collect_second_moments(model, arch, [layer], batches(), max_tokens=args.tokens, progress=False))
     t_each = time.perf_counter() - start
-    gap = max(float((together[l].sum_kkt - apart[l].sum_kkt).abs().max()) for l in layers)
+    gap = max(float((together[layer].sum_kkt - apart[layer].sum_kkt).abs().max()) for layer in layers)
     tokens = together[layers[0]].count
     print(f"model {args.model}, layers {layers}, {tokens} tokens per layer")
     print(f"  one pass for all layers  {t_one:7.2f} s  forward tokens {tokens}")

@@ -6,7 +6,6 @@ import json
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, GPT2Config
 
 from lit_edit.data.corpus import TextCorpusDataModule, hidden_name_tokens, routing_targets
 from lit_edit.models.loading import load_tokenizer

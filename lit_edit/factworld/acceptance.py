@@ -14,9 +14,8 @@ import random
 from collections import Counter
 from pathlib import Path
 
-from rouge_score import rouge_scorer
-
 import torch
+from rouge_score import rouge_scorer
 
 from lit_edit.data.corpus import read_texts
 from lit_edit.editing.positions import subject_token_index
@@ -139,9 +138,9 @@ def subject_patching_rates(model, tokenizer, world: World, n_pairs: int = 100, s
         for layer, block in enumerate(blocks):
             source = seen[block].output[0, index_b]
 
-            def patch(hidden: torch.Tensor, source=source) -> torch.Tensor:
+            def patch(hidden: torch.Tensor, source=source, index=index_a) -> torch.Tensor:
                 hidden = hidden.clone()
-                hidden[0, index_a] = source
+                hidden[0, index] = source
                 return hidden
 
             with torch.no_grad(), rewrite_output(model, {block: patch}):
