@@ -57,3 +57,22 @@ def test_the_first_template_must_be_the_bare_prompt(model_and_tokenizer):
     model, tokenizer = model_and_tokenizer
     with pytest.raises(ValueError, match="bare"):
         optimize_values(model, tokenizer, _module(model, "block"), TARGETS, ValueHyperparams(), ("A. {}",))
+
+
+def test_first_loss_is_the_mean_template_nll_from_the_full_logits(model_and_tokenizer):
+    """At δ = 0 the loss is the rewriting NLL alone (KL and weight decay vanish): for each request, the mean over
+    templates of the per-prompt mean NLL of the target, read here from the model's full logits."""
+    model, tokenizer = model_and_tokenizer
+    result = optimize_values(model, tokenizer, _module(model, "block"), TARGETS, ValueHyperparams(steps=1),
+                             TEMPLATES)
+    for i, t in enumerate(TARGETS):
+        target = tokenizer(" " + t.target, add_special_tokens=False)["input_ids"]
+        per_template = []
+        for template in TEMPLATES:
+            prompt = tokenizer(template.format(t.prompt).format(t.subject))["input_ids"]
+            ids = torch.tensor([prompt + target])
+            with torch.no_grad():
+                logprobs = torch.log_softmax(model(input_ids=ids).logits[0].double(), -1)
+            per_template.append(-sum(logprobs[len(prompt) - 1 + j, tok] for j, tok in enumerate(target)) / len(target))
+        expected = torch.stack(per_template).mean()
+        torch.testing.assert_close(result.first_loss[i].double(), expected, rtol=1e-6, atol=1e-6)

@@ -152,13 +152,19 @@ def optimize_values(model, tokenizer, module: str, targets: Sequence[ValueTarget
         out[arange, lookup] = out[arange, lookup] + delta[owner].to(out.dtype)
         return out
 
+    # only the positions the loss reads go through the unembedding (methods.md §12.1): the scored target tokens,
+    # then the KL prompts' subject positions
+    score_rows = torch.cat([tok_row, kl_rows])
+    score_positions = torch.cat([tok_pos, lookup[kl_rows]])
+    n_scored = tok_row.shape[0]
+    unembedding = model.get_output_embeddings()
     for step in range(hp.steps):
         with rewrite_output(model, {module: add_delta}):
-            logits = model(input_ids=input_ids, attention_mask=mask).logits
-        logprobs = torch.log_softmax(logits.float(), dim=-1)
-        token_nll = -logprobs[tok_row, tok_pos, tok_id] * tok_weight
+            hidden = model.base_model(input_ids=input_ids, attention_mask=mask).last_hidden_state
+        logprobs = torch.log_softmax(unembedding(hidden[score_rows, score_positions]).float(), dim=-1)
+        token_nll = -logprobs[torch.arange(n_scored, device=device), tok_id] * tok_weight
         nll = torch.zeros(n, device=device).index_add(0, tok_owner, token_nll)
-        kl_logprobs = logprobs[kl_rows, lookup[kl_rows]]
+        kl_logprobs = logprobs[n_scored:]
         if init_kl_logprobs is None:
             init_kl_logprobs = kl_logprobs.detach().clone()
         kl = hp.kl_factor * (kl_logprobs.exp() * (kl_logprobs - init_kl_logprobs)).sum(-1)
