@@ -156,15 +156,15 @@ def optimize_values(model, tokenizer, module: str, targets: Sequence[ValueTarget
     # then the KL prompts' subject positions
     score_rows = torch.cat([tok_row, kl_rows])
     score_positions = torch.cat([tok_pos, lookup[kl_rows]])
-    n_scored = tok_row.shape[0]
+    scored = torch.arange(tok_row.shape[0], device=device)
     unembedding = model.get_output_embeddings()
     for step in range(hp.steps):
         with rewrite_output(model, {module: add_delta}):
             hidden = model.base_model(input_ids=input_ids, attention_mask=mask).last_hidden_state
         logprobs = torch.log_softmax(unembedding(hidden[score_rows, score_positions]).float(), dim=-1)
-        token_nll = -logprobs[torch.arange(n_scored, device=device), tok_id] * tok_weight
+        token_nll = -logprobs[scored, tok_id] * tok_weight
         nll = torch.zeros(n, device=device).index_add(0, tok_owner, token_nll)
-        kl_logprobs = logprobs[n_scored:]
+        kl_logprobs = logprobs[len(scored):]
         if init_kl_logprobs is None:
             init_kl_logprobs = kl_logprobs.detach().clone()
         kl = hp.kl_factor * (kl_logprobs.exp() * (kl_logprobs - init_kl_logprobs)).sum(-1)

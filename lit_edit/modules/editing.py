@@ -143,7 +143,7 @@ class EditingModule(L.LightningModule):
         data = self.trainer.datamodule
         directory = self.hparams.results_dir or self.trainer.log_dir or "results"
         self.recorder = RunRecorder(directory)
-        saved_config = Path(self.trainer.log_dir or directory) / "config.yaml"   # written by LightningCLI
+        saved_config = Path(self.trainer.log_dir or ".") / "config.yaml"   # where LightningCLI wrote it
         if saved_config.exists() and saved_config.parent.resolve() != self.recorder.directory.resolve():
             self.recorder.copy_in(saved_config)
         self.editor.setup(self.model, self.tokenizer, self.arch,
