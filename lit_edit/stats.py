@@ -36,6 +36,7 @@ class Provenance:
     corpus_sha256: str
     tokens: int
     dtype: str
+    weights_sha256: str = ""   # files written before this field existed never match, so they are recomputed
 
 
 @dataclass
@@ -57,6 +58,20 @@ def corpus_sha256(texts: Sequence[str]) -> str:
     for text in texts:
         digest.update(text.encode("utf-8"))
         digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def weights_sha256(model, samples_per_tensor: int = 4096) -> str:
+    """A cheap identity of a model's weights: every parameter's name and shape and an evenly strided sample of
+    its values. A model retrained or edited in place under the same name gets a different digest, so statistics
+    computed on the old weights are not reused."""
+    digest = hashlib.sha256()
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            flat = parameter.detach().reshape(-1)
+            step = max(flat.numel() // samples_per_tensor, 1)
+            digest.update(f"{name}:{tuple(parameter.shape)}".encode())
+            digest.update(flat[::step][:samples_per_tensor].float().cpu().numpy().tobytes())
     return digest.hexdigest()
 
 
@@ -156,9 +171,10 @@ def cached_second_moments(cache_dir: Path | str, model, model_name: str, arch: A
     layers are computed together in one pass (or refused when ``compute_missing`` is False).
 
     Files are ``{cache_dir}/{model_name}/{corpus_name}/layer{l}_{dtype}.safetensors``; a file whose
-    provenance (corpus hash, dtype, token cap, module) differs is recomputed, never silently reused.
+    provenance (weights, corpus hash, dtype, token cap, module) differs is recomputed, never silently reused.
     """
     corpus_hash = corpus_sha256(texts)
+    weights_hash = weights_sha256(model)
     dtype_name = str(dtype).removeprefix("torch.")
     folder = Path(cache_dir) / model_name.replace("/", "_") / corpus_name
     found: dict[int, SecondMoment] = {}
@@ -166,7 +182,8 @@ def cached_second_moments(cache_dir: Path | str, model, model_name: str, arch: A
         path = folder / f"layer{layer}_{dtype_name}.safetensors"
         if path.exists():
             moment, provenance = load_moment(path)
-            if (provenance.corpus_sha256 == corpus_hash and provenance.module == arch.ffn_out_at(layer)
+            if (provenance.corpus_sha256 == corpus_hash and provenance.weights_sha256 == weights_hash
+                    and provenance.module == arch.ffn_out_at(layer)
                     and (max_tokens is None or provenance.tokens <= max_tokens)):
                 found[layer] = moment
     missing = [layer for layer in layers if layer not in found]
@@ -179,7 +196,7 @@ def cached_second_moments(cache_dir: Path | str, model, model_name: str, arch: A
         for layer, moment in computed.items():
             save_moment(folder / f"layer{layer}_{dtype_name}.safetensors", moment,
                         Provenance(model_name, layer, arch.ffn_out_at(layer), corpus_name, corpus_hash,
-                                   moment.count, dtype_name))
+                                   moment.count, dtype_name, weights_hash))
         found.update(computed)
     return {layer: found[layer] for layer in layers}
 

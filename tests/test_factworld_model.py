@@ -7,7 +7,7 @@ import pytest
 from lit_edit.factworld.acceptance import load_world, recall_accuracy, score_task
 from lit_edit.factworld.edits import fact_questions
 from lit_edit.models import load_model_and_tokenizer
-from lit_edit.tasks import formats
+from lit_edit.tasks import formats, parsing
 
 from .conftest import FACTWORLD, ROOT
 
@@ -38,7 +38,8 @@ def test_fact_recall_on_training_templates(folder, model_type):
 @pytest.mark.parametrize("task", ["sentiment", "reasoning", "open_domain_qa", "summarization", "ner"])
 def test_mini_tasks_beat_chance_on_a_sample(shipped, task):
     model, tokenizer = shipped
-    records = formats.read_task(FACTWORLD / "tasks", task)[:60]
+    short_answers = parsing.MAX_NEW_TOKENS[task] <= 5      # cheap to score on more examples
+    records = formats.read_task(FACTWORLD / "tasks", task)[:200 if short_answers else 60]
     result = score_task(model, tokenizer, task, records, random.Random(0))
     assert result["score"] >= result["chance"] + 0.2, result
 
@@ -56,8 +57,9 @@ def test_full_acceptance_report(shipped):
 
 def test_subject_patching_probe_moves_answers_when_it_patches_where_the_fact_is_read(shipped, monkeypatch):
     """The acceptance probe's machinery: patched at the *last prompt token* of the last layer, A's next-token
-    distribution is B's, so the rate there is B's recall (1.0); at the subject the shipped model scores ~0
-    (README, Known limitations)."""
+    distribution is B's, so the rate there is B's recall (1.0). At the subject's last token the shipped model,
+    trained with subject routing, carries the fact in the early layers and no longer after them (README, "The
+    fact-world model"): that is what lets ROME and MEMIT edit it at layers 0-1."""
     from lit_edit.factworld import acceptance
 
     model, tokenizer = shipped
@@ -68,4 +70,5 @@ def test_subject_patching_probe_moves_answers_when_it_patches_where_the_fact_is_
     at_last_token = acceptance.subject_patching_rates(model, tokenizer, world, n_pairs=30)
     assert len(at_subject) == len(at_last_token) == model.config.n_layer
     assert at_last_token[-1] >= 0.95
-    assert max(at_subject) <= 0.1
+    assert min(at_subject[:2]) >= 0.9
+    assert max(at_subject[2:]) <= 0.1

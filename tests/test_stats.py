@@ -1,3 +1,5 @@
+import copy
+
 import pytest
 import torch
 
@@ -87,3 +89,20 @@ def test_cache_computes_missing_layers_once_and_reuses_them(model_and_tokenizer,
     with pytest.raises(stats.MissingStatisticsError, match=r"layers \[0\] of 'org/tiny'"):
         stats.cached_second_moments(tmp_path, layers=[0], compute_missing=False,
                                     **{**kwargs, "texts": TEXTS[:2]})
+
+
+def test_cache_is_not_reused_for_other_weights_under_the_same_name(model_and_tokenizer, tmp_path):
+    import lit_edit.stats as stats
+
+    model, tokenizer = model_and_tokenizer
+    arch = architecture_of(model)
+    kwargs = dict(model_name="org/tiny", arch=arch, tokenizer=tokenizer, texts=TEXTS, corpus_name="texts",
+                  max_length=64, progress=False)
+    stats.cached_second_moments(tmp_path, model=model, layers=[0], **kwargs)
+    stats.cached_second_moments(tmp_path, model=model, layers=[0], compute_missing=False, **kwargs)  # reused
+    retrained = copy.deepcopy(model)
+    with torch.no_grad():
+        next(retrained.parameters()).add_(0.01)
+    assert stats.weights_sha256(retrained) != stats.weights_sha256(model)
+    with pytest.raises(stats.MissingStatisticsError, match=r"layers \[0\] of 'org/tiny'"):
+        stats.cached_second_moments(tmp_path, model=retrained, layers=[0], compute_missing=False, **kwargs)

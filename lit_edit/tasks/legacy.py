@@ -1,0 +1,227 @@
+"""The reference harness's parsers and scores, quirks included (``docs/tasks.md`` §2-9), for ``paper`` mode.
+
+Every function takes what the reference looked at: ``full_text``, the decode of prompt + continuation with
+the tokenizer's clean-up and the EOS token spelled out, and returns that example's contribution to the
+reference's counters. The corrected rules live in :mod:`lit_edit.tasks.parsing`; both are computed from the same
+generation.
+"""
+
+from __future__ import annotations
+
+from lit_edit.tasks.parsing import normalize_answer
+
+
+def _after(full_text: str, marker: str, index: int) -> str:
+    """``full_text.split(marker)[index]`` for index 1 or -1 (empty when the marker is missing)."""
+    parts = full_text.split(marker)
+    if index == -1:
+        return parts[-1]
+    return parts[index] if len(parts) > index else ""
+
+
+def closed_domain_qa(full_text: str, gold: bool, after_edit: bool) -> dict[str, int]:
+    """BoolQ (§2): the text after the first ``answer:``; exact `` yes``/`` no`` before editing, substring after.
+
+    Returns the reference's counters: ``correct`` (its TP + "FN"), ``parsed`` (TP+FN+TN+FP)."""
+    predict = _after(full_text, "answer:", 1).lower()
+    if after_edit:
+        says_yes, says_no = "yes" in predict, "no" in predict
+    else:
+        says_yes, says_no = predict == " yes", predict == " no"
+    if says_yes:          # checked first, as in the reference
+        return {"correct": int(gold), "parsed": 1}
+    if says_no:
+        return {"correct": int(not gold), "parsed": 1}
+    return {"correct": 0, "parsed": 0}
+
+
+def _substring_pair(predict: str, positive: str, negative: str, gold_positive: bool) -> dict[str, int]:
+    predict = predict.lower()
+    if positive in predict:
+        return {"correct": int(gold_positive), "parsed": 1}
+    if negative in predict:
+        return {"correct": int(not gold_positive), "parsed": 1}
+    return {"correct": 0, "parsed": 0}
+
+
+def nli(full_text: str, gold_entailment: bool) -> dict[str, int]:
+    """RTE (§3): substring ``true`` / ``false`` in the text after the last ``answer:`` (``untrue`` is true)."""
+    return _substring_pair(_after(full_text, "answer:", -1), "true", "false", gold_entailment)
+
+
+def sentiment(full_text: str, gold_positive: bool) -> dict[str, int]:
+    """SST-2 (§4): substring ``positive`` / ``negative`` after the last ``answer:``."""
+    return _substring_pair(_after(full_text, "answer:", -1), "positive", "negative", gold_positive)
+
+
+def dialogue(full_text: str, gold_letter: str, after_edit: bool) -> dict[str, int]:
+    """MuTual (§5): any capital A-D anywhere in the text after the last ``the answer is`` parses (`` According``
+    is an A); correct iff the gold letter is in it; after editing only, text containing ``Chi`` is unparsed."""
+    predict = _after(full_text, "the answer is", -1)
+    if after_edit and "Chi" in predict:
+        return {"correct": 0, "parsed": 0}
+    if not any(letter in predict for letter in "ABCD"):
+        return {"correct": 0, "parsed": 0}
+    return {"correct": int(gold_letter in predict), "parsed": 1}
+
+
+def reasoning(full_text: str, gold_answer: str) -> dict[str, int]:
+    """GSM8K (§6): correct iff the raw gold string (``2,125``) is a substring of the continuation (``1`` is in
+    `` 10``). Nothing counts as unparsed."""
+    predict = _after(full_text, "Therefore, the answer (arabic numerals) is:", 1)
+    return {"correct": int(gold_answer in predict), "parsed": 1}
+
+
+def open_domain_qa_scan(full_text: str, answers: list[str], flagged: bool) -> tuple[int, bool]:
+    """NQ (§7), one example of the reference's scan: ``(count added, flag afterwards)``.
+
+    ``flagged`` is the reference's *global* flag, set by the first multi-word match and never reset; once it is
+    set, only words[0], words[-1] and n-grams starting at words[0] are tried. Without ``Answer:`` in the text
+    the scan runs over the whole prompt + continuation."""
+    predict = normalize_answer(full_text.split("Answer:")[-1].replace("\n", " "))
+    golds = {normalize_answer(a) for a in answers}
+    words = predict.split(" ")
+    if words[0] in golds or words[-1] in golds:
+        return 1, flagged
+    count = 0
+    for i in range(len(words) - 1):
+        output = words[i]
+        if output in golds:
+            count += 1
+            continue
+        for j in range(i + 1, len(words)):
+            output += " " + words[j]
+            if output in golds:
+                count += 1
+                flagged = True
+                break
+        if flagged:
+            break
+    return count, flagged
+
+
+def open_domain_qa_outcomes(full_text: str, answers: list[str]) -> tuple[int, int, int]:
+    """The two possible outcomes of :func:`open_domain_qa_scan`, so that examples can be scored apart (and on
+    several processes) and the global flag replayed in file order afterwards: ``(count if the flag is still
+    down, 1 if this example sets it, count if it is already up)``."""
+    count_down, flag_after = open_domain_qa_scan(full_text, answers, False)
+    count_up, _ = open_domain_qa_scan(full_text, answers, True)
+    return count_down, int(flag_after), count_up
+
+
+def replay_open_domain_qa(outcomes: list[tuple[int, int, int]]) -> int:
+    """The reference's total count over examples in file order, from :func:`open_domain_qa_outcomes`."""
+    total, flagged = 0, False
+    for count_down, sets_flag, count_up in outcomes:
+        if flagged:
+            total += count_up
+        else:
+            total += count_down
+            flagged = bool(sets_flag)
+    return total
+
+
+def summarization_prediction(continuation_with_eos: str) -> str:
+    """SAMSum (§8): the continuation with its last 13 characters cut, meant for ``<|endoftext|>`` (correct
+    only when EOS was generated)."""
+    return continuation_with_eos[0:-13]
+
+
+def _rouge_sentences(text: str) -> list[list[str]]:
+    return [sentence.split(" ") for sentence in text.split(".") if len(sentence) > 0]
+
+
+def _ngrams(words: list[str], n: int) -> set[tuple[str, ...]]:
+    return {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
+
+
+def _f(overlap: int, hyp_count: int, ref_count: int) -> float:
+    precision = overlap / hyp_count if hyp_count else 0.0
+    recall = overlap / ref_count if ref_count else 0.0
+    return 2 * precision * recall / (precision + recall + 1e-8)
+
+
+def _lcs_table(x: list[str], y: list[str]) -> list[list[int]]:
+    table = [[0] * (len(y) + 1) for _ in range(len(x) + 1)]
+    for i in range(1, len(x) + 1):
+        for j in range(1, len(y) + 1):
+            table[i][j] = table[i - 1][j - 1] + 1 if x[i - 1] == y[j - 1] else max(table[i - 1][j], table[i][j - 1])
+    return table
+
+
+def _lcs_union(reference: list[str], hypotheses: list[list[str]]) -> int:
+    union: set[int] = set()
+    for hyp in hypotheses:
+        table = _lcs_table(reference, hyp)
+        i, j = len(reference), len(hyp)
+        while i > 0 and j > 0:
+            if reference[i - 1] == hyp[j - 1]:
+                union.add(i - 1)
+                i, j = i - 1, j - 1
+            elif table[i - 1][j] >= table[i][j - 1]:
+                i -= 1
+            else:
+                j -= 1
+    return len(union)
+
+
+def rouge_v1(hypothesis: str, reference: str) -> dict[str, float]:
+    """ROUGE-1/2/L F as the ``rouge`` 1.0.1 package computes them (§8): sentences split on ``.``, words on single
+    spaces (punctuation stays), case-sensitive, n-grams as sets, ROUGE-L as the summary-level union LCS, and
+    F = 2PR/(P+R+1e-8). A hypothesis of only dots raises ``ValueError`` there; here it scores 0."""
+    hyp_sentences, ref_sentences = _rouge_sentences(hypothesis), _rouge_sentences(reference)
+    if not hyp_sentences or not ref_sentences:
+        return {"rouge1": 0.0, "rouge2": 0.0, "rougeL": 0.0}
+    hyp_words = [w for s in hyp_sentences for w in s]
+    ref_words = [w for s in ref_sentences for w in s]
+    scores = {}
+    for n, name in [(1, "rouge1"), (2, "rouge2")]:
+        hyp, ref = _ngrams(hyp_words, n), _ngrams(ref_words, n)
+        scores[name] = _f(len(hyp & ref), len(hyp), len(ref))
+    hits = sum(_lcs_union(ref_sentence, hyp_sentences) for ref_sentence in ref_sentences)
+    scores["rougeL"] = _f(hits, len(hyp_words), len(ref_words))
+    return scores
+
+
+def summarization(continuation_with_eos: str, reference: str) -> dict[str, float]:
+    """The reference's per-example score: (R1 + R2 + RL) / 3 of :func:`rouge_v1`, 0 for a prediction of ≤ 1
+    character."""
+    predict = summarization_prediction(continuation_with_eos)
+    if len(predict) <= 1:
+        return {"rouge_avg": 0.0}
+    scores = rouge_v1(predict, reference)
+    return {"rouge_avg": (scores["rouge1"] + scores["rouge2"] + scores["rougeL"]) / 3}
+
+
+def ner_gold(words: list[str], tags: list[str], entity_type: str) -> list[str]:
+    """The reference's gold entities of one type (§9): a span runs from ``B-X`` to the next ``O`` (so it swallows
+    an adjacent entity and drops the last token of a sentence-final one, which can leave an empty string)."""
+    entities, k = [], 0
+    while k < len(tags):
+        if tags[k] == f"B-{entity_type}":
+            m = k
+            for m in range(k, len(tags)):
+                if tags[m] == "O":
+                    break
+            text = ""
+            while k < m:
+                text += " " + words[k]
+                k += 1
+            entities.append(text[1:])
+            k = m
+        k += 1
+    return entities
+
+
+def ner(full_text: str, words: list[str], tags: list[str], entity_type: str) -> dict[str, int]:
+    """One sentence and type of the reference's NER "accuracy" (§9): ``hits`` gold strings found as substrings of
+    the text after ``Entity:``, over ``total`` = the number of gold strings; for MISC only, a sentence without
+    gold MISC adds 1 to the total; an empty continuation with no gold is a hit out of 1."""
+    predict = _after(full_text, "Entity:", 1)
+    gold = ner_gold(words, tags, entity_type)
+    if not gold:
+        if len(predict) == 0:
+            return {"hits": 1, "total": 1}
+        return {"hits": 0, "total": int(entity_type == "MISC")}
+    return {"hits": sum(entity in predict for entity in gold), "total": len(gold)}
+
