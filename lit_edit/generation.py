@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from transformers import PreTrainedTokenizerBase
+
+from lit_edit.tasks.legacy import clean_up_tokenization
 
 
 @torch.no_grad()
@@ -33,3 +36,50 @@ def greedy_continuations(model, tokenizer: PreTrainedTokenizerBase, prompts: Seq
     finally:
         tokenizer.padding_side = side
     return outputs
+
+
+@dataclass
+class Generation:
+    """One greedy generation: the prompt's token ids, the new ids (up to and including the first EOS), and both
+    readings of the text — ``continuation`` (new tokens only, cut before EOS, no clean-up; the corrected parsers
+    read this) and ``reference_text`` (prompt + new tokens decoded as the reference harness did: clean-up on, EOS
+    spelled out; the ``paper`` parsers read this)."""
+
+    prompt_ids: list[int]
+    new_ids: list[int]
+    continuation: str
+    reference_text: str
+
+
+@torch.no_grad()
+def generate_greedy(model, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str], max_new_tokens: int,
+                    batch_size: int = 32) -> list[Generation]:
+    """Greedy-decode ``max_new_tokens`` after each prompt in length-sorted batches (left padding, attention mask,
+    KV cache; a row stops at EOS). Results come back in the order of ``prompts``."""
+    device = next(model.parameters()).device
+    encoded = [tokenizer(p)["input_ids"] for p in prompts]
+    order = sorted(range(len(prompts)), key=lambda i: (len(encoded[i]), i))
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    results: list[Generation | None] = [None] * len(prompts)
+    for start in range(0, len(order), batch_size):
+        rows = order[start:start + batch_size]
+        width = max(len(encoded[i]) for i in rows)
+        input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for r, i in enumerate(rows):
+            input_ids[r, width - len(encoded[i]):] = torch.tensor(encoded[i])
+            mask[r, width - len(encoded[i]):] = 1
+        generated = model.generate(input_ids=input_ids.to(device), attention_mask=mask.to(device),
+                                   max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
+                                   pad_token_id=pad_id, eos_token_id=tokenizer.eos_token_id)
+        for r, i in enumerate(rows):
+            new = generated[r, width:].tolist()
+            if tokenizer.eos_token_id in new:
+                new = new[: new.index(tokenizer.eos_token_id) + 1]
+            text_ids = new[:-1] if new and new[-1] == tokenizer.eos_token_id else new
+            results[i] = Generation(
+                encoded[i], new,
+                tokenizer.decode(text_ids, skip_special_tokens=True, clean_up_tokenization_spaces=False),
+                clean_up_tokenization(tokenizer.decode(encoded[i] + new, skip_special_tokens=False,
+                                                       clean_up_tokenization_spaces=False)))
+    return results

@@ -59,3 +59,12 @@ def test_paper_prompts_are_verbatim():
     assert prompts.reasoning(gsm) == ("Q: Q? A:Let's think step by step. It is 3.\n Therefore, the answer "
                                       "(arabic numerals) is:")
     assert prompts.reasoning(gsm, hinted=False) == "Q: Q? A:Let's think step by step. Therefore, the answer (arabic numerals) is:"
+
+
+@needs_data
+def test_reference_view_keeps_what_the_reference_harness_saw():
+    sentences = formats.read_task(TASKS, "ner", reference_view=True)
+    assert len(sentences) == 3466 and sum(s["docstart"] for s in sentences) == 216     # docs/tasks.md §9
+    rte = formats.read_task(TASKS, "nli", reference_view=True)
+    changed = [r for r in rte if (r["sentence1"], r["sentence2"]) != (r["paper_sentence1"], r["paper_sentence2"])]
+    assert len(changed) == 69 and all('"' not in r["paper_sentence1"][:1] for r in changed)   # quotes stripped

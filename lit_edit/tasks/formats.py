@@ -55,10 +55,14 @@ def write_jsonl(path: Path, records: Iterable[dict]) -> None:
             f.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
-def read_tsv(path: Path, columns: list[str]) -> list[dict]:
-    """A header-row TSV read without quote handling (``QUOTE_NONE``): quotes stay part of the text."""
+def read_tsv(path: Path, columns: list[str], legacy_quotes: bool = False) -> list[dict]:
+    """A header-row TSV read without quote handling (``QUOTE_NONE``): quotes stay part of the text.
+
+    ``legacy_quotes`` reads it as the reference harness did (``csv`` default quoting: a field that starts with
+    ``"`` loses its quotes, ``docs/tasks.md`` §3), for the ``paper`` prompts."""
     with open(path, encoding="utf-8", newline="") as f:
-        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+        quoting = csv.QUOTE_MINIMAL if legacy_quotes else csv.QUOTE_NONE
+        rows = list(csv.reader(f, delimiter="\t", quoting=quoting))
     if not rows or [c.strip() for c in rows[0]][: len(columns)] != columns:
         raise TaskFormatError(f"{path}:1: expected header {columns}, found {rows[0] if rows else 'an empty file'}")
     records = []
@@ -100,14 +104,15 @@ def write_dialogue_dir(path: Path, records: Iterable[dict], prefix: str = "dev")
         (path / f"{prefix}_{i}.txt").write_text(json.dumps(record, ensure_ascii=False), encoding="utf-8")
 
 
-def read_conll(path: Path) -> list[dict]:
-    """CoNLL-2003 (token POS chunk NER, blank-line separated); ``-DOCSTART-`` blocks are skipped."""
+def read_conll(path: Path, keep_docstart: bool = False) -> list[dict]:
+    """CoNLL-2003 (token POS chunk NER, blank-line separated); ``-DOCSTART-`` blocks are skipped unless
+    ``keep_docstart`` (the reference harness queries them as sentences, ``docs/tasks.md`` §9)."""
     sentences, current = [], []
     with open(path, encoding="utf-8") as f:
         for number, line in enumerate(f, 1):
             line = line.rstrip("\n")
             if not line.strip():
-                if current and current[0][0] != "-DOCSTART-":
+                if current and (keep_docstart or current[0][0] != "-DOCSTART-"):
                     sentences.append({"tokens": [t[0] for t in current], "tags": [t[3] for t in current]})
                 current = []
                 continue
@@ -115,7 +120,7 @@ def read_conll(path: Path) -> list[dict]:
             if len(parts) != 4:
                 raise TaskFormatError(f"{path}:{number}: expected 4 columns (token POS chunk NER), found {len(parts)}")
             current.append(parts)
-    if current and current[0][0] != "-DOCSTART-":
+    if current and (keep_docstart or current[0][0] != "-DOCSTART-"):
         sentences.append({"tokens": [t[0] for t in current], "tags": [t[3] for t in current]})
     return sentences
 
@@ -129,8 +134,11 @@ def write_conll(path: Path, sentences: Iterable[dict]) -> None:
             f.write("\n")
 
 
-def read_task(root: Path | str, task: str) -> list[dict]:
-    """Read the test set of ``task`` (a key of :data:`TASK_FILES`) from ``root``."""
+def read_task(root: Path | str, task: str, reference_view: bool = False) -> list[dict]:
+    """Read the test set of ``task`` (a key of :data:`TASK_FILES`) from ``root``.
+
+    ``reference_view`` keeps what the reference harness saw beside the corrected reading: CoNLL ``-DOCSTART-``
+    blocks as sentences (``"docstart": True``), and for RTE the quote-stripped texts as ``paper_sentence1/2``."""
     if task not in TASK_FILES:
         raise KeyError(f"unknown task {task!r}; known: {sorted(TASK_FILES)}")
     path = Path(root) / TASK_FILES[task]
@@ -143,7 +151,12 @@ def read_task(root: Path | str, task: str) -> list[dict]:
     if task == "closed_domain_qa":
         return read_jsonl(path, ("question", "answer", "passage"))
     if task == "nli":
-        return read_tsv(path, ["index", "sentence1", "sentence2", "label"])
+        columns = ["index", "sentence1", "sentence2", "label"]
+        records = read_tsv(path, columns)
+        if reference_view:
+            for record, legacy in zip(records, read_tsv(path, columns, legacy_quotes=True), strict=True):
+                record["paper_sentence1"], record["paper_sentence2"] = legacy["sentence1"], legacy["sentence2"]
+        return records
     if task == "sentiment":
         return read_tsv(path, ["sentence", "label"])
     if task == "dialogue":
@@ -151,4 +164,7 @@ def read_task(root: Path | str, task: str) -> list[dict]:
     if task == "summarization":
         records = json.loads(path.read_text(encoding="utf-8"))
         return [_require(r, ("summary", "dialogue"), f"{path}[{i}]") for i, r in enumerate(records)]
-    return read_conll(path)
+    sentences = read_conll(path, keep_docstart=reference_view)
+    for sentence in sentences:
+        sentence["docstart"] = sentence["tokens"][:1] == ["-DOCSTART-"]
+    return sentences

@@ -11,6 +11,18 @@ from __future__ import annotations
 from lit_edit.tasks.parsing import normalize_answer
 
 
+_CLEAN_UP = ((" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"), (" 'm", "'m"),
+             (" 's", "'s"), (" 've", "'ve"), (" 're", "'re"))
+
+
+def clean_up_tokenization(text: str) -> str:
+    """The decode clean-up of the reference's transformers (4.30; ``docs/tasks.md`` §1): `` ,`` → ``,``, `` 's`` →
+    ``'s``, ... Newer transformers skip it for BPE tokenizers, so it is applied here explicitly."""
+    for before, after in _CLEAN_UP:
+        text = text.replace(before, after)
+    return text
+
+
 def _after(full_text: str, marker: str, index: int) -> str:
     """``full_text.split(marker)[index]`` for index 1 or -1 (empty when the marker is missing)."""
     parts = full_text.split(marker)
