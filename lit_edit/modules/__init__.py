@@ -1,6 +1,7 @@
 """LightningModules: they orchestrate and hold no math."""
 
+from lit_edit.modules.downstream import DownstreamEvalModule
 from lit_edit.modules.editing import EditingModule
 from lit_edit.modules.language_model import CausalLMModule
 
-__all__ = ["CausalLMModule", "EditingModule"]
+__all__ = ["CausalLMModule", "DownstreamEvalModule", "EditingModule"]

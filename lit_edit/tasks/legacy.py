@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from lit_edit.tasks.parsing import normalize_answer
 
-
 _CLEAN_UP = ((" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"), (" 'm", "'m"),
              (" 's", "'s"), (" 've", "'ve"), (" 're", "'re"))
 

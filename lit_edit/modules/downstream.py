@@ -1,0 +1,70 @@
+"""Evaluate a causal LM on the downstream tasks without editing (``python main.py test --config
+configs/eval/tasks.yaml``): both modes from one generation per prompt, results written as JSON."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+
+from lit_edit.io import atomic_write_text
+from lit_edit.models.loading import load_model, load_tokenizer
+from lit_edit.tasks.evaluate import score_records
+from lit_edit.tasks.metrics import DownstreamMetric
+from lit_edit.tasks.registry import get_task
+
+
+def flatten_scores(results: dict[str, dict]) -> dict[str, float]:
+    """``{task: {mode: {name: value}}}`` -> ``{"task/mode/name": value}`` without the missing values."""
+    return {f"{task}/{mode}/{name}": value for task, modes in results.items() for mode, values in modes.items()
+            for name, value in values.items() if value is not None}
+
+
+class DownstreamEvalModule(L.LightningModule):
+    """Score ``name_or_path`` on the tasks of the DataModule (``lit_edit.tasks.DownstreamDataModule``).
+
+    Args:
+        name_or_path: a Hugging Face causal LM folder (or hub name when online).
+        dtype: ``float32``, ``float16`` or ``bfloat16``.
+        generation_batch_size: prompts per ``generate`` call (length-sorted).
+        after_edit: score with the reference's post-edit parsers in ``paper`` mode (BoolQ substring, MuTual
+            ``Chi`` rule); the corrected numbers do not depend on it.
+        results_dir: where ``downstream.json`` is written; default: the logger's version folder.
+    """
+
+    def __init__(self, name_or_path: str = "checkpoints/factworld-gpt2", dtype: str = "float32",
+                 generation_batch_size: int = 32, after_edit: bool = False, results_dir: str | None = None):
+        super().__init__()
+        self.save_hyperparameters()
+        self.model = load_model(name_or_path, dtype)
+        self.tokenizer = load_tokenizer(name_or_path)
+        self.model.eval()
+        self.scores = torch.nn.ModuleDict()
+        self._started = 0.0
+
+    def on_test_start(self) -> None:
+        self.tasks = list(self.trainer.datamodule.tasks)
+        self.scores = torch.nn.ModuleDict({task: DownstreamMetric(task) for task in self.tasks}).to(self.device)
+        self._started = time.perf_counter()
+
+    def test_step(self, batch: list[tuple[int, dict]], batch_idx: int, dataloader_idx: int = 0) -> None:
+        task = self.tasks[dataloader_idx]
+        indices, records = [i for i, _ in batch], [r for _, r in batch]
+        scores = score_records(self.model, self.tokenizer, get_task(task), records, self.hparams.after_edit,
+                               self.hparams.generation_batch_size)
+        self.scores[task].update(scores, indices)
+
+    def on_test_epoch_end(self) -> None:
+        results = {task: self.scores[task].compute() for task in self.tasks}
+        for name, value in flatten_scores(results).items():
+            self.log(f"downstream/{name}", float(value), add_dataloader_idx=False, sync_dist=False)
+        if self.trainer.is_global_zero:
+            directory = Path(self.hparams.results_dir or self.trainer.log_dir or "results")
+            payload = {"model": str(self.hparams.name_or_path), "after_edit": self.hparams.after_edit,
+                       "data": self.trainer.datamodule.describe(), "scores": results,
+                       "seconds": time.perf_counter() - self._started}
+            atomic_write_text(directory / "downstream.json", json.dumps(payload, indent=1))
+            print(f"[lit-edit] downstream tasks {self.tasks}; results in {directory / 'downstream.json'}")
