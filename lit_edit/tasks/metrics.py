@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 import torch
 from torchmetrics import Metric
+from torchmetrics.utilities import dim_zero_cat
 
 from lit_edit.tasks.registry import DownstreamTask, get_task
 
@@ -30,22 +31,26 @@ class DownstreamMetric(Metric):
     def update(self, scores: Sequence[dict], indices: Sequence[int]) -> None:
         """Add the per-example scores of :meth:`DownstreamTask.score`; ``indices`` are the examples' positions in
         their file (the order the NQ paper scan is replayed in)."""
-        for score, index in zip(scores, indices, strict=True):
-            for name, state in self._names.items():
-                if name in score:
-                    setattr(self, state, getattr(self, state) + float(score[name]))
-            for name, state in self._ordered.items():
-                getattr(self, state).append(torch.tensor([index, *score[name]], dtype=torch.float64)[None])
+        scores = list(scores)
+        if len(scores) != len(indices):
+            raise ValueError(f"{len(scores)} scores but {len(indices)} example indices")
+        for name, state in self._names.items():
+            total = sum(float(score[name]) for score in scores if name in score)
+            setattr(self, state, getattr(self, state) + total)
+        for name, state in self._ordered.items():
+            rows = [[index, *score[name]] for score, index in zip(scores, indices)]
+            if rows:
+                getattr(self, state).append(torch.tensor(rows, dtype=torch.float64))
 
     def compute(self) -> dict[str, dict]:
         sums = {name: float(getattr(self, state)) for name, state in self._names.items()}
         ordered = {}
         for name, state in self._ordered.items():
             value = getattr(self, state)
-            rows = torch.cat(value) if isinstance(value, list) and value else value
-            if isinstance(rows, list) or rows.numel() == 0:
+            if isinstance(value, list) and not value:
                 ordered[name] = []
                 continue
+            rows = dim_zero_cat(value)
             rows = rows[rows[:, 0].argsort()]
-            ordered[name] = [tuple(int(x) for x in row[1:]) for row in rows]
+            ordered[name] = [tuple(int(x) for x in row[1:]) for row in rows.tolist()]
         return self.task.summarize(sums, ordered)
