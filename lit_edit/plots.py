@@ -64,3 +64,26 @@ def plot_monitors(steps: list[dict], path: Path) -> Path:
     axes[2].ticklabel_format(axis="y", useOffset=False)
     axes[2].grid(alpha=0.3)
     return _save(figure, path)
+
+
+def plot_downstream(curve: list[dict], path: Path) -> Path:
+    """The headline metric of each downstream task and mode against the number of edits (one panel per task)."""
+    from lit_edit.tasks.registry import get_task
+
+    tasks = list(curve[0]["scores"]) if curve else []
+    columns = min(4, max(len(tasks), 1))
+    rows = max(1, -(-len(tasks) // columns))
+    figure, axes = plt.subplots(rows, columns, figsize=(4 * columns, 3.2 * rows), squeeze=False)
+    for ax, task in zip(axes.flat, tasks):
+        for mode, metric in get_task(task).primary.items():
+            points = [(p["n_edits"], p["scores"][task].get(mode, {}).get(metric)) for p in curve]
+            points = [(x, y) for x, y in points if y is not None]
+            if points:
+                ax.plot(*zip(*points), marker="o", linestyle="-" if mode == "corrected" else "--",
+                        label=f"{mode}: {metric}")
+        ax.set(title=task, xlabel="number of edits", ylim=(-0.02, 1.02))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(tasks):]:
+        ax.axis("off")
+    return _save(figure, path)

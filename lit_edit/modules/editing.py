@@ -28,6 +28,8 @@ from lit_edit.models.architectures import architecture_of
 from lit_edit.models.loading import load_model, load_tokenizer
 from lit_edit.monitors import FixedTextPerplexity, update_norms, weight_monitors
 from lit_edit.stats import StatisticsConfig, load_corpus_texts
+from lit_edit.tasks.suite import DownstreamConfig, DownstreamSuite
+from lit_edit.tasks.summary import TaskScores, bootstrap_delta, nested_delta
 
 
 def mode_name(batch_size: int, rollback: bool) -> str:
@@ -70,6 +72,9 @@ class EditingModule(L.LightningModule):
         cache_dir: pre-edit references are cached here per (model, edit set, families).
         max_new_tokens: generation length of the ``generation`` family.
         eval_batch_size: prompts per forward pass when scoring.
+        downstream: downstream tasks scored before the first edit (cached), after the last, and every k batches
+            (``lit_edit.tasks.suite.DownstreamConfig``); None: none. With rollback, "after" means the model
+            holding the step's edits, scored before they are rolled back.
     """
 
     def __init__(self, name_or_path: str = "checkpoints/factworld-gpt2", editor: Editor | None = None,
@@ -77,7 +82,8 @@ class EditingModule(L.LightningModule):
                  statistics: StatisticsConfig | None = None,
                  monitor_text: str | None = "data/factworld/corpus/heldout.jsonl", monitor_docs: int = 64,
                  stop_perplexity_factor: float | None = None, results_dir: str | None = None,
-                 cache_dir: str = "checkpoints/cache", max_new_tokens: int = 32, eval_batch_size: int = 64):
+                 cache_dir: str = "checkpoints/cache", max_new_tokens: int = 32, eval_batch_size: int = 64,
+                 downstream: DownstreamConfig | None = None):
         super().__init__()
         if editor is None:
             raise ValueError("EditingModule needs an editor (e.g. class_path: lit_edit.editors.MEMIT)")
@@ -85,6 +91,8 @@ class EditingModule(L.LightningModule):
         self.families = check_families(families)
         self.editor = editor
         self.statistics = statistics or StatisticsConfig()
+        self.downstream_config = downstream
+        self.downstream: DownstreamSuite | None = None
         self.model = load_model(name_or_path, dtype)
         self.tokenizer = load_tokenizer(name_or_path)
         self.arch = architecture_of(self.model)
@@ -165,7 +173,65 @@ class EditingModule(L.LightningModule):
             self.pre_scores = self._score(data.requests)
             self.results["pre"] = self._mean(self.pre_scores)
             self._log({f"pre/{k}": v for k, v in self.results["pre"].items()}, step=0)
+        if self.downstream_config is not None:
+            self._start_downstream()
         self.recorder.write_json("run.json", self.provenance())
+
+    # ------------------------------------------------------------------------------------- downstream
+
+    def _start_downstream(self) -> None:
+        """Read the task records and get the pre-edit scores (from the cache when this model was scored before)."""
+        self.downstream = DownstreamSuite(self.downstream_config, self.global_rank, self.trainer.world_size)
+        pre, cached = self.downstream.pre_edit(self.model, self.tokenizer, model_fingerprint(self.hparams.name_or_path),
+                                               self.hparams.cache_dir, progress=self._progress,
+                                               write=self.trainer.is_global_zero)
+        self.downstream_pre = pre
+        self.downstream_pre_cached = cached
+        self.downstream_latest: tuple[int, dict[str, TaskScores]] | None = None
+        self.downstream_curve = [self._downstream_point(0, pre)]
+
+    @property
+    def _progress(self) -> bool:
+        return self.trainer.progress_bar_callback is not None
+
+    def _downstream_point(self, n_edits: int, scores: dict[str, TaskScores]) -> dict:
+        point = {"n_edits": n_edits, "scores": {task: s.summary() for task, s in scores.items()}}
+        self._log({f"downstream/{task}/{mode}/{name}": value for task, modes in point["scores"].items()
+                   for mode, values in modes.items() for name, value in values.items()}, step=n_edits)
+        return point
+
+    def _evaluate_downstream(self) -> None:
+        """Score the model as it is now (after ``len(self.applied)`` edits) on every downstream task."""
+        scores = self.downstream.evaluate(self.model, self.tokenizer, after_edit=True, progress=self._progress)
+        self.downstream_latest = (len(self.applied), scores)
+        self.downstream_curve.append(self._downstream_point(len(self.applied), scores))
+
+    def _finish_downstream(self) -> dict:
+        """``downstream.<task>.{pre, post, delta, delta_ci95}`` (each ``{mode: {metric: value}}``), the curve of
+        every scored point and what was scored (the entries of ``metrics.json``)."""
+        n_edits = len(self.applied)
+        if not self.hparams.rollback and n_edits and (self.downstream_latest is None
+                                                      or self.downstream_latest[0] != n_edits):
+            self._evaluate_downstream()
+        post = self.downstream_latest[1] if self.downstream_latest else None
+        config = self.downstream_config
+        per_task = {}
+        for task, pre in self.downstream_pre.items():
+            entry = {"pre": pre.summary(), "post": None, "delta": None, "delta_ci95": None}
+            if post is not None:
+                entry["post"] = post[task].summary()
+                entry["delta"] = nested_delta(entry["pre"], entry["post"])
+                entry["delta_ci95"] = bootstrap_delta(pre, post[task], config.bootstrap_resamples, seed=config.seed)
+            per_task[task] = entry
+        if post is not None:
+            self._log({f"downstream_delta/{task}/{mode}/{name}": value for task, entry in per_task.items()
+                       for mode, values in entry["delta"].items() for name, value in values.items()}, step=n_edits)
+        post_model = ("the model holding the last step's edits, scored before its rollback" if self.hparams.rollback
+                      else f"the model after all {n_edits} edits")
+        setup = {**self.downstream.describe(), "pre_from_cache": self.downstream_pre_cached,
+                 "post_model": post_model if post is not None else None,
+                 "post_n_edits": self.downstream_latest[0] if self.downstream_latest else None}
+        return {"downstream": per_task, "downstream_curve": self.downstream_curve, "downstream_setup": setup}
 
     def provenance(self) -> dict:
         """What a reader needs to reproduce the run (evaluation.md "Reproducibility of a run")."""
@@ -219,16 +285,21 @@ class EditingModule(L.LightningModule):
             scores = self._score(batch)
             self.immediate.update(scores)
             row.update({f"immediate/{k}": v for k, v in self._mean(scores).items()})
+        factor = self.hparams.stop_perplexity_factor
+        if factor and row.get("perplexity") and row["perplexity"] > factor * self.pre_monitors["perplexity"]:
+            self.stop_reason = (f"perplexity {row['perplexity']:.3g} after {n_edits} edits exceeds "
+                                f"{factor} × its pre-edit value {self.pre_monitors['perplexity']:.3g}")
+        if self.downstream is not None:
+            every = self.downstream_config.every_n_batches
+            last = batch_idx + 1 >= self.trainer.num_test_batches[0] or self.stop_reason is not None
+            if (every and (batch_idx + 1) % every == 0) or (self.hparams.rollback and last):
+                self._evaluate_downstream()
         if saved is not None:
             with torch.no_grad():
                 for n, value in saved.items():
                     self.model.get_parameter(n).copy_(value)
         self.recorder.add_step(row)
         self._log({k: v for k, v in row.items() if k != "step"}, step=n_edits)
-        factor = self.hparams.stop_perplexity_factor
-        if factor and row.get("perplexity") and row["perplexity"] > factor * self.pre_monitors["perplexity"]:
-            self.stop_reason = (f"perplexity {row['perplexity']:.3g} after {n_edits} edits exceeds "
-                                f"{factor} × its pre-edit value {self.pre_monitors['perplexity']:.3g}")
 
     def evaluate_applied(self, cohort_batches: int) -> None:
         """Score every edit applied so far (periodic schedule); also the first and latest cohorts."""
@@ -244,7 +315,7 @@ class EditingModule(L.LightningModule):
 
     def finish_run(self, evaluate_final: bool) -> dict:
         """After the last step: the final scores, monitors, metrics.json and the plots."""
-        from lit_edit.plots import plot_edit_metrics, plot_monitors, plot_retention
+        from lit_edit.plots import plot_downstream, plot_edit_metrics, plot_monitors, plot_retention
 
         results = self.results
         results["n_edits"] = len(self.applied)
@@ -259,6 +330,8 @@ class EditingModule(L.LightningModule):
             results["final"] = None
         results["monitors"]["final"] = {**weight_monitors(self.model, self.originals),
                                         "perplexity": self.perplexity(self.model) if self.perplexity else None}
+        if self.downstream is not None:
+            results.update(self._finish_downstream())
         results["seconds"] = time.perf_counter() - self.started
         results["stopped_early"] = self.stop_reason
         for when in ("pre", "final", "immediate"):
@@ -277,6 +350,8 @@ class EditingModule(L.LightningModule):
             plot_retention(results["retention"], f"{self.families[0]}/reliability", plots / "retention.png")
         if self.recorder.steps:
             plot_monitors([{"n_edits": 0, **self.pre_monitors}] + self.recorder.steps, plots / "monitors.png")
+        if self.downstream is not None:
+            plot_downstream(results["downstream_curve"], plots / "downstream.png")
         return results
 
     @staticmethod

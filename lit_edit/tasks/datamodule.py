@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 
 import lightning as L
 from torch.utils.data import DataLoader
 
-from lit_edit.tasks.formats import read_task
+from lit_edit.tasks.formats import BadLines
 from lit_edit.tasks.registry import TASK_NAMES, get_task
+from lit_edit.tasks.suite import load_task_records
 
 
 def _as_list(batch):
@@ -26,11 +26,14 @@ class DownstreamDataModule(L.LightningDataModule):
         subset: keep this many examples per task, drawn with ``seed`` and kept in file order; None keeps all.
         seed: the subset's seed.
         batch_size: records per step (the generator batches their prompts again, by length).
+        on_bad_line: ``error`` (default: a malformed line stops the run, naming file and line) or ``skip`` (left
+            out, counted and listed in ``describe()``).
     """
 
     def __init__(self, root: str = "data/factworld/tasks", tasks: list[str] | None = None,
-                 subset: int | None = None, seed: int = 0, batch_size: int = 64):
+                 subset: int | None = None, seed: int = 0, batch_size: int = 64, on_bad_line: str = "error"):
         super().__init__()
+        self.bad_lines = BadLines(on_bad_line)
         tasks = list(TASK_NAMES) if tasks is None else tasks
         for task in tasks:
             get_task(task)
@@ -43,16 +46,17 @@ class DownstreamDataModule(L.LightningDataModule):
         if self.datasets:
             return
         for task in self.tasks:
-            records = list(enumerate(read_task(self.root, task, reference_view=True)))
-            if self.subset is not None and self.subset < len(records):
-                keep = sorted(random.Random(self.seed).sample(range(len(records)), self.subset))
-                records = [records[i] for i in keep]
-            self.datasets[task] = records
+            self.datasets[task] = load_task_records(self.root, task, self.subset, self.seed, self.bad_lines)
 
     def test_dataloader(self) -> list[DataLoader]:
-        return [DataLoader(self.datasets[task], batch_size=self.batch_size, shuffle=False, collate_fn=_as_list)
-                for task in self.tasks]
+        """One loader per task over this process's shard, ``records[rank::world_size]``: uneven shards and no
+        padding (a DistributedSampler would repeat examples to even them out, and the repeats would be counted)."""
+        trainer = self.trainer
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        return [DataLoader(self.datasets[task][rank::world], batch_size=self.batch_size, shuffle=False,
+                           collate_fn=_as_list) for task in self.tasks]
 
     def describe(self) -> dict:
         return {"root": str(self.root), "subset": self.subset, "seed": self.seed,
-                "examples": {task: len(records) for task, records in self.datasets.items()}}
+                "examples": {task: len(records) for task, records in self.datasets.items()},
+                "skipped_lines": list(self.bad_lines.skipped)}

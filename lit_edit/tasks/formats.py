@@ -28,14 +28,34 @@ class TaskFormatError(ValueError):
     """A task file does not have the expected format; the message names the file, line and field."""
 
 
-def _require(record: dict, fields: Iterable[str], where: str) -> dict:
+class BadLines:
+    """What a reader does with a malformed line, row, file or record: ``error`` (default) raises
+    :class:`TaskFormatError` naming it; ``skip`` leaves it out and keeps the message in :attr:`skipped`."""
+
+    POLICIES = ("error", "skip")
+
+    def __init__(self, policy: str = "error"):
+        if policy not in self.POLICIES:
+            raise ValueError(f"on_bad_line must be one of {self.POLICIES}, got {policy!r}")
+        self.policy = policy
+        self.skipped: list[str] = []
+
+    def __call__(self, message: str) -> None:
+        if self.policy == "error":
+            raise TaskFormatError(message)
+        self.skipped.append(message)
+
+
+def _missing(record, fields: Iterable[str], where: str) -> str | None:
+    """The error message of a record that is not an object or lacks ``fields``; None when it is fine."""
+    if not isinstance(record, dict):
+        return f"{where}: expected a JSON object, found {type(record).__name__}"
     missing = [f for f in fields if f not in record]
-    if missing:
-        raise TaskFormatError(f"{where}: missing field(s) {missing}; found {sorted(record)}")
-    return record
+    return f"{where}: missing field(s) {missing}; found {sorted(record)}" if missing else None
 
 
-def read_jsonl(path: Path, fields: Iterable[str]) -> list[dict]:
+def read_jsonl(path: Path, fields: Iterable[str], bad: BadLines | None = None) -> list[dict]:
+    bad = bad or BadLines()
     records = []
     with open(path, encoding="utf-8") as f:
         for number, line in enumerate(f, 1):
@@ -44,8 +64,13 @@ def read_jsonl(path: Path, fields: Iterable[str]) -> list[dict]:
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as e:
-                raise TaskFormatError(f"{path}:{number}: not valid JSON ({e})") from e
-            records.append(_require(record, fields, f"{path}:{number}"))
+                bad(f"{path}:{number}: not valid JSON ({e})")
+                continue
+            problem = _missing(record, fields, f"{path}:{number}")
+            if problem:
+                bad(problem)
+                continue
+            records.append(record)
     return records
 
 
@@ -55,7 +80,7 @@ def write_jsonl(path: Path, records: Iterable[dict]) -> None:
             f.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
-def read_tsv(path: Path, columns: list[str], legacy_quotes: bool = False) -> list[dict]:
+def read_tsv(path: Path, columns: list[str], legacy_quotes: bool = False, bad: BadLines | None = None) -> list[dict]:
     """A header-row TSV read without quote handling (``QUOTE_NONE``): quotes stay part of the text.
 
     ``legacy_quotes`` reads it as the reference harness did (``csv`` default quoting: a field that starts with
@@ -65,10 +90,12 @@ def read_tsv(path: Path, columns: list[str], legacy_quotes: bool = False) -> lis
         rows = list(csv.reader(f, delimiter="\t", quoting=quoting))
     if not rows or [c.strip() for c in rows[0]][: len(columns)] != columns:
         raise TaskFormatError(f"{path}:1: expected header {columns}, found {rows[0] if rows else 'an empty file'}")
+    bad = bad or BadLines()
     records = []
     for number, row in enumerate(rows[1:], 2):
         if len(row) < len(columns):
-            raise TaskFormatError(f"{path}:{number}: expected {len(columns)} tab-separated fields, found {len(row)}")
+            bad(f"{path}:{number}: expected {len(columns)} tab-separated fields, found {len(row)}")
+            continue
         records.append({c: row[i].strip() if c == columns[-1] else row[i] for i, c in enumerate(columns)})
     return records
 
@@ -80,8 +107,9 @@ def write_tsv(path: Path, columns: list[str], rows: Iterable[list]) -> None:
             f.write("\t".join(str(v) for v in row) + "\n")
 
 
-def read_dialogue_dir(path: Path) -> list[dict]:
+def read_dialogue_dir(path: Path, bad: BadLines | None = None) -> list[dict]:
     """MuTual: one JSON object per ``dev_N.txt`` file, ordered by N."""
+    bad = bad or BadLines()
     files = sorted(path.glob("dev_*.txt"), key=lambda p: int(p.stem.split("_")[1]))
     if not files:
         raise TaskFormatError(f"{path}: no dev_*.txt files")
@@ -90,10 +118,14 @@ def read_dialogue_dir(path: Path) -> list[dict]:
         try:
             record = json.loads(file.read_text(encoding="utf-8"))
         except json.JSONDecodeError as e:
-            raise TaskFormatError(f"{file}: not valid JSON ({e})") from e
-        _require(record, ("answers", "options", "article", "id"), str(file))
-        if len(record["options"]) != 4 or record["answers"] not in "ABCD":
-            raise TaskFormatError(f"{file}: needs 4 options and an answer in A-D")
+            bad(f"{file}: not valid JSON ({e})")
+            continue
+        problem = _missing(record, ("answers", "options", "article", "id"), str(file))
+        if not problem and (len(record["options"]) != 4 or record["answers"] not in ("A", "B", "C", "D")):
+            problem = f"{file}: needs 4 options and an answer in A-D"
+        if problem:
+            bad(problem)
+            continue
         records.append(record)
     return records
 
@@ -104,24 +136,32 @@ def write_dialogue_dir(path: Path, records: Iterable[dict], prefix: str = "dev")
         (path / f"{prefix}_{i}.txt").write_text(json.dumps(record, ensure_ascii=False), encoding="utf-8")
 
 
-def read_conll(path: Path, keep_docstart: bool = False) -> list[dict]:
+def read_conll(path: Path, keep_docstart: bool = False, bad: BadLines | None = None) -> list[dict]:
     """CoNLL-2003 (token POS chunk NER, blank-line separated); ``-DOCSTART-`` blocks are skipped unless
-    ``keep_docstart`` (the reference harness queries them as sentences, ``docs/tasks.md`` §9)."""
-    sentences, current = [], []
+    ``keep_docstart`` (the reference harness queries them as sentences, ``docs/tasks.md`` §9). A malformed line
+    makes its whole sentence bad (skipped with ``on_bad_line: skip``)."""
+    bad = bad or BadLines()
+    sentences, current, broken = [], [], False
+
+    def close() -> None:
+        if current and not broken and (keep_docstart or current[0][0] != "-DOCSTART-"):
+            sentences.append({"tokens": [t[0] for t in current], "tags": [t[3] for t in current]})
+
     with open(path, encoding="utf-8") as f:
         for number, line in enumerate(f, 1):
             line = line.rstrip("\n")
             if not line.strip():
-                if current and (keep_docstart or current[0][0] != "-DOCSTART-"):
-                    sentences.append({"tokens": [t[0] for t in current], "tags": [t[3] for t in current]})
-                current = []
+                close()
+                current, broken = [], False
                 continue
             parts = line.split()
             if len(parts) != 4:
-                raise TaskFormatError(f"{path}:{number}: expected 4 columns (token POS chunk NER), found {len(parts)}")
+                bad(f"{path}:{number}: expected 4 columns (token POS chunk NER), found {len(parts)}; "
+                    "its sentence is left out")
+                broken = True
+                continue
             current.append(parts)
-    if current and (keep_docstart or current[0][0] != "-DOCSTART-"):
-        sentences.append({"tokens": [t[0] for t in current], "tags": [t[3] for t in current]})
+    close()
     return sentences
 
 
@@ -134,37 +174,56 @@ def write_conll(path: Path, sentences: Iterable[dict]) -> None:
             f.write("\n")
 
 
-def read_task(root: Path | str, task: str, reference_view: bool = False) -> list[dict]:
+def read_task(root: Path | str, task: str, reference_view: bool = False, bad: BadLines | None = None) -> list[dict]:
     """Read the test set of ``task`` (a key of :data:`TASK_FILES`) from ``root``.
 
     ``reference_view`` keeps what the reference harness saw beside the corrected reading: CoNLL ``-DOCSTART-``
-    blocks as sentences (``"docstart": True``), and for RTE the quote-stripped texts as ``paper_sentence1/2``."""
+    blocks as sentences (``"docstart": True``), and for RTE the quote-stripped texts as ``paper_sentence1/2``.
+    ``bad`` says what a malformed line does (default: raise, naming file and line)."""
     if task not in TASK_FILES:
         raise KeyError(f"unknown task {task!r}; known: {sorted(TASK_FILES)}")
     path = Path(root) / TASK_FILES[task]
     if not path.exists():
-        raise FileNotFoundError(f"task {task!r}: {path} does not exist (check the data root)")
+        expected = "\n  ".join(f"{name}: {Path(root) / file}" for name, file in TASK_FILES.items())
+        raise FileNotFoundError(f"task {task!r}: {path} does not exist (check the data root). A task root holds:"
+                                f"\n  {expected}")
+    bad = bad or BadLines()
     if task == "reasoning":
-        return read_jsonl(path, ("question", "answer"))
+        return read_jsonl(path, ("question", "answer"), bad)
     if task == "open_domain_qa":
-        return read_jsonl(path, ("question", "answer", "output"))
+        return read_jsonl(path, ("question", "answer", "output"), bad)
     if task == "closed_domain_qa":
-        return read_jsonl(path, ("question", "answer", "passage"))
+        return read_jsonl(path, ("question", "answer", "passage"), bad)
     if task == "nli":
         columns = ["index", "sentence1", "sentence2", "label"]
-        records = read_tsv(path, columns)
+        records = read_tsv(path, columns, bad=bad)
         if reference_view:
-            for record, legacy in zip(records, read_tsv(path, columns, legacy_quotes=True), strict=True):
+            legacy_rows = read_tsv(path, columns, legacy_quotes=True, bad=BadLines("skip"))
+            by_index = {row["index"]: row for row in legacy_rows}
+            for record in records:
+                legacy = by_index.get(record["index"], record)
                 record["paper_sentence1"], record["paper_sentence2"] = legacy["sentence1"], legacy["sentence2"]
         return records
     if task == "sentiment":
-        return read_tsv(path, ["sentence", "label"])
+        return read_tsv(path, ["sentence", "label"], bad=bad)
     if task == "dialogue":
-        return read_dialogue_dir(path)
+        return read_dialogue_dir(path, bad)
     if task == "summarization":
-        records = json.loads(path.read_text(encoding="utf-8"))
-        return [_require(r, ("summary", "dialogue"), f"{path}[{i}]") for i, r in enumerate(records)]
-    sentences = read_conll(path, keep_docstart=reference_view)
+        try:
+            records = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise TaskFormatError(f"{path}: not valid JSON ({e})") from e
+        if not isinstance(records, list):
+            raise TaskFormatError(f"{path}: expected a JSON list of dialogues, found {type(records).__name__}")
+        kept = []
+        for i, record in enumerate(records):
+            problem = _missing(record, ("summary", "dialogue"), f"{path}[{i}]")
+            if problem:
+                bad(problem)
+            else:
+                kept.append(record)
+        return kept
+    sentences = read_conll(path, keep_docstart=reference_view, bad=bad)
     for sentence in sentences:
         sentence["docstart"] = sentence["tokens"][:1] == ["-DOCSTART-"]
     return sentences

@@ -10,7 +10,7 @@ shard-safe: :class:`lit_edit.tasks.metrics.DownstreamMetric` adds them across pr
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from rouge_score import rouge_scorer
@@ -25,11 +25,13 @@ TASK_NAMES = ("reasoning", "nli", "open_domain_qa", "closed_domain_qa", "dialogu
 
 @dataclass(frozen=True)
 class Query:
-    """One generation a record needs: ``variant`` names it for the scorer."""
+    """One generation a record needs: ``variant`` names it for the scorer; decoding stops after
+    ``max_new_tokens`` or once the new text contains ``stop`` (the scorer would cut there anyway)."""
 
     variant: str
     prompt: str
     max_new_tokens: int
+    stop: str | None = None
 
 
 def _ratio(numerator: float, denominator: float) -> float | None:
@@ -42,11 +44,19 @@ class DownstreamTask:
     name: str
     counters: tuple[str, ...]
     ordered: tuple[str, ...] = ()   # per-example tuples replayed in file order (the NQ reference's global flag)
+    primary: dict[str, str]         # the headline metric of each mode (plots, the README tables)
 
     def queries(self, record: dict) -> list[Query]:
         raise NotImplementedError
 
-    def score(self, record: dict, generations: Mapping[str, Generation], after_edit: bool) -> dict:
+    def options(self, record: dict) -> tuple[str, list[str]] | None:
+        """For tasks with a fixed answer set: the prompt and the option texts whose log-likelihood can be
+        compared (the ``loglik`` mode); None for the others."""
+        return None
+
+    def score(self, record: dict, generations: Mapping[str, Generation], after_edit: bool,
+              option_nll: Sequence[float] | None = None) -> dict:
+        """Counter increments of one record; ``option_nll`` is the summed NLL of each of :meth:`options`."""
         raise NotImplementedError
 
     def summarize(self, sums: Mapping[str, float], ordered: Mapping[str, list] | None = None) -> dict[str, dict]:
@@ -57,12 +67,21 @@ class ChoiceTask(DownstreamTask):
     """A one-token answer from a fixed set (BoolQ, RTE, SST-2, MuTual).
 
     corrected: ``acc_all`` = correct / all examples (primary), ``acc_parsed``, ``parse_rate``, one parser before
-    and after editing; paper: the reference's ``accuracy`` (over parsed) and ``total_accuracy`` (over all)."""
+    and after editing; paper: the reference's ``accuracy`` (over parsed) and ``total_accuracy`` (over all);
+    loglik (only when asked for): the option with the lowest summed NLL after the corrected prompt, ``acc_all``.
 
-    counters = ("n", "correct", "parsed", "paper/correct", "paper/parsed")
+    ``option_texts`` are the answers in the parsed space's order; ``gold_option`` picks the gold one's index."""
 
-    def __init__(self, name: str, paper_prompt: Callable[[dict], str], legacy_score: Callable[..., dict]):
+    counters = ("n", "correct", "parsed", "paper/correct", "paper/parsed", "loglik/n", "loglik/correct")
+    primary = {"corrected": "acc_all", "paper": "total_accuracy", "loglik": "acc_all"}
+
+    def __init__(self, name: str, paper_prompt: Callable[[dict], str], legacy_score: Callable[..., dict],
+                 option_texts: list[str], gold_option: Callable[[dict], int]):
         self.name, self._paper_prompt, self._legacy_score = name, paper_prompt, legacy_score
+        self.option_texts, self._gold_option = option_texts, gold_option
+
+    def options(self, record: dict) -> tuple[str, list[str]]:
+        return getattr(prompts, self.name)(record), list(self.option_texts)
 
     def queries(self, record: dict) -> list[Query]:
         corrected = getattr(prompts, self.name)(record)
@@ -70,21 +89,31 @@ class ChoiceTask(DownstreamTask):
         queries = [Query("corrected", corrected, parsing.MAX_NEW_TOKENS[self.name])]
         return queries + ([Query("paper", paper, parsing.MAX_NEW_TOKENS[self.name])] if paper != corrected else [])
 
-    def score(self, record: dict, generations: Mapping[str, Generation], after_edit: bool) -> dict:
+    def score(self, record: dict, generations: Mapping[str, Generation], after_edit: bool,
+              option_nll: Sequence[float] | None = None) -> dict:
         corrected = generations["corrected"]
         paper = generations.get("paper", corrected)
         parsed = parsing.PARSERS[self.name](corrected.continuation)
         legacy_counts = self._legacy_score(paper.reference_text, record, after_edit)
-        return {"n": 1, "correct": int(parsed is not None and parsed == parsing.gold_label(self.name, record)),
-                "parsed": int(parsed is not None), "paper/correct": legacy_counts["correct"],
-                "paper/parsed": legacy_counts["parsed"]}
+        out = {"n": 1, "correct": int(parsed is not None and parsed == parsing.gold_label(self.name, record)),
+               "parsed": int(parsed is not None), "paper/correct": legacy_counts["correct"],
+               "paper/parsed": legacy_counts["parsed"]}
+        if option_nll is not None:
+            if len(option_nll) != len(self.option_texts):
+                raise ValueError(f"{self.name}: {len(option_nll)} option NLLs for {len(self.option_texts)} options")
+            best = min(range(len(option_nll)), key=lambda i: option_nll[i])   # ties: the first option
+            out.update({"loglik/n": 1, "loglik/correct": int(best == self._gold_option(record))})
+        return out
 
     def summarize(self, sums, ordered=None):
-        return {"corrected": {"acc_all": _ratio(sums["correct"], sums["n"]),
-                              "acc_parsed": _ratio(sums["correct"], sums["parsed"]),
-                              "parse_rate": _ratio(sums["parsed"], sums["n"])},
-                "paper": {"accuracy": _ratio(sums["paper/correct"], sums["paper/parsed"]),
-                          "total_accuracy": _ratio(sums["paper/correct"], sums["n"])}}
+        modes = {"corrected": {"acc_all": _ratio(sums["correct"], sums["n"]),
+                               "acc_parsed": _ratio(sums["correct"], sums["parsed"]),
+                               "parse_rate": _ratio(sums["parsed"], sums["n"])},
+                 "paper": {"accuracy": _ratio(sums["paper/correct"], sums["paper/parsed"]),
+                           "total_accuracy": _ratio(sums["paper/correct"], sums["n"])}}
+        if sums.get("loglik/n"):
+            modes["loglik"] = {"acc_all": _ratio(sums["loglik/correct"], sums["loglik/n"])}
+        return modes
 
 
 def _nli_paper_prompt(record: dict) -> str:
@@ -98,13 +127,14 @@ class ReasoningTask(DownstreamTask):
 
     name = "reasoning"
     counters = ("n", "correct", "parsed", "paper/correct")
+    primary = {"corrected": "acc_all", "paper": "accuracy_hinted"}
 
     def queries(self, record):
         length = parsing.MAX_NEW_TOKENS["reasoning"]
         return [Query("corrected", prompts.reasoning(record, hinted=False), length),
                 Query("paper", prompts.reasoning(record, hinted=True), length)]
 
-    def score(self, record, generations, after_edit):
+    def score(self, record, generations, after_edit, option_nll=None):
         parsed = parsing.parse_number(generations["corrected"].continuation)
         gold = record["answer"].split("#### ")[-1].strip()
         return {"n": 1, "parsed": int(parsed is not None),
@@ -132,13 +162,14 @@ class OpenDomainQATask(DownstreamTask):
     name = "open_domain_qa"
     counters = ("n", "em", "span_em")
     ordered = ("paper/scan",)
+    primary = {"corrected": "em", "paper": "em"}
 
     def queries(self, record):
         length = parsing.MAX_NEW_TOKENS["open_domain_qa"]
-        return [Query("corrected", prompts.open_domain_qa(record, answer_cue=True), length),
+        return [Query("corrected", prompts.open_domain_qa(record, answer_cue=True), length, stop="\n"),
                 Query("paper", prompts.open_domain_qa(record, answer_cue=False), length)]
 
-    def score(self, record, generations, after_edit):
+    def score(self, record, generations, after_edit, option_nll=None):
         continuation = generations["corrected"].continuation
         return {"n": 1, "em": int(parsing.open_qa_exact_match(continuation, record["answer"])),
                 "span_em": int(span_exact_match(continuation, record["answer"])),
@@ -156,6 +187,7 @@ class SummarizationTask(DownstreamTask):
 
     name = "summarization"
     counters = ("n", "rouge1", "rouge2", "rougeL", "paper/rouge_avg")
+    primary = {"corrected": "rougeL", "paper": "rouge_avg"}
 
     def __init__(self):
         self._scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
@@ -163,7 +195,7 @@ class SummarizationTask(DownstreamTask):
     def queries(self, record):
         return [Query("corrected", prompts.summarization(record), parsing.MAX_NEW_TOKENS["summarization"])]
 
-    def score(self, record, generations, after_edit):
+    def score(self, record, generations, after_edit, option_nll=None):
         generation = generations["corrected"]
         scores = self._scorer.score(record["summary"], generation.continuation)
         paper_prediction = generation.reference_text.split("DR:")[-1]
@@ -183,11 +215,12 @@ class NERTask(DownstreamTask):
     name = "ner"
     counters = ("n",) + tuple(f"{c}/{t}" for t in prompts.NER_TYPES for c in ("tp", "fp", "fn")) + tuple(
         f"paper/{c}/{t}" for t in prompts.NER_TYPES for c in ("hits", "total"))
+    primary = {"corrected": "macro_f1", "paper": "acc_total"}
 
     def queries(self, record):
         return [Query(kind, prompts.ner(record, kind), parsing.MAX_NEW_TOKENS["ner"]) for kind in prompts.NER_TYPES]
 
-    def score(self, record, generations, after_edit):
+    def score(self, record, generations, after_edit, option_nll=None):
         docstart = record.get("docstart", False)
         out = {"n": int(not docstart)}
         for kind in prompts.NER_TYPES:
@@ -214,12 +247,16 @@ class NERTask(DownstreamTask):
 TASKS: dict[str, DownstreamTask] = {
     "closed_domain_qa": ChoiceTask("closed_domain_qa", prompts.closed_domain_qa,
                                    lambda text, r, after: legacy.closed_domain_qa(
-                                       text, parsing.gold_label("closed_domain_qa", r), after)),
-    "nli": ChoiceTask("nli", _nli_paper_prompt, lambda text, r, after: legacy.nli(text, r["label"] == "entailment")),
+                                       text, parsing.gold_label("closed_domain_qa", r), after),
+                                   ["yes", "no"], lambda r: 0 if parsing.gold_label("closed_domain_qa", r) else 1),
+    "nli": ChoiceTask("nli", _nli_paper_prompt, lambda text, r, after: legacy.nli(text, r["label"] == "entailment"),
+                      ["True", "False"], lambda r: 0 if parsing.gold_label("nli", r) else 1),
     "sentiment": ChoiceTask("sentiment", prompts.sentiment,
-                            lambda text, r, after: legacy.sentiment(text, int(r["label"]) == 1)),
+                            lambda text, r, after: legacy.sentiment(text, int(r["label"]) == 1),
+                            ["negative", "positive"], lambda r: parsing.gold_label("sentiment", r)),
     "dialogue": ChoiceTask("dialogue", prompts.dialogue,
-                           lambda text, r, after: legacy.dialogue(text, r["answers"], after)),
+                           lambda text, r, after: legacy.dialogue(text, r["answers"], after),
+                           ["A", "B", "C", "D"], lambda r: "ABCD".index(parsing.gold_label("dialogue", r))),
     "reasoning": ReasoningTask(),
     "open_domain_qa": OpenDomainQATask(),
     "summarization": SummarizationTask(),

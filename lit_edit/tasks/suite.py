@@ -1,0 +1,148 @@
+"""The downstream tasks an editing run scores: which records, how they are scored, and the cached pre-edit scores.
+
+``DownstreamConfig`` is the ``model.downstream`` block of an editing config. :class:`DownstreamSuite` reads the
+records once (this process's shard of them when several processes run), scores a model on every task with one
+:class:`~lit_edit.tasks.metrics.DownstreamMetric` per task (gathered across processes), and keeps the pre-edit
+scores on disk keyed by the model, the records and the scoring settings (``evaluation.md``: computed once on the
+unedited model).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from lit_edit.io import atomic_write_text
+from lit_edit.tasks.evaluate import score_records
+from lit_edit.tasks.formats import BadLines, read_task
+from lit_edit.tasks.metrics import DownstreamMetric
+from lit_edit.tasks.registry import TASK_NAMES, get_task
+from lit_edit.tasks.summary import TaskScores
+
+SCORING_VERSION = 2
+"""Bumped whenever a change to prompts, decoding or counters makes cached pre-edit scores stale."""
+
+
+@dataclass
+class DownstreamConfig:
+    """Downstream evaluation of an editing run.
+
+    Args:
+        root: the folder with the task files (``data/factworld/tasks``, or ``../shared/data/tasks``).
+        tasks: which tasks (names of ``lit_edit.tasks.registry.TASKS``); None: all 8.
+        subset: examples per task, drawn with ``seed`` and kept in file order; None: all.
+        seed: the subset's seed (also the bootstrap's).
+        every_n_batches: also score every k edit batches (0: only before the first and after the last edit).
+        generation_batch_size: prompts per ``generate`` call.
+        choice_loglik: add the ``loglik`` mode to the choice tasks (options ranked by their log-likelihood).
+        bootstrap_resamples: paired bootstrap resamples for the interval of each post − pre difference (0: none).
+        on_bad_line: ``error`` or ``skip`` (skipped lines are counted and listed in the results).
+    """
+
+    root: str = "data/factworld/tasks"
+    tasks: list[str] | None = None
+    subset: int | None = None
+    seed: int = 0
+    every_n_batches: int = 0
+    generation_batch_size: int = 32
+    choice_loglik: bool = False
+    bootstrap_resamples: int = 1000
+    on_bad_line: str = "error"
+
+    def __post_init__(self):
+        self.tasks = list(TASK_NAMES) if self.tasks is None else list(self.tasks)
+        for task in self.tasks:
+            get_task(task)
+        if self.subset is not None and self.subset < 1:
+            raise ValueError(f"downstream.subset must be a positive number of examples or null, got {self.subset}")
+        if self.every_n_batches < 0:
+            raise ValueError(f"downstream.every_n_batches must be >= 0 (0 = never), got {self.every_n_batches}")
+        if self.bootstrap_resamples < 0:
+            raise ValueError(f"downstream.bootstrap_resamples must be >= 0, got {self.bootstrap_resamples}")
+        BadLines(self.on_bad_line)
+
+
+def load_task_records(root: str | Path, task: str, subset: int | None = None, seed: int = 0,
+                      bad: BadLines | None = None) -> list[tuple[int, dict]]:
+    """``(position in the file, record)`` pairs of ``task`` (the reference view: what both modes need); with
+    ``subset``, that many drawn with ``seed`` and kept in file order."""
+    records = list(enumerate(read_task(root, task, reference_view=True, bad=bad)))
+    if subset is not None and subset < len(records):
+        keep = sorted(random.Random(seed).sample(range(len(records)), subset))
+        records = [records[i] for i in keep]
+    return records
+
+
+def records_digest(records: list[tuple[int, dict]]) -> str:
+    return hashlib.sha256(json.dumps(records, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+class DownstreamSuite:
+    """The records of every configured task and how to score a model on them (see the module docstring).
+
+    ``rank``/``world_size`` shard the records (``records[rank::world_size]``, uneven shards are fine: the
+    metric states are sums and concatenations)."""
+
+    def __init__(self, config: DownstreamConfig, rank: int = 0, world_size: int = 1):
+        self.config, self.rank, self.world_size = config, rank, world_size
+        self.bad_lines = BadLines(config.on_bad_line)
+        self.records = {task: load_task_records(config.root, task, config.subset, config.seed, self.bad_lines)
+                        for task in config.tasks}
+
+    def describe(self) -> dict:
+        return {**asdict(self.config), "examples": {task: len(r) for task, r in self.records.items()},
+                "skipped_lines": list(self.bad_lines.skipped), "scoring_version": SCORING_VERSION}
+
+    def evaluate(self, model, tokenizer, after_edit: bool, progress: bool = False,
+                 tasks: list[str] | None = None) -> dict[str, TaskScores]:
+        """Per-example scores on ``model`` of ``tasks`` (default: all configured), all processes' shards gathered."""
+        from tqdm.auto import tqdm
+
+        was_training = model.training
+        model.eval()
+        scores = {}
+        for task in tqdm(tasks or self.config.tasks, desc="downstream tasks", disable=not progress, leave=False):
+            shard = self.records[task][self.rank::self.world_size]
+            metric = DownstreamMetric(task)
+            metric.update(score_records(model, tokenizer, get_task(task), [r for _, r in shard], after_edit,
+                                        self.config.generation_batch_size, self.config.choice_loglik),
+                          [i for i, _ in shard])
+            scores[task] = metric.task_scores()
+        model.train(was_training)
+        return scores
+
+    def cache_key(self, model_identity: str, task: str) -> str:
+        settings = [model_identity, task, records_digest(self.records[task]), self.config.choice_loglik,
+                    SCORING_VERSION]
+        return hashlib.sha256(json.dumps(settings).encode()).hexdigest()[:20]
+
+    def pre_edit(self, model, tokenizer, model_identity: str, cache_dir: str | Path, progress: bool = False,
+                 write: bool = True) -> tuple[dict[str, TaskScores], list[str]]:
+        """Pre-edit scores of every task, from ``cache_dir/downstream`` where present; returns them and the tasks
+        that were read from the cache. ``write``: store the computed ones (the main process only)."""
+        folder = Path(cache_dir) / "downstream"
+        scores, cached, missing = {}, [], []
+        for task in self.config.tasks:
+            path = folder / f"{task}-{self.cache_key(model_identity, task)}.json"
+            if path.exists():
+                scores[task] = TaskScores.from_dict(json.loads(path.read_text()))
+                cached.append(task)
+            else:
+                missing.append(task)
+        if missing:
+            fresh = self.evaluate(model, tokenizer, after_edit=False, progress=progress, tasks=missing)
+            for task, task_scores in fresh.items():
+                scores[task] = task_scores
+                if write:
+                    path = folder / f"{task}-{self.cache_key(model_identity, task)}.json"
+                    atomic_write_text(path, json.dumps(task_scores.to_dict()))
+        return {task: scores[task] for task in self.config.tasks}, cached
+
+
+def primary_values(summary: dict[str, dict], task: str) -> dict[str, float | None]:
+    """The headline metric of each mode of one task's summary (``{mode: value}``)."""
+    primary = get_task(task).primary
+    return {mode: summary[mode].get(primary[mode]) for mode in summary if mode in primary}
