@@ -73,7 +73,7 @@ def plot_downstream(curve: list[dict], path: Path) -> Path:
     tasks = list(curve[0]["scores"]) if curve else []
     columns = min(4, max(len(tasks), 1))
     rows = max(1, -(-len(tasks) // columns))
-    figure, axes = plt.subplots(rows, columns, figsize=(4 * columns, 3.2 * rows), squeeze=False)
+    figure, axes = plt.subplots(rows, columns, figsize=(4 * columns, 3.4 * rows), squeeze=False, layout="constrained")
     for ax, task in zip(axes.flat, tasks):
         for mode, metric in get_task(task).primary.items():
             points = [(p["n_edits"], p["scores"][task].get(mode, {}).get(metric)) for p in curve]

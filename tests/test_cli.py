@@ -100,7 +100,8 @@ def test_the_main_job_edits_and_writes_the_run_folder(tmp_path):
                       str(tmp_path / "logs"), "--trainer.enable_progress_bar", "false", "--data.init_args.n", "10",
                       "--data.init_args.batch_size", "5", "--model.init_args.results_dir", str(folder),
                       "--model.init_args.statistics.cache_dir", str(tmp_path / "stats"),
-                      "--model.init_args.cache_dir", str(tmp_path / "cache"))
+                      "--model.init_args.cache_dir", str(tmp_path / "cache"),
+                      "--model.init_args.downstream.subset", "12")
     assert f"results in {folder}" in result.stdout
     metrics = json.loads((folder / "metrics.json").read_text())
     assert metrics["method"] == "memit" and metrics["n_edits"] == 10 and metrics["seconds"] > 0
@@ -116,7 +117,10 @@ def test_the_main_job_edits_and_writes_the_run_folder(tmp_path):
     assert len(updates) == 2 and all(float(row.split(",")[i]) > 0 for row in steps[1:] for i in updates)
     assert (folder / "steps.csv").read_text().count("\n") == 3        # header + two edit steps
     assert yaml.safe_load((folder / "config.yaml").read_text())["data"]["init_args"]["n"] == 10   # the resolved config
-    assert {p.name for p in (folder / "plots").iterdir()} >= {"edit_metrics.png", "monitors.png"}
+    assert {p.name for p in (folder / "plots").iterdir()} >= {"edit_metrics.png", "monitors.png", "downstream.png"}
+    assert len(metrics["downstream"]) == 8 and metrics["downstream_setup"]["examples"]["ner"] == 12
+    assert all(set(entry) == {"pre", "post", "delta", "delta_ci95"} for entry in metrics["downstream"].values())
+    assert metrics["downstream"]["sentiment"]["pre"]["corrected"]["acc_all"] > 0.5
     assert list((tmp_path / "logs").rglob("config.yaml")) and list((tmp_path / "logs").rglob("events.out.tfevents*"))
 
 

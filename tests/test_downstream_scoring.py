@@ -130,3 +130,46 @@ def test_choice_metric_sums_like_a_direct_count():
     assert result["corrected"] == {"acc_all": 0.5, "acc_parsed": pytest.approx(2 / 3), "parse_rate": 0.75}
     assert result["paper"]["total_accuracy"] == 0.5
     assert isinstance(metric.sum_0, torch.Tensor) and metric.sum_0.dtype == torch.float64
+
+
+def test_loglik_mode_picks_the_option_with_the_lowest_nll():
+    task = TASKS["dialogue"]
+    record = {"answers": "C", "options": ["a", "b", "c", "d"], "article": "m : hi"}
+    prompt, options = task.options(record)
+    assert options == ["A", "B", "C", "D"] and prompt.endswith("the answer is")
+    generations = {"corrected": gen(" B")}
+    right = task.score(record, generations, after_edit=False, option_nll=[3.0, 2.5, 0.7, 4.0])
+    wrong = task.score(record, generations, after_edit=False, option_nll=[3.0, 0.2, 0.7, 4.0])
+    assert (right["loglik/correct"], wrong["loglik/correct"], right["correct"]) == (1, 0, 0)
+    metric = DownstreamMetric("dialogue")
+    metric.update([right, wrong, right], range(3))
+    assert metric.compute()["loglik"] == {"acc_all": pytest.approx(2 / 3)}
+    # without option scores there is no loglik mode at all
+    plain = DownstreamMetric("dialogue")
+    plain.update([task.score(record, generations, after_edit=False)], [0])
+    assert "loglik" not in plain.compute()
+    with pytest.raises(ValueError, match="3 option NLLs for 4 options"):
+        task.score(record, generations, after_edit=False, option_nll=[1.0, 2.0, 3.0])
+
+
+def test_boolq_nli_sentiment_option_order_matches_their_gold_labels():
+    assert TASKS["closed_domain_qa"].score({"question": "q", "passage": "p", "answer": False}, {"corrected": gen(" no")},
+                                           False, option_nll=[2.0, 1.0])["loglik/correct"] == 1
+    assert TASKS["nli"].score({"sentence1": "a", "sentence2": "b", "label": "entailment"}, {"corrected": gen(" True")},
+                              False, option_nll=[1.0, 2.0])["loglik/correct"] == 1
+    assert TASKS["sentiment"].score({"sentence": "s", "label": "1"}, {"corrected": gen(" positive")}, False,
+                                    option_nll=[1.0, 2.0])["loglik/correct"] == 0
+
+
+def test_task_scores_rows_give_the_same_summary_as_the_sums():
+    task = TASKS["ner"]
+    record = {"tokens": ["Anna", "met", "Bob", "in", "Paris", "."], "tags": ["B-PER", "O", "B-PER", "O", "B-LOC", "O"]}
+    generations = {"PER": gen(" Anna, Carl"), "LOC": gen(" Paris"), "ORG": gen(" none"), "MISC": gen(" none")}
+    docstart = {"tokens": ["-DOCSTART-"], "tags": ["O"], "docstart": True}
+    scores = [task.score(record, generations, False), task.score({**docstart}, {k: gen(" x") for k in generations},
+                                                                   False)]
+    metric = DownstreamMetric("ner")
+    metric.update(scores, [5, 2])
+    rows = metric.task_scores()
+    assert rows.indices == [2, 5] and rows.summary() == metric.compute()
+    assert rows.summary()["corrected"]["f1_PER"] == pytest.approx(2 * 1 / (2 * 1 + 1 + 1))

@@ -46,9 +46,33 @@ def test_bad_tsv_header_is_named(tmp_path):
         formats.read_task(tmp_path, "nli")
 
 
-def test_missing_task_file_names_the_path(tmp_path):
-    with pytest.raises(FileNotFoundError, match="test-NER.txt"):
+def test_missing_task_file_names_the_path_and_lists_what_a_root_holds(tmp_path):
+    with pytest.raises(FileNotFoundError, match="test-NER.txt") as error:
         formats.read_task(tmp_path, "ner")
+    assert all(name in str(error.value) for name in formats.TASK_FILES.values())
+
+
+@pytest.mark.parametrize(("task", "name", "text", "kept"), [
+    ("reasoning", "test-reasoning.jsonl", '{"question": "q", "answer": "#### 1"}\nnot json\n{"question": "q"}\n'
+     '{"question": "q3", "answer": "#### 3"}\n', 2),
+    ("sentiment", "test-SentimentAnalysis.tsv", "sentence\tlabel\ngood\t1\nno label here\nbad\t0\n", 2),
+    ("ner", "test-NER.txt", "EU NNP B-NP B-ORG\nrejects VBZ B-VP O\n\nPeter NNP\nBlackburn NNP B-NP I-PER\n\n"
+     "Bonn NNP B-NP B-LOC\n", 2),   # the sentence with the 2-column line is dropped, the other two kept
+])
+def test_bad_lines_are_fatal_by_default_or_skipped_and_counted(tmp_path, task, name, text, kept):
+    (tmp_path / name).write_text(text)
+    with pytest.raises(formats.TaskFormatError, match=rf"{name}:\d+:"):
+        formats.read_task(tmp_path, task)
+    bad = formats.BadLines("skip")
+    records = formats.read_task(tmp_path, task, bad=bad)
+    assert len(records) == kept
+    assert bad.skipped and all(name in message for message in bad.skipped)
+    assert len(bad.skipped) == (2 if task == "reasoning" else 1)
+
+
+def test_bad_line_policy_is_checked():
+    with pytest.raises(ValueError, match="on_bad_line"):
+        formats.BadLines("ignore")
 
 
 def test_paper_prompts_are_verbatim():
