@@ -37,3 +37,6 @@ def test_two_process_evaluation_equals_one_process(tmp_path):
     one, two = _eval(tmp_path, 1), _eval(tmp_path, 2)
     assert one["data"]["examples"] == two["data"]["examples"] == {task: 31 for task in one["scores"]}
     assert _close(one["scores"], two["scores"]), (one["scores"], two["scores"])
+    # every example counted once: padding shards to equal size (DistributedSampler) would count one twice
+    assert one["scored"] == two["scored"]
+    assert all(n == 31 for task, n in two["scored"].items() if task != "ner")   # NER does not count DOCSTART

@@ -59,12 +59,13 @@ class DownstreamEvalModule(L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         results = {task: self.scores[task].compute() for task in self.tasks}
+        scored = {task: self.scores[task].scored() for task in self.tasks}
         for name, value in flatten_scores(results).items():
             self.log(f"downstream/{name}", float(value), add_dataloader_idx=False, sync_dist=False)
         if self.trainer.is_global_zero:
             directory = Path(self.hparams.results_dir or self.trainer.log_dir or "results")
             payload = {"model": str(self.hparams.name_or_path), "after_edit": self.hparams.after_edit,
-                       "data": self.trainer.datamodule.describe(), "scores": results,
+                       "data": self.trainer.datamodule.describe(), "scores": results, "scored": scored,
                        "seconds": time.perf_counter() - self._started}
             atomic_write_text(directory / "downstream.json", json.dumps(payload, indent=1))
             print(f"[lit-edit] downstream tasks {self.tasks}; results in {directory / 'downstream.json'}")

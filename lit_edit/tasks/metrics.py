@@ -68,6 +68,11 @@ class DownstreamMetric(Metric):
             ordered[name] = [] if rows is None else [tuple(int(x) for x in row[1:]) for row in rows.tolist()]
         return ordered
 
+    def scored(self) -> int:
+        """How many examples were counted, over all processes (the ``n`` counter)."""
+        with self.sync_context(should_sync=True):
+            return int(getattr(self, self._names["n"]))
+
     def compute(self) -> dict[str, dict]:
         sums = {name: float(getattr(self, state)) for name, state in self._names.items()}
         return self.task.summarize(sums, self._ordered_values())
