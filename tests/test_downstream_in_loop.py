@@ -67,6 +67,8 @@ def test_sequential_run_scores_tasks_before_during_and_after(tmp_path):
     setup = metrics["downstream_setup"]
     assert setup["examples"] == {t: 16 for t in TASKS} and setup["post_n_edits"] == 6
     assert setup["pre_from_cache"] == [] and setup["skipped_lines"] == []
+    run_json = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert run_json["downstream"]["records_sha256"] == setup["records_sha256"] and len(setup["records_sha256"]) == 3
     assert (tmp_path / "run" / "plots" / "downstream.png").stat().st_size > 0
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

@@ -251,6 +251,7 @@ class EditingModule(L.LightningModule):
             "model": str(self.hparams.name_or_path), "model_fingerprint": model_fingerprint(self.hparams.name_or_path),
             "editor": {"name": self.editor.name, **self.editor.hyperparameters()},
             "mode": self.mode, "families": list(self.families), "edits": self.trainer.datamodule.describe(),
+            "downstream": self.downstream.describe() if self.downstream is not None else None,
             "statistics": {"config": vars(self.statistics), "files": sorted(str(p) for p in stats_folder.rglob("*.safetensors"))
                            if stats_folder.exists() else []},
             "versions": {"python": platform.python_version(), "torch": torch.__version__,

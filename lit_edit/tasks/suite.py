@@ -94,6 +94,7 @@ class DownstreamSuite:
 
     def describe(self) -> dict:
         return {**asdict(self.config), "examples": {task: len(r) for task, r in self.records.items()},
+                "records_sha256": {task: records_digest(r) for task, r in self.records.items()},
                 "skipped_lines": list(self.bad_lines.skipped), "scoring_version": SCORING_VERSION}
 
     def evaluate(self, model, tokenizer, after_edit: bool, progress: bool = False,
