@@ -26,6 +26,7 @@ from lit_edit.editors.base import EditContext, Editor
 from lit_edit.metrics import MeanScores, PreEditReference, check_families, metric_keys, pre_edit_reference, score_requests
 from lit_edit.models.architectures import architecture_of
 from lit_edit.models.loading import load_model, load_tokenizer
+from lit_edit.modules.downstream import flatten_scores
 from lit_edit.monitors import FixedTextPerplexity, update_norms, weight_monitors
 from lit_edit.stats import StatisticsConfig, load_corpus_texts
 from lit_edit.tasks.suite import DownstreamConfig, DownstreamSuite
@@ -196,8 +197,7 @@ class EditingModule(L.LightningModule):
 
     def _downstream_point(self, n_edits: int, scores: dict[str, TaskScores]) -> dict:
         point = {"n_edits": n_edits, "scores": {task: s.summary() for task, s in scores.items()}}
-        self._log({f"downstream/{task}/{mode}/{name}": value for task, modes in point["scores"].items()
-                   for mode, values in modes.items() for name, value in values.items()}, step=n_edits)
+        self._log({f"downstream/{k}": v for k, v in flatten_scores(point["scores"]).items()}, step=n_edits)
         return point
 
     def _evaluate_downstream(self) -> None:
@@ -224,8 +224,8 @@ class EditingModule(L.LightningModule):
                 entry["delta_ci95"] = bootstrap_delta(pre, post[task], config.bootstrap_resamples, seed=config.seed)
             per_task[task] = entry
         if post is not None:
-            self._log({f"downstream_delta/{task}/{mode}/{name}": value for task, entry in per_task.items()
-                       for mode, values in entry["delta"].items() for name, value in values.items()}, step=n_edits)
+            deltas = flatten_scores({task: entry["delta"] for task, entry in per_task.items()})
+            self._log({f"downstream_delta/{k}": v for k, v in deltas.items()}, step=n_edits)
         post_model = ("the model holding the last step's edits, scored before its rollback" if self.hparams.rollback
                       else f"the model after all {n_edits} edits")
         setup = {**self.downstream.describe(), "pre_from_cache": self.downstream_pre_cached,
