@@ -16,11 +16,12 @@ from lit_edit.scoring import pad_right, token_nll
 
 
 @torch.no_grad()
-def weight_monitors(model, originals: Mapping[str, torch.Tensor]) -> dict[str, float]:
-    """``l1_per_numel/<name>`` and ``drift_fro/<name>`` for every parameter in ``originals``."""
+def weight_monitors(current: Mapping[str, torch.Tensor], originals: Mapping[str, torch.Tensor]) -> dict[str, float]:
+    """``l1_per_numel/<name>`` and ``drift_fro/<name>`` for every weight in ``originals`` (``current``: the
+    effective weights now, by the same names)."""
     out = {}
     for name, w0 in originals.items():
-        w = model.get_parameter(name).detach()
+        w = current[name].detach()
         out[f"l1_per_numel/{name}"] = float(w.double().abs().sum() / w.numel())
         out[f"drift_fro/{name}"] = float((w.double() - w0.double()).norm())
     return out

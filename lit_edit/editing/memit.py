@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -46,30 +46,85 @@ class LayerUpdate:
     residuals: torch.Tensor
 
 
-def apply_memit(model, tokenizer, arch: Architecture, targets: Sequence[ValueTarget], hp: MemitHyperparams,
-                template_groups: Sequence[Sequence[str]], second_moments: Mapping[int, torch.Tensor]
-                ) -> tuple[list[LayerUpdate], ValueResult]:
-    """Edit ``model`` in place with one MEMIT batch; return the per-layer updates and the values."""
-    layers = sorted(hp.layers)
+@dataclass
+class LayerStep:
+    """What the layer loop hands a method's update rule at layer ``layer`` (the p-th of the edited layers).
+
+    Attributes:
+        keys: K ``[m, N]``, averaged over the template groups, on the model as the earlier layers left it.
+        residuals: Z − H ``[d, N]``, undivided: H is h^{L} at the bare prompts measured in this layer's pass
+            (``recompute_residual``) or in the first layer's pass (D4S's rule).
+        remaining: L − p, the number of layers the residual is still to be spread over (this one included).
+    """
+
+    index: int
+    layer: int
+    keys: torch.Tensor
+    residuals: torch.Tensor
+    remaining: int
+
+
+def spread_over_layers(model, tokenizer, arch: Architecture, targets: Sequence[ValueTarget], values: torch.Tensor,
+                       layers: Sequence[int], template_groups: Sequence[Sequence[str]], fact_token: str,
+                       update: Callable[[LayerStep], torch.Tensor], recompute_residual: bool = True
+                       ) -> list[LayerUpdate]:
+    """MEMIT's layer loop (step 2 of the module docstring) with the update rule left to the caller.
+
+    For each layer, ascending: one forward pass gives the keys at the layer and h^{L} at the bare prompts (§12.5);
+    ``update(step)`` solves *and applies* the layer's ΔW (in place, or into a hook layer) and returns it in math
+    layout, so that the next layer's keys and residual see it. Shared by MEMIT, D4S, COMEBA-HK and AlphaEdit.
+    """
+    layers = sorted(layers)
+    last = arch.layer(layers[-1])
+    prompts, subjects = [t.prompt for t in targets], [t.subject for t in targets]
+    updates, first_outputs = [], None
+    for p, layer in enumerate(layers):
+        keys = template_keys(model, tokenizer, arch, layer, prompts, subjects, template_groups, fact_token, also=last)
+        if first_outputs is None:
+            first_outputs = keys.bare_output
+        outputs = keys.bare_output if recompute_residual else first_outputs
+        residuals = (values.double() - outputs.double()).T
+        averaged = keys.averaged()
+        delta = update(LayerStep(p, layer, averaged, residuals, len(layers) - p))
+        updates.append(LayerUpdate(layer, delta, averaged, residuals / (len(layers) - p)))
+    return updates
+
+
+def add_to_weight(model, arch: Architecture, layer: int, delta: torch.Tensor) -> None:
+    """W_layer += ΔW (math layout, converted to the stored layout and dtype)."""
+    weight = arch.edit_weight(model, layer)
+    with torch.no_grad():
+        weight += arch.from_math(delta).to(weight.dtype)
+
+
+def check_memit_layers(model, arch: Architecture, layers: Sequence[int], second_moments: Mapping[int, torch.Tensor]
+                       ) -> None:
     for layer in layers:
         arch.check_layer(model, layer)
         if layer not in second_moments:
             raise KeyError(f"no second moment C for layer {layer}; have {sorted(second_moments)}")
-    last = arch.layer(layers[-1])
+
+
+def memit_values(model, tokenizer, arch: Architecture, targets: Sequence[ValueTarget], layers: Sequence[int],
+                 hp: ValueHyperparams, template_groups: Sequence[Sequence[str]]) -> ValueResult:
+    """z_i = h_i^{L} + δ_i for every request, δ at the block output of the last edited layer L (step 1)."""
     templates = [t for group in template_groups for t in group]
-    values = optimize_values(model, tokenizer, last, targets, hp.values, templates)
-    prompts, subjects = [t.prompt for t in targets], [t.subject for t in targets]
-    updates = []
-    for p, layer in enumerate(layers):
-        # one pass per layer gives both the keys at l and h^L at the bare prompts (§12.5)
-        keys = template_keys(model, tokenizer, arch, layer, prompts, subjects, template_groups, hp.values.fact_token,
-                             also=last)
-        residuals = (values.values.double() - keys.bare_output.double()).T / (len(layers) - p)
-        averaged = keys.averaged()
-        delta = least_squares_update(residuals, averaged, second_moments[layer], hp.preservation_weight,
-                                     where=f"layer {layer}")
-        weight = arch.edit_weight(model, layer)
-        with torch.no_grad():
-            weight += arch.from_math(delta).to(weight.dtype)
-        updates.append(LayerUpdate(layer, delta, averaged, residuals))
+    return optimize_values(model, tokenizer, arch.layer(max(layers)), targets, hp, templates)
+
+
+def apply_memit(model, tokenizer, arch: Architecture, targets: Sequence[ValueTarget], hp: MemitHyperparams,
+                template_groups: Sequence[Sequence[str]], second_moments: Mapping[int, torch.Tensor]
+                ) -> tuple[list[LayerUpdate], ValueResult]:
+    """Edit ``model`` in place with one MEMIT batch; return the per-layer updates and the values."""
+    check_memit_layers(model, arch, hp.layers, second_moments)
+    values = memit_values(model, tokenizer, arch, targets, hp.layers, hp.values, template_groups)
+
+    def update(step: LayerStep) -> torch.Tensor:
+        delta = least_squares_update(step.residuals / step.remaining, step.keys, second_moments[step.layer],
+                                     hp.preservation_weight, where=f"layer {step.layer}")
+        add_to_weight(model, arch, step.layer, delta)
+        return delta
+
+    updates = spread_over_layers(model, tokenizer, arch, targets, values.values, hp.layers, template_groups,
+                                 hp.values.fact_token, update)
     return updates, values

@@ -36,9 +36,14 @@ class EditOutcome:
 
 
 class Editor:
-    """Base class. Subclasses set ``name`` and implement :meth:`parameter_names` and :meth:`edit`."""
+    """Base class. Subclasses set ``name`` and implement :meth:`parameter_names` and :meth:`edit`.
+
+    ``accumulates``: the method carries edits across steps in its own state (D4S, COMEBA-HK, AlphaEdit), so
+    restoring the weights after a step (rollback) would not undo it; the editing module refuses that mode.
+    """
 
     name = "editor"
+    accumulates = False
 
     def setup(self, model, tokenizer, arch: Architecture, context: EditContext) -> None:
         """Prepare once before the first edit (statistics, templates); the default needs nothing."""
@@ -49,6 +54,17 @@ class Editor:
 
     def edit(self, model, tokenizer, arch: Architecture, requests: Sequence[EditRequest]) -> EditOutcome:
         raise NotImplementedError
+
+    def effective_weights(self, model, arch: Architecture) -> dict[str, torch.Tensor]:
+        """The weights the edited model computes with, by parameter name, in the stored layout (copies): the
+        parameters themselves, or for hook layers the original plus the hook's change."""
+        return snapshot(model, self.parameter_names(model, arch))
+
+    def replace_weights(self, model, arch: Architecture, weights: dict[str, torch.Tensor]) -> None:
+        """Set effective weights (what :meth:`effective_weights` returns), e.g. after a transform such as RECT."""
+        with torch.no_grad():
+            for name, value in weights.items():
+                model.get_parameter(name).copy_(value)
 
     def hyperparameters(self) -> dict:
         """Everything that defines the method's behaviour, for the run record."""

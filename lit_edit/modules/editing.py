@@ -88,6 +88,10 @@ class EditingModule(L.LightningModule):
         super().__init__()
         if editor is None:
             raise ValueError("EditingModule needs an editor (e.g. class_path: lit_edit.editors.MEMIT)")
+        if rollback and editor.accumulates:
+            raise ValueError(f"model.rollback is true, but {editor.name} accumulates its edits in its own state "
+                             "(restoring the weights would not undo them); use rollback: false "
+                             "(instance- or batch-sequential)")
         self.save_hyperparameters(ignore=["editor"])
         self.families = check_families(families)
         self.editor = editor
@@ -116,6 +120,9 @@ class EditingModule(L.LightningModule):
         metric = MeanScores(metric_keys(self.families))
         metric.update(scores)
         return metric.compute()
+
+    def _effective(self) -> dict[str, torch.Tensor]:
+        return self.editor.effective_weights(self.model, self.arch)
 
     def _log(self, values: dict, step: int) -> None:
         numbers = {k: v for k, v in values.items() if isinstance(v, (int, float)) and v is not None}
@@ -158,14 +165,13 @@ class EditingModule(L.LightningModule):
         self.editor.setup(self.model, self.tokenizer, self.arch,
                           EditContext(str(self.hparams.name_or_path), self.statistics,
                                       progress=self.trainer.progress_bar_callback is not None))
-        names = self.editor.parameter_names(self.model, self.arch)
-        self.originals = {name: self.model.get_parameter(name).detach().clone() for name in names}
+        self.originals = self.editor.effective_weights(self.model, self.arch)
         self.reference = self._reference(data.requests, data.edit_set.sha256)
         self.perplexity = None
         if self.hparams.monitor_text:
             texts = load_corpus_texts(self.hparams.monitor_text)[: self.hparams.monitor_docs]
             self.perplexity = FixedTextPerplexity(self.tokenizer, texts)
-        monitors = weight_monitors(self.model, self.originals)
+        monitors = weight_monitors(self._effective(), self.originals)
         monitors["perplexity"] = self.perplexity(self.model) if self.perplexity else None
         self.pre_monitors = monitors
         self.results = {"method": self.editor.name, "mode": self.mode, "n_edits": 0, "pre": None,
@@ -264,13 +270,14 @@ class EditingModule(L.LightningModule):
 
     def test_step(self, batch: list[EditRequest], batch_idx: int) -> None:
         """One edit step: edit, check, monitor, score immediately, roll back if asked."""
-        names = list(self.originals)
+        names = self.editor.parameter_names(self.model, self.arch)
         saved = {n: self.model.get_parameter(n).detach().clone() for n in names} if self.hparams.rollback else None
         started = time.perf_counter()
         with torch.inference_mode(False), torch.enable_grad():
             outcome = self.editor.edit(self.model, self.tokenizer, self.arch, batch)
         seconds = time.perf_counter() - started
-        bad = [n for n in names if not torch.isfinite(self.model.get_parameter(n)).all()]
+        effective = self._effective()
+        bad = [n for n, w in effective.items() if not torch.isfinite(w).all()]
         if bad:
             ids = ", ".join(r.record_id for r in batch)
             raise NonFiniteUpdateError(f"edit step {batch_idx} (records {ids}) left NaN/inf in {bad}; the run stops "
@@ -279,7 +286,7 @@ class EditingModule(L.LightningModule):
         self.batch_sizes.append(len(batch))
         n_edits = len(self.applied)
         row = {"step": batch_idx, "n_edits": n_edits, "seconds": seconds, **outcome.diagnostics,
-               **update_norms(outcome.deltas), **weight_monitors(self.model, self.originals)}
+               **update_norms(outcome.deltas), **weight_monitors(effective, self.originals)}
         if self.perplexity is not None:
             row["perplexity"] = self.perplexity(self.model)
         if getattr(self.trainer.test_loop, "eval_immediate", True):
@@ -329,7 +336,7 @@ class EditingModule(L.LightningModule):
             results["final_source"] = "all edits scored after the last step"
         else:
             results["final"] = None
-        results["monitors"]["final"] = {**weight_monitors(self.model, self.originals),
+        results["monitors"]["final"] = {**weight_monitors(self._effective(), self.originals),
                                         "perplexity": self.perplexity(self.model) if self.perplexity else None}
         if self.downstream is not None:
             results.update(self._finish_downstream())

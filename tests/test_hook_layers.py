@@ -1,0 +1,115 @@
+"""COMEBA-HK's hook layers: the gate against a direct computation, and generation with and without the KV cache."""
+
+import pytest
+import torch
+
+from lit_edit.editing.hook_layers import HookBank, gate_zscores
+from lit_edit.generation import greedy_decode
+from lit_edit.hooks import record
+from lit_edit.models import architecture_of, load_model_and_tokenizer
+from lit_edit.scoring import pad_right
+
+from .conftest import make_tiny_model
+
+
+def test_zscores_of_a_plain_pass_are_the_papers_over_the_real_tokens():
+    norms = torch.tensor([[0.0, 1.0, 2.0, 9.0], [5.0, 1.0, 1.0, 7.0]], dtype=torch.float64)
+    mask = torch.tensor([[True, True, True, True], [False, True, True, True]])
+    z, history = gate_zscores(norms, mask)
+    for row in range(2):
+        real = norms[row][mask[row]]
+        expected = (real - real.mean()) / real.std(unbiased=True)
+        torch.testing.assert_close(z[row][mask[row]], expected)
+    assert z[1, 0] == float("-inf")                                # padding never swaps
+    torch.testing.assert_close(history[1], torch.tensor([3.0, 9.0, 51.0], dtype=torch.float64))
+
+
+def test_continuation_scores_each_new_token_against_the_history_up_to_itself():
+    norms = torch.tensor([[1.0, 2.0, 4.0, 3.0, 10.0, 0.5]], dtype=torch.float64)
+    mask = torch.ones(1, 6, dtype=torch.bool)
+    whole, _ = gate_zscores(norms, mask, prompt_length=3)
+    _, history = gate_zscores(norms[:, :3], mask[:, :3])
+    pieces = []
+    for t in range(3, 6):
+        z, history = gate_zscores(norms[:, t:t + 1], mask[:, t:t + 1], history)
+        pieces.append(z)
+        seen = norms[0, : t + 1]
+        torch.testing.assert_close(z[0, 0], (norms[0, t] - seen.mean()) / seen.std(unbiased=True))
+    torch.testing.assert_close(torch.cat(pieces, 1), whole[:, 3:])
+    prompt, _ = gate_zscores(norms[:, :3], mask[:, :3])
+    torch.testing.assert_close(whole[:, :3], prompt)
+
+
+def test_degenerate_windows_never_swap():
+    z, _ = gate_zscores(torch.tensor([[3.0], [1.0]]), torch.ones(2, 1, dtype=torch.bool))
+    assert (z == float("-inf")).all()
+    z, _ = gate_zscores(torch.full((1, 4), 2.0), torch.ones(1, 4, dtype=torch.bool))
+    assert (z == float("-inf")).all()
+
+
+def _bank(model, arch, alpha, seed=0):
+    bank = HookBank(model, arch, [0, 2], alpha=alpha).install()
+    g = torch.Generator().manual_seed(seed)
+    for hook in bank.layers.values():
+        hook.add(torch.randn(hook.delta.shape, generator=g) * 0.5)
+    return bank
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_generation_with_and_without_the_cache_is_identical(tmp_path, family):
+    model, tokenizer = load_model_and_tokenizer(str(make_tiny_model(family, tmp_path, seed=3)))
+    arch = architecture_of(model)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    bank = _bank(model, arch, alpha=0.5)
+    bank.set_mode("validated")
+    prompts = ["The capital of Voria is", "Zed", "A long sentence about the lakes of the north and their birds"]
+    tokenizer.padding_side = "left"
+    batch = tokenizer(prompts, return_tensors="pt", padding=True)
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    with torch.no_grad():
+        cached = greedy_decode(model, batch["input_ids"], batch["attention_mask"], 8, eos_id=-1, pad_id=pad)
+        ids, mask = batch["input_ids"], batch["attention_mask"]
+        with bank.generation():
+            for _ in range(8):
+                out = model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0))
+                ids = torch.cat([ids, out.logits[:, -1].argmax(-1, keepdim=True)], 1)
+                mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], 1)
+    assert torch.equal(cached, ids[:, batch["input_ids"].shape[1]:])
+    # the gate changes the generation (it fires), and the base model's weights were never touched
+    with torch.no_grad(), bank.mode("off"):
+        plain = greedy_decode(model, batch["input_ids"], batch["attention_mask"], 8, eos_id=-1, pad_id=pad)
+    assert not torch.equal(plain, cached)
+    assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())
+    del eos
+
+
+def test_modes_and_thresholds(tmp_path):
+    model, tokenizer = load_model_and_tokenizer(str(make_tiny_model("gpt2", tmp_path, seed=4)))
+    arch = architecture_of(model)
+    bank = _bank(model, arch, alpha=1.0)
+    ids, mask = pad_right([tokenizer("alpha beta gamma delta epsilon")["input_ids"],
+                           tokenizer("one two three")["input_ids"]], tokenizer.pad_token_id)
+    outputs, ffn = {}, {}
+    for mode in ("off", "temporary", "validated", "recording"):
+        with torch.no_grad(), bank.mode(mode), record(model, [arch.ffn_out_at(0)]) as seen:
+            outputs[mode] = model(input_ids=ids, attention_mask=mask).logits
+        ffn[mode] = seen[arch.ffn_out_at(0)].output
+    assert torch.equal(outputs["off"], outputs["recording"])          # recording never changes the output
+    assert not torch.allclose(outputs["off"], outputs["temporary"])
+    # at the first hooked layer, validated is the temporary output exactly where z ≥ α, else the original
+    recorded = bank.record_scores(ids, mask)
+    z0 = recorded[0][0][0]
+    gate = (z0 >= 1.0).unsqueeze(-1)
+    assert 0 < int(gate.sum()) < int(mask.sum())
+    torch.testing.assert_close(ffn["validated"], torch.where(gate, ffn["temporary"], ffn["off"]))
+    before = {layer: hook.alpha for layer, hook in bank.layers.items()}
+    bank.record_scores(ids, mask)
+    missed = bank.lower_thresholds()
+    for layer, hook in bank.layers.items():
+        maxima = recorded[layer][0][0].max(dim=1).values
+        assert hook.alpha == pytest.approx(min(before[layer], float(maxima.min())))
+        assert missed[layer] == 0
+    with pytest.raises(ValueError, match="unknown hook mode"):
+        bank.set_mode("always")
+    bank.remove()
+    assert not bank.installed
