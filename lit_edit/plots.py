@@ -87,3 +87,18 @@ def plot_downstream(curve: list[dict], path: Path) -> Path:
     for ax in list(axes.flat)[len(tasks):]:
         ax.axis("off")
     return _save(figure, path)
+
+
+def plot_gate_scores(max_z: dict, alphas: dict, path: Path) -> Path:
+    """COMEBA-HK's gate: per hooked layer, histograms of the prompts' max z by group, with the threshold α."""
+    layers = list(max_z)
+    figure, axes = plt.subplots(1, len(layers), figsize=(4.5 * len(layers), 3.4), squeeze=False, layout="constrained")
+    for ax, layer in zip(axes.flat, layers):
+        for group, values in max_z[layer].items():
+            finite = [v for v in values if v is not None and v != float("-inf")]
+            if finite:
+                ax.hist(finite, bins=40, alpha=0.5, label=f"{group} ({len(finite)})")
+        ax.axvline(alphas[layer], color="black", linestyle="--", label=f"α = {alphas[layer]:.2f}")
+        ax.set(title=f"layer {layer}", xlabel="max z over the prompt", ylabel="prompts")
+        ax.legend(fontsize=7)
+    return _save(figure, path)

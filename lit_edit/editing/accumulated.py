@@ -18,7 +18,7 @@ the Woodbury identity (rank N, exact):
     Y = A_{n−1}⁻¹ K,  S = I + KᵀY,  A_n⁻¹ = A_{n−1}⁻¹ − Y S⁻¹ Yᵀ,  G_n = S⁻¹ Yᵀ,
 
 which costs O(m²N). Rounding accumulates over many steps, so the inverse is rebuilt from λC + ΣKKᵀ
-(Cholesky) every ``refactor_every`` updates. With ``incremental=False`` every step solves A_n afresh (the
+every ``refactor_every`` updates. With ``incremental=False`` every step solves A_n afresh (the
 reference's behaviour; the benchmark ``bench/accumulated_solve.py`` compares the two).
 """
 
@@ -31,21 +31,27 @@ import torch
 from lit_edit.editing.least_squares import UpdateSolveError
 
 
-def psd_inverse(matrix: torch.Tensor, where: str = "", rcond: float = 1e-10) -> torch.Tensor:
-    """A⁻¹ of a symmetric positive (semi-)definite matrix in float64: Cholesky, or the pseudo-inverse over the
-    eigenvalues above ``rcond · λ_max`` (with a warning) when A is singular (dead FFN neurons)."""
+def psd_inverse(matrix: torch.Tensor, where: str = "", rcond: float = 1e-10,
+                condition_warning: float | None = None) -> torch.Tensor:
+    """A⁻¹ of a symmetric positive (semi-)definite matrix in float64 from one eigendecomposition.
+
+    Eigenvalues at or below ``rcond · λ_max`` are dropped (the pseudo-inverse; dead FFN neurons make C singular),
+    with a warning giving the numerical rank; otherwise, a warning when the condition number exceeds
+    ``condition_warning``.
+    """
     a = matrix.double()
-    a = (a + a.T) / 2
-    factor, info = torch.linalg.cholesky_ex(a)
-    if int(info) == 0:
-        return torch.cholesky_inverse(factor)
-    eigenvalues, eigenvectors = torch.linalg.eigh(a)
+    eigenvalues, eigenvectors = torch.linalg.eigh((a + a.T) / 2)
     if not torch.isfinite(eigenvalues).all() or eigenvalues.max() <= 0:
         raise UpdateSolveError(f"{where}: the accumulated matrix is not positive semi-definite (largest eigenvalue "
                                f"{float(eigenvalues.max()):.3g})")
     keep = eigenvalues > rcond * eigenvalues.max()
-    warnings.warn(f"{where}: singular accumulated matrix (numerical rank {int(keep.sum())} of {a.shape[0]}); "
-                  "using its pseudo-inverse", stacklevel=2)
+    if not keep.all():
+        warnings.warn(f"{where}: singular accumulated matrix (numerical rank {int(keep.sum())} of {a.shape[0]}); "
+                      "using its pseudo-inverse", stacklevel=3)
+    elif condition_warning is not None and eigenvalues.max() / eigenvalues.min() > condition_warning:
+        warnings.warn(f"{where}: the accumulated matrix λC + ΣKKᵀ is ill-conditioned (condition number "
+                      f"{float(eigenvalues.max() / eigenvalues.min()):.2e} > {condition_warning:.0e}); "
+                      "raise the preservation weight λ", stacklevel=3)
     basis = eigenvectors[:, keep]
     return (basis / eigenvalues[keep]) @ basis.T
 
@@ -87,16 +93,9 @@ class AccumulatedKeys:
         return self._inverse
 
     def refactor(self) -> None:
-        """Rebuild A⁻¹ from λC + ΣKKᵀ (Cholesky in float64) and check the conditioning."""
-        a = self.matrix
-        self._inverse = psd_inverse(a, self.where)
+        """Rebuild A⁻¹ from λC + ΣKKᵀ (one float64 eigendecomposition) and check the conditioning."""
+        self._inverse = psd_inverse(self.matrix, self.where, condition_warning=self.condition_warning)
         self.since_refactor = 0
-        eigenvalues = torch.linalg.eigvalsh((a + a.T) / 2)
-        condition = float(eigenvalues.max() / eigenvalues.min()) if eigenvalues.min() > 0 else float("inf")
-        if eigenvalues.min() > 0 and condition > self.condition_warning:   # singular: psd_inverse warned
-            warnings.warn(f"{self.where}: the accumulated matrix λC + ΣKKᵀ is ill-conditioned (condition number "
-                          f"{condition:.2e} > {self.condition_warning:.0e}); raise the preservation weight λ",
-                          stacklevel=2)
 
     def add(self, keys: torch.Tensor) -> torch.Tensor:
         """Add the N keys K (``[m, N]``) to A and return the gain G = Kᵀ A_n⁻¹ (``[N, m]``, float64)."""

@@ -280,3 +280,24 @@ class HookBank:
                                  f"{tuple(hook.delta.shape)}: the state comes from another model")
             hook.set_delta(state[key])
             hook.alpha = float(state[f"layer{layer}.alpha"])
+
+
+@torch.no_grad()
+def gate_scores_by_group(bank: HookBank, tokenizer, groups: dict[str, Sequence[str]], batch_size: int = 64
+                         ) -> dict[int, dict[str, list[float]]]:
+    """Per layer and group of prompts: each prompt's max z (over its real tokens) under the current hook weights —
+    the number the gate compares with α (a prompt's edit shows where its max z ≥ α)."""
+    from lit_edit.scoring import pad_right
+
+    device = next(bank.model.parameters()).device
+    out: dict[int, dict[str, list[float]]] = {layer: {} for layer in bank.layers}
+    for group, prompts in groups.items():
+        for layer in out:
+            out[layer][group] = []
+        for start in range(0, len(prompts), batch_size):
+            encoded = [tokenizer(p, add_special_tokens=True)["input_ids"] for p in prompts[start: start + batch_size]]
+            recorded = bank.record_scores(*pad_right(encoded, tokenizer.pad_token_id, device))
+            for layer, passes in recorded.items():
+                z, _ = passes[0]
+                out[layer][group] += z.max(dim=1).values.tolist()
+    return out

@@ -66,6 +66,10 @@ class Editor:
             for name, value in weights.items():
                 model.get_parameter(name).copy_(value)
 
+    def report(self, model, tokenizer, arch: Architecture, requests: Sequence[EditRequest]) -> dict | None:
+        """Method-specific findings after the last edit (``metrics.json`` ``editor_report``); None: nothing."""
+        return None
+
     def hyperparameters(self) -> dict:
         """Everything that defines the method's behaviour, for the run record."""
         return {key: asdict(value) if is_dataclass(value) else value for key, value in vars(self).items()

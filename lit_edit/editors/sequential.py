@@ -12,7 +12,7 @@ from lit_edit.editing.accumulated import AccumulatedKeys
 from lit_edit.editing.alphaedit import AlphaEditHyperparams, apply_alphaedit, null_space_basis
 from lit_edit.editing.comeba import ComebaHyperparams, apply_comeba
 from lit_edit.editing.d4s import D4sHyperparams, D4sLayerState, apply_d4s
-from lit_edit.editing.hook_layers import HookBank
+from lit_edit.editing.hook_layers import HookBank, gate_scores_by_group
 from lit_edit.editing.requests import EditRequest
 from lit_edit.editing.values import ValueHyperparams
 from lit_edit.editors.base import EditContext, EditOutcome, changes, snapshot, value_targets
@@ -165,6 +165,28 @@ class COMEBA(_Accumulating):
         if self.bank is not None:
             diagnostics["hook_bytes"] = float(self.bank.nbytes)
         return EditOutcome({name: after[name] - before[name] for name in after}, diagnostics)
+
+    def report(self, model, tokenizer, arch: Architecture, requests: Sequence[EditRequest]) -> dict | None:
+        """Where the gate fires: per layer, the max z of the edit prompts, their rephrasings and unrelated prompts
+        (the locality prompts that name no edited subject), and the share of each at or above α."""
+        if self.bank is None or not requests:
+            return None
+        subjects = {r.subject for r in requests}
+        groups = {"edited": [r.prompt.format(r.subject) for r in requests],
+                  "rephrased": [p for r in requests for p in r.rephrase_prompts],
+                  "unrelated": [probe.prompt for r in requests for probe in r.locality
+                                if not any(s in probe.prompt for s in subjects)]}
+        scores = gate_scores_by_group(self.bank, tokenizer, groups)
+        layers = {}
+        for layer, by_group in scores.items():
+            alpha = self.bank.layers[layer].alpha
+            layers[layer] = {"alpha": alpha, **{group: {
+                "prompts": len(values),
+                "fire_rate": sum(v >= alpha for v in values) / len(values) if values else None,
+                "max_z_median": float(torch.tensor(values).median()) if values else None} for group, values
+                in by_group.items()}}
+        return {"gate": layers, "gate_max_z": {layer: by_group for layer, by_group in scores.items()},
+                "hook_bytes": self.bank.nbytes}
 
     def state_dict(self) -> dict:
         self._check_ready(self._accumulated)

@@ -323,7 +323,7 @@ class EditingModule(L.LightningModule):
 
     def finish_run(self, evaluate_final: bool) -> dict:
         """After the last step: the final scores, monitors, metrics.json and the plots."""
-        from lit_edit.plots import plot_downstream, plot_edit_metrics, plot_monitors, plot_retention
+        from lit_edit.plots import plot_downstream, plot_edit_metrics, plot_gate_scores, plot_monitors, plot_retention
 
         results = self.results
         results["n_edits"] = len(self.applied)
@@ -340,6 +340,11 @@ class EditingModule(L.LightningModule):
                                         "perplexity": self.perplexity(self.model) if self.perplexity else None}
         if self.downstream is not None:
             results.update(self._finish_downstream())
+        report = self.editor.report(self.model, self.tokenizer, self.arch, self.applied)
+        if report is not None:
+            if "gate_max_z" in report:   # per-prompt numbers: their own file, the summary stays in metrics.json
+                self.recorder.write_json("gate_max_z.json", report.pop("gate_max_z"))
+            results["editor_report"] = report
         results["seconds"] = time.perf_counter() - self.started
         results["stopped_early"] = self.stop_reason
         for when in ("pre", "final", "immediate"):
@@ -360,6 +365,10 @@ class EditingModule(L.LightningModule):
             plot_monitors([{"n_edits": 0, **self.pre_monitors}] + self.recorder.steps, plots / "monitors.png")
         if self.downstream is not None:
             plot_downstream(results["downstream_curve"], plots / "downstream.png")
+        gate_file = self.recorder.directory / "gate_max_z.json"
+        if report is not None and "gate" in report and gate_file.exists():
+            plot_gate_scores(json.loads(gate_file.read_text()), {str(k): v["alpha"] for k, v in report["gate"].items()},
+                             plots / "gate_zscores.png")
         return results
 
     @staticmethod
