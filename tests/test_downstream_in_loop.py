@@ -123,3 +123,18 @@ def test_bootstrap_interval_has_the_width_of_a_binomial_difference():
     assert low < delta < high
     assert (high - low) / 2 == pytest.approx(half_width, rel=0.15)
     assert interval["corrected"]["parse_rate"] == [0.0, 0.0]        # unchanged: a zero-width interval
+
+
+def test_pre_edit_cache_is_kept_apart_per_dtype(tiny_gpt2_dir, tmp_path):
+    """A bfloat16 model's pre-edit scores are not read from the float32 model's cache entry (nor the reverse)."""
+    from lit_edit.models import load_model, load_tokenizer
+    from lit_edit.tasks.suite import DownstreamSuite
+
+    suite = DownstreamSuite(DownstreamConfig(root=str(FACTWORLD / "tasks"), tasks=["sentiment"], subset=2))
+    tokenizer = load_tokenizer(str(tiny_gpt2_dir))
+    identity = "the-same-model"
+    for dtype, expect_cached in (("float32", []), ("bfloat16", []), ("float32", ["sentiment"]),
+                                 ("bfloat16", ["sentiment"])):
+        model = load_model(str(tiny_gpt2_dir), dtype=dtype)
+        _, cached = suite.pre_edit(model, tokenizer, identity, tmp_path / "cache")
+        assert cached == expect_cached, dtype

@@ -123,7 +123,9 @@ class DownstreamSuite:
     def pre_edit(self, model, tokenizer, model_identity: str, cache_dir: str | Path, progress: bool = False,
                  write: bool = True) -> tuple[dict[str, TaskScores], list[str]]:
         """Pre-edit scores of every task, from ``cache_dir/downstream`` where present; returns them and the tasks
-        that were read from the cache. ``write``: store the computed ones (the main process only)."""
+        that were read from the cache. ``write``: store the computed ones (the main process only). The model's dtype
+        is part of the key: a bfloat16 model is scored apart from its float32 weights."""
+        model_identity = f"{model_identity} {next(model.parameters()).dtype}"
         folder = Path(cache_dir) / "downstream"
         scores, cached, missing = {}, [], []
         for task in self.config.tasks:
