@@ -300,4 +300,6 @@ def gate_scores_by_group(bank: HookBank, tokenizer, groups: dict[str, Sequence[s
             for layer, passes in recorded.items():
                 z, _ = passes[0]
                 out[layer][group] += z.max(dim=1).values.tolist()
+    for hook in bank.layers.values():      # a report is not a threshold update
+        hook.recorded_max, hook.recorded_z = [], []
     return out
