@@ -12,6 +12,7 @@ Two set-ups, side by side in one run:
   * a tiny random GPT-2 (2 layers, 64 wide) on the real test sets (``--data-root``, skipped when absent).
 
     python bench/downstream_throughput.py [--examples 64] [--batch-size 32] [--data-root ../shared/data/tasks]
+                                          [--device cuda]
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def reference_procedure(model, tokenizer, task, records) -> list[dict[str, list[
     for record in records:
         generated = {}
         for query in task.queries(record):
-            input_ids = tokenizer(query.prompt, return_tensors="pt")["input_ids"]
+            input_ids = tokenizer(query.prompt, return_tensors="pt")["input_ids"].to(model.device)
             ids = model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
                                  max_new_tokens=query.max_new_tokens, do_sample=False, num_beams=1,
                                  pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)[0, input_ids.shape[1]:]
@@ -52,6 +53,7 @@ def forward_bound(model, sequences: list[list[int]], pad_id: int, batch_size: in
     """Seconds for one batched (length-sorted, right-padded) forward pass over ``sequences``, logits for the last
     position only (as the decoder computes them): every token through every block once, nothing repeated."""
     ordered = sorted(sequences, key=len)
+    synchronize()
     start = time.perf_counter()
     for i in range(0, len(ordered), batch_size):
         chunk = ordered[i:i + batch_size]
@@ -61,8 +63,15 @@ def forward_bound(model, sequences: list[list[int]], pad_id: int, batch_size: in
         for row, seq in enumerate(chunk):
             ids[row, :len(seq)] = torch.tensor(seq)
             mask[row, :len(seq)] = 1
-        model(input_ids=ids, attention_mask=mask, logits_to_keep=1)
+        model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device), logits_to_keep=1)
+    synchronize()
     return time.perf_counter() - start
+
+
+def synchronize() -> None:
+    """Wait for queued GPU work, so that a wall time covers it (a no-op on CPU)."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
 
 
 def agrees(reference: list[int], batched: list[int], eos_id: int, stop_cut: bool) -> bool:
@@ -107,6 +116,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--data-root", default=str(ROOT.parent / "shared" / "data" / "tasks"))
     parser.add_argument("--tasks", nargs="*", default=list(TASK_NAMES))
+    parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     setups = [("fact-world model, mini tasks", *load_model_and_tokenizer(str(ROOT / "checkpoints/factworld-gpt2")),
@@ -115,9 +125,10 @@ def main() -> None:
         setups.append(("tiny random GPT-2, real test sets", *tiny_random_gpt2(), Path(args.data_root)))
     else:
         print(f"(real test sets not found at {args.data_root}: the tiny-model set-up is skipped)")
-    print(f"{torch.get_num_threads()} threads, {args.examples} examples per task, generation batch {args.batch_size}")
+    where = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else f"{torch.get_num_threads()} threads"
+    print(f"{where}, {args.examples} examples per task, generation batch {args.batch_size}")
     for title, model, tokenizer, root in setups:
-        model.eval()
+        model.to(args.device).eval()
         print(f"\n{title}")
         print(f"{'task':18s} {'queries':>7s} {'reference s':>11s} {'batched s':>9s} {'speed-up':>8s} "
               f"{'bound s':>8s} {'batched/bound':>13s} {'identical':>9s}")

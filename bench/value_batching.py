@@ -3,7 +3,7 @@
 Both runs use the same model, requests, templates and hyperparameters (a fixed number of steps: stop_loss 0 so
 no request stops early and the work is the same); the script prints the wall times, the ratio, and the largest
 difference between the two results (they must agree: the batched loss is separable per request).
-    python bench/value_batching.py [--requests 32] [--steps 20]
+    python bench/value_batching.py [--requests 32] [--steps 20] [--device cuda]
 """
 
 from __future__ import annotations
@@ -25,9 +25,11 @@ def main():
     parser.add_argument("--requests", type=int, default=32)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--layer", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     torch.manual_seed(0)
-    model, tokenizer = load_model_and_tokenizer(args.model)
+    model, tokenizer = load_model_and_tokenizer(args.model, device=args.device)
+    sync = torch.cuda.synchronize if model.device.type == "cuda" else (lambda: None)
     arch = architecture_of(model)
     requests = read_zsre("data/factworld/zsre/zsre_factworld.json").requests[: args.requests]
     targets = [ValueTarget(r.prompt, r.subject, r.target_new) for r in requests]
@@ -36,17 +38,20 @@ def main():
     module = arch.layer(args.layer)
     optimize_values(model, tokenizer, module, targets[:2], hp, templates)        # warm-up
 
+    sync()
     start = time.perf_counter()
     batched = optimize_values(model, tokenizer, module, targets, hp, templates)
+    sync()
     t_batched = time.perf_counter() - start
     start = time.perf_counter()
     single = [optimize_values(model, tokenizer, module, [t], hp, templates) for t in targets]
+    sync()
     t_single = time.perf_counter() - start
 
     gap = max(float((batched.values[i] - s.values[0]).abs().max()) for i, s in enumerate(single))
     relative = max(float((batched.values[i] - s.values[0]).norm() / s.values[0].norm()) for i, s in enumerate(single))
     print(f"model {args.model}, {len(targets)} requests, {len(templates)} templates, {args.steps} steps, "
-          f"{torch.get_num_threads()} threads")
+          f"{torch.cuda.get_device_name(model.device) if model.device.type == 'cuda' else f'{torch.get_num_threads()} threads'}")
     print(f"  batched        {t_batched:8.2f} s")
     print(f"  one at a time  {t_single:8.2f} s")
     print(f"  speed-up       {t_single / t_batched:8.2f} x   (max |v_batched - v_single| = {gap:.2e}, "

@@ -250,4 +250,5 @@ def second_moments_for(model, tokenizer, arch: Architecture, model_name: str, la
     moments = cached_second_moments(config.cache_dir, model, model_name, arch, layers, tokenizer, texts,
                                     Path(config.corpus).stem, config.max_length, dtype, config.max_tokens,
                                     config.compute_missing, progress)
-    return {layer: moment.mean().float() for layer, moment in moments.items()}
+    device = next(model.parameters()).device   # a cached file loads on the CPU
+    return {layer: moment.mean().float().to(device) for layer, moment in moments.items()}

@@ -106,3 +106,21 @@ def test_cache_is_not_reused_for_other_weights_under_the_same_name(model_and_tok
     assert stats.weights_sha256(retrained) != stats.weights_sha256(model)
     with pytest.raises(stats.MissingStatisticsError, match=r"layers \[0\] of 'org/tiny'"):
         stats.cached_second_moments(tmp_path, model=retrained, layers=[0], compute_missing=False, **kwargs)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_statistics_read_from_the_cache_are_on_the_models_device(model_and_tokenizer, tmp_path):
+    """A cached file loads on the CPU; ``second_moments_for`` must hand C over on the model's device (a MEMIT run
+    on the GPU whose statistics were cached by an earlier run failed with a device mismatch)."""
+    from lit_edit.stats import StatisticsConfig, second_moments_for
+
+    model, tokenizer = model_and_tokenizer
+    model = copy.deepcopy(model).cuda()
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(TEXTS))
+    config = StatisticsConfig(corpus=str(corpus), cache_dir=str(tmp_path / "stats"), max_length=64)
+    for compute_missing in (True, False):   # computed, then read from the cache
+        moments = second_moments_for(model, tokenizer, architecture_of(model), "org/tiny", [0, 1],
+                                     StatisticsConfig(**{**vars(config), "compute_missing": compute_missing}),
+                                     progress=False)
+        assert {c.device.type for c in moments.values()} == {"cuda"}

@@ -132,7 +132,7 @@ class EditingModule(L.LightningModule):
     def _reference(self, requests: Sequence[EditRequest], edit_sha: str) -> PreEditReference:
         key = hashlib.sha256(json.dumps([model_fingerprint(self.hparams.name_or_path), edit_sha,
                                          [r.record_id for r in requests], list(self.families),
-                                         self.hparams.max_new_tokens]).encode()).hexdigest()[:20]
+                                         self.hparams.max_new_tokens, self.hparams.dtype]).encode()).hexdigest()[:20]
         path = Path(self.hparams.cache_dir) / "references" / f"{key}.json"
         if path.exists():
             return PreEditReference.from_dict(json.loads(path.read_text()))
