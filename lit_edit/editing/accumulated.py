@@ -28,7 +28,7 @@ import warnings
 
 import torch
 
-from lit_edit.editing.least_squares import UpdateSolveError
+from lit_edit.editing.least_squares import UpdateSolveError, solve_psd
 
 
 def psd_inverse(matrix: torch.Tensor, where: str = "", rcond: float = 1e-10,
@@ -121,8 +121,6 @@ class AccumulatedKeys:
         return gain
 
     def _solve_gain(self, k: torch.Tensor) -> torch.Tensor:
-        from lit_edit.editing.least_squares import solve_psd
-
         a = self.matrix
         return solve_psd((a + a.T) / 2, k, f"{self.where}: λC + ΣKKᵀ").T
 

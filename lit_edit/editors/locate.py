@@ -9,10 +9,15 @@ from lit_edit.editing.ft import FtHyperparams, apply_ft
 from lit_edit.editing.memit import MemitHyperparams, apply_memit
 from lit_edit.editing.requests import EditRequest
 from lit_edit.editing.rome import RomeHyperparams, apply_rome
-from lit_edit.editing.values import ValueHyperparams
+from lit_edit.editing.values import ValueHyperparams, ValueResult
 from lit_edit.editors.base import EditContext, Editor, EditOutcome, changes, ffn_weight_names, snapshot, value_targets
 from lit_edit.models.architectures import Architecture
 from lit_edit.stats import second_moments_for
+
+
+def value_diagnostics(values: ValueResult) -> dict[str, float]:
+    """The mean value-optimisation loss at the first and last step (every MEMIT-family editor reports it)."""
+    return {"value_loss_first": float(values.first_loss.mean()), "value_loss_last": float(values.last_loss.mean())}
 
 
 class ContextTemplates:
@@ -113,8 +118,7 @@ class MEMIT(Editor):
         before = snapshot(model, self.parameter_names(model, arch))
         _, values = apply_memit(model, tokenizer, arch, value_targets(requests), self.hp, self.template_groups,
                                 self._second_moments)
-        return EditOutcome(changes(model, before), {"value_loss_first": float(values.first_loss.mean()),
-                                                    "value_loss_last": float(values.last_loss.mean())})
+        return EditOutcome(changes(model, before), value_diagnostics(values))
 
     def hyperparameters(self) -> dict:
         return super().hyperparameters() | {"context_templates": self._templates.templates}

@@ -16,7 +16,7 @@ from lit_edit.editing.hook_layers import HookBank, gate_scores_by_group
 from lit_edit.editing.requests import EditRequest
 from lit_edit.editing.values import ValueHyperparams
 from lit_edit.editors.base import EditContext, EditOutcome, changes, snapshot, value_targets
-from lit_edit.editors.locate import MEMIT
+from lit_edit.editors.locate import MEMIT, value_diagnostics
 from lit_edit.models.architectures import Architecture
 
 
@@ -86,8 +86,7 @@ class D4S(_Accumulating):
         before = snapshot(model, self.parameter_names(model, arch))
         updates, values = apply_d4s(model, tokenizer, arch, value_targets(requests), self.hp, self.template_groups,
                                     self._w0, self._states)
-        diagnostics = {"value_loss_first": float(values.first_loss.mean()),
-                       "value_loss_last": float(values.last_loss.mean())}
+        diagnostics = value_diagnostics(values)
         for update in updates:   # the paper's delta_nom: ‖Δ_l‖₁/numel of the change from W0
             diagnostics[f"delta_l1_per_numel/layer{update.layer}"] = float(update.delta.abs().mean())
         return EditOutcome(changes(model, before), diagnostics)
@@ -158,8 +157,7 @@ class COMEBA(_Accumulating):
         _, step = apply_comeba(model, tokenizer, arch, value_targets(requests), self.hp, self.template_groups,
                                self._accumulated, self.bank)
         after = self.effective_weights(model, arch)
-        diagnostics = {"value_loss_first": float(step.values.first_loss.mean()),
-                       "value_loss_last": float(step.values.last_loss.mean())}
+        diagnostics = value_diagnostics(step.values)
         diagnostics.update({f"alpha/layer{layer}": alpha for layer, alpha in step.thresholds.items()})
         diagnostics.update({f"gate_missed/layer{layer}": float(n) for layer, n in step.missed.items()})
         if self.bank is not None:
@@ -241,8 +239,7 @@ class AlphaEdit(_Accumulating):
         before = snapshot(model, self.parameter_names(model, arch))
         _, values = apply_alphaedit(model, tokenizer, arch, value_targets(requests), self.hp, self.template_groups,
                                     self._bases, self._previous)
-        diagnostics = {"value_loss_first": float(values.first_loss.mean()),
-                       "value_loss_last": float(values.last_loss.mean())}
+        diagnostics = value_diagnostics(values)
         diagnostics.update({f"null_space_dim/layer{layer}": float(b.shape[1]) for layer, b in self._bases.items()})
         return EditOutcome(changes(model, before), diagnostics)
 
