@@ -47,6 +47,24 @@ def pad_right(sequences: Sequence[Sequence[int]], pad_id: int,
     return input_ids.to(device), mask.to(device)
 
 
+def labelled_batch(tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str], answers: Sequence[str],
+                   device: torch.device | str = "cpu",
+                   max_length: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``input_ids``, ``attention_mask`` and ``labels`` (the answer tokens, −100 elsewhere) of prompt + answer,
+    right-padded. ``max_length`` drops tokens from the prompt's start, never from the answer."""
+    pairs = encode_pairs(tokenizer, prompts, answers)
+    if max_length is not None:
+        pairs = [EncodedPair(p.ids[max(len(p.ids) - max_length, 0):], max(p.answer_start - len(p.ids) + max_length, 0))
+                 if len(p.ids) > max_length else p for p in pairs]
+        if any(p.answer_start == 0 for p in pairs):
+            raise ValueError(f"max_length {max_length} leaves no prompt token before an answer")
+    input_ids, mask = pad_right([p.ids for p in pairs], tokenizer.pad_token_id, device)
+    labels = torch.full_like(input_ids, -100)
+    for row, pair in enumerate(pairs):
+        labels[row, pair.answer_start:len(pair.ids)] = input_ids[row, pair.answer_start:len(pair.ids)]
+    return input_ids, mask, labels
+
+
 @torch.no_grad()
 def answer_token_predictions(model, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str],
                              answers: Sequence[str], batch_size: int = 64) -> list[tuple[list[int], list[int]]]:

@@ -3,5 +3,6 @@
 from lit_edit.modules.downstream import DownstreamEvalModule
 from lit_edit.modules.editing import EditingModule
 from lit_edit.modules.language_model import CausalLMModule
+from lit_edit.modules.mend import MendModule
 
-__all__ = ["CausalLMModule", "DownstreamEvalModule", "EditingModule"]
+__all__ = ["CausalLMModule", "DownstreamEvalModule", "EditingModule", "MendModule"]

@@ -8,14 +8,13 @@ perplexity of the held-out text.
 from __future__ import annotations
 
 import math
-import shutil
-import tempfile
 from pathlib import Path
 
 import lightning as L
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
+from lit_edit.io import atomic_directory
 from lit_edit.models.architectures import architecture_of
 from lit_edit.models.loading import load_model, load_tokenizer
 from lit_edit.modules.subject_routing import composition_gap, routing_leak
@@ -133,16 +132,7 @@ class CausalLMModule(L.LightningModule):
 
 def export_hf(model, tokenizer, export_dir: str | Path) -> Path:
     """Write a Hugging Face folder atomically: into a temporary sibling, then swapped into place."""
-    export_dir = Path(export_dir)
-    export_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=export_dir.parent, prefix=f".{export_dir.name}."))
-    try:
+    with atomic_directory(export_dir) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        if export_dir.exists():
-            shutil.rmtree(export_dir)
-        tmp.rename(export_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
-    return export_dir
+    return Path(export_dir)
