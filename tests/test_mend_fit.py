@@ -70,3 +70,35 @@ def test_two_process_ddp_training_shares_its_running_moments_across_ranks(tmp_pa
     proj = sum(n for name, n in rows.items() if name.endswith("c_proj"))
     assert int(state["transforms.192x768.input_moments.count"]) == fc
     assert int(state["transforms.768x192.output_grad_moments.count"]) == proj
+
+
+MODES = {"single": (1, True), "instance_sequential": (1, False), "batch_single": (10, True),
+         "batch_sequential": (10, False)}
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_the_mend_config_runs_in_every_mode_with_the_committed_editor(tmp_path, mode):
+    """8 held-out edits per mode; rollback modes restore the base, accumulating ones keep every step's change."""
+    from lit_edit.cli import LitEditCLI
+    from lit_edit.models.loading import load_model
+
+    batch_size, rollback = MODES[mode]
+    cli = LitEditCLI(args=["--config", str(ROOT / "configs/edit/factworld/mend.yaml"), "--config",
+                           str(ROOT / f"configs/edit/modes/{mode}.yaml"), "--data.init_args.n", "8",
+                           "--data.init_args.batch_size", str(min(batch_size, 4)), "--trainer.eval_every_n_batches", "0",
+                           "--model.init_args.families", "[token]", "--model.init_args.monitor_docs", "4",
+                           "--model.init_args.results_dir", str(tmp_path / "run"), "--model.init_args.cache_dir",
+                           str(tmp_path / "cache"), "--trainer.logger", "false", "--trainer.default_root_dir",
+                           str(tmp_path), "--trainer.enable_progress_bar", "false"], run=False)
+    assert cli.model.hparams.rollback is rollback
+    cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)
+    import json
+
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["method"] == "mend" and metrics["n_edits"] == 8
+    assert metrics["immediate"]["token"]["reliability"] >= 0.75
+    fresh = dict(load_model(str(ROOT / "checkpoints/factworld-gpt2")).named_parameters())
+    edited = dict(cli.model.model.named_parameters())
+    changed = [name for name, p in edited.items() if not torch.equal(p, fresh[name])]
+    assert changed == ([] if rollback else [f"transformer.h.{layer}.mlp.{m}.weight" for layer in (1, 2, 3)
+                                            for m in ("c_fc", "c_proj")])

@@ -1,0 +1,73 @@
+"""Edit latency per request on the shipped fact-world model: MEND (one backward pass and the editor network)
+vs ROME and MEMIT (value optimisation and a solve), each in single mode (every edit from the unedited model).
+
+Every method edits the same requests; statistics and context templates are prepared before the clock starts
+(setup is reported apart), the weights are restored after each edit outside the timed region.
+    python bench/edit_latency.py [--requests 20] [--device cuda]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from lit_edit.editing import read_zsre
+from lit_edit.editing.values import ValueHyperparams
+from lit_edit.editors import MEMIT, MEND, ROME
+from lit_edit.editors.base import EditContext, snapshot
+from lit_edit.models import architecture_of, load_model_and_tokenizer
+from lit_edit.stats import StatisticsConfig
+
+
+def editors() -> dict:
+    """The fact-world configs' settings (configs/edit/factworld/{mend,rome,memit}.yaml)."""
+    values = dict(lr=0.5, kl_factor=0.0625, weight_decay=0.5, clamp_norm_factor=4.0)
+    return {"mend": MEND(checkpoint="checkpoints/mend-factworld-gpt2"),
+            "rome": ROME(layer=0, values=ValueHyperparams(steps=40, **values)),
+            "memit": MEMIT(layers=(0, 1), preservation_weight=300, values=ValueHyperparams(steps=25, **values))}
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", default="checkpoints/factworld-gpt2")
+    parser.add_argument("--requests", type=int, default=20)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    model, tokenizer = load_model_and_tokenizer(args.model, device=args.device)
+    model.requires_grad_(False)
+    sync = torch.cuda.synchronize if model.device.type == "cuda" else (lambda: None)
+    arch = architecture_of(model)
+    requests = read_zsre("data/factworld/zsre/zsre_factworld.json").requests[: args.requests]
+    context = EditContext(args.model, StatisticsConfig(corpus="data/factworld/corpus/train.jsonl",
+                                                       cache_dir="checkpoints/stats", max_tokens=100000), progress=False)
+    print(f"model {args.model}, {len(requests)} requests one at a time, "
+          f"{torch.cuda.get_device_name(model.device) if model.device.type == 'cuda' else f'{torch.get_num_threads()} threads'}")
+    timings = {}
+    for name, editor in editors().items():
+        start = time.perf_counter()
+        editor.setup(model, tokenizer, arch, context)
+        setup = time.perf_counter() - start
+        originals = snapshot(model, editor.parameter_names(model, arch))
+        editor.edit(model, tokenizer, arch, requests[:1])                    # warm-up
+        per_edit = []
+        for request in requests:
+            for key, value in originals.items():
+                model.get_parameter(key).data.copy_(value)
+            sync()
+            start = time.perf_counter()
+            editor.edit(model, tokenizer, arch, [request])
+            sync()
+            per_edit.append(time.perf_counter() - start)
+        for key, value in originals.items():
+            model.get_parameter(key).data.copy_(value)
+        timings[name] = sum(per_edit) / len(per_edit)
+        print(f"  {name:6s} {1000 * timings[name]:9.1f} ms per edit   (setup {setup:.2f} s)")
+    for name in ("rome", "memit"):
+        print(f"  {name} / mend  {timings[name] / timings['mend']:8.1f} x")
+
+
+if __name__ == "__main__":
+    main()
