@@ -46,6 +46,14 @@ class RunRecorder:
     def add_step(self, row: dict) -> None:
         """One row per edit step; the CSV is rewritten (atomically) so it is complete after every step."""
         self.steps.append(_clean(row))
+        self._write_steps()
+
+    def restore_steps(self, rows: list[dict]) -> None:
+        """Start from the rows of a resumed run (written at once, so the folder is complete before the next step)."""
+        self.steps = [_clean(row) for row in rows]
+        self._write_steps()
+
+    def _write_steps(self) -> None:
         columns = list(dict.fromkeys(key for r in self.steps for key in r))
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")

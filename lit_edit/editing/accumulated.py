@@ -133,9 +133,11 @@ class AccumulatedKeys:
         if state["preserved"].shape != self.preserved.shape:
             raise ValueError(f"{self.where}: the saved λC has shape {tuple(state['preserved'].shape)}, this layer's "
                              f"is {tuple(self.preserved.shape)}: the state comes from another model or layer")
-        if not torch.allclose(state["preserved"].double(), self.preserved, rtol=1e-6, atol=0):
+        if not torch.allclose(state["preserved"].to(self.preserved), self.preserved, rtol=1e-6, atol=0):
             raise ValueError(f"{self.where}: the saved λC differs from this run's (another λ, corpus or model)")
-        self.key_sum = state["key_sum"].double().clone()
+        device = self.preserved.device            # a state read on the CPU joins this layer's device
+        self.key_sum = state["key_sum"].to(device=device, dtype=torch.float64).clone()
         self.n_updates = int(state["n_updates"])
         self.since_refactor = int(state["since_refactor"])
-        self._inverse = state["inverse"].double().clone() if "inverse" in state else None
+        self._inverse = (state["inverse"].to(device=device, dtype=torch.float64).clone() if "inverse" in state
+                         else None)

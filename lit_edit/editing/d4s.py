@@ -93,8 +93,8 @@ class D4sLayerState:
             raise ValueError(f"{self.keys.where}: the saved D4S state has shape {tuple(state['numerator'].shape)}, "
                              f"this layer's is {tuple(self.numerator.shape)}: another model or layer")
         self.keys.load_state_dict({k[5:]: v for k, v in state.items() if k.startswith("keys.")})
-        self.numerator = state["numerator"].double().clone()
-        self.solution = state["solution"].double().clone()
+        self.numerator = state["numerator"].to(self.numerator).clone()     # float64, on this layer's device
+        self.solution = state["solution"].to(self.solution).clone()
 
 
 def apply_d4s(model, tokenizer, arch: Architecture, targets: Sequence[ValueTarget], hp: D4sHyperparams,

@@ -253,4 +253,4 @@ class AlphaEdit(_Accumulating):
             if entries["previous_keys"].shape != self._previous[layer].shape:
                 raise ValueError(f"layer {layer}: the saved AlphaEdit keys have shape "
                                  f"{tuple(entries['previous_keys'].shape)}, this model's {tuple(self._previous[layer].shape)}")
-            self._previous[layer] = entries["previous_keys"].double().clone()
+            self._previous[layer] = entries["previous_keys"].to(self._previous[layer]).clone()

@@ -9,28 +9,46 @@ private signatures it relies on (pinned range: lightning>=2.1,<2.7).
 Schedules (evaluation.md): ``immediate`` scores each batch right after it is applied; ``every k batches`` scores
 all edits so far (and the first and latest cohorts of k batches: the retention curve); ``final`` scores all
 edits after the last batch.
+
+Checkpoint and resume (``lit_edit.run_state``): ``checkpoint_every_n_batches: N`` writes the run state after every
+N batches (after that step's scores) and after the last batch, before the final evaluation, so that a resume of a
+finished state redoes only that evaluation. ``resume_from`` sets the editor up on the unedited model as usual,
+checks the state's fingerprint before any scoring, restores weights, editor state and history, restores the RNG
+last, and skips the batches already done (they are fetched, not edited).
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from lightning.pytorch import Trainer
 from lightning.pytorch.loops import _EvaluationLoop
 from lightning.pytorch.trainer.states import RunningStage, TrainerFn
 
+from lit_edit.run_state import STATE_FILE, check_fingerprint, load_run_state, new_run_state, restore_rng, save_run_state
+
 
 class ConsecutiveEditingLoop(_EvaluationLoop):
     """The test loop of an editing run (see the module docstring)."""
 
     def __init__(self, trainer: Trainer, eval_pre: bool = True, eval_immediate: bool = True,
-                 eval_every_n_batches: int = 0, eval_final: bool = True):
+                 eval_every_n_batches: int = 0, eval_final: bool = True, checkpoint_every_n_batches: int | None = None,
+                 resume_from: str | None = None):
         super().__init__(trainer, TrainerFn.TESTING, RunningStage.TESTING, inference_mode=False)
         if eval_every_n_batches < 0:
             raise ValueError(f"eval_every_n_batches must be >= 0 (0 = never), got {eval_every_n_batches}")
+        if checkpoint_every_n_batches is not None and checkpoint_every_n_batches < 1:
+            raise ValueError("trainer.checkpoint_every_n_batches must be >= 1 (null: no run state), got "
+                             f"{checkpoint_every_n_batches}")
         self.eval_pre, self.eval_immediate = eval_pre, eval_immediate
         self.eval_every_n_batches, self.eval_final = eval_every_n_batches, eval_final
+        self.checkpoint_every_n_batches, self.resume_from = checkpoint_every_n_batches, resume_from
         self.steps_done = 0
+        self.resumed_batches = 0                  # batches restored from a run state: skipped, not edited again
+        self.save_seconds: list[float] = []       # the time of each run-state save (rank zero)
+        self._saved_at: int | None = None
+        self._fingerprint: dict | None = None
 
     def _editing_module(self):
         module = self.trainer.lightning_module
@@ -38,29 +56,75 @@ class ConsecutiveEditingLoop(_EvaluationLoop):
             return None            # a plain test (e.g. the language model's perplexity) runs unchanged
         return module
 
+    @property
+    def schedule(self) -> dict:
+        """The schedule options that shape a run's history (part of a run state's fingerprint)."""
+        return {"trainer.eval_pre": self.eval_pre, "trainer.eval_immediate": self.eval_immediate,
+                "trainer.eval_every_n_batches": self.eval_every_n_batches}
+
     def on_run_start(self) -> None:
         super().on_run_start()
-        self.steps_done = 0
+        self.steps_done = self.resumed_batches = 0
+        self._saved_at = None
+        self.save_seconds = []
         module = self._editing_module()
-        if module is not None:
-            module.start_run(evaluate_pre=self.eval_pre)
+        if module is None:
+            if self.resume_from:
+                raise ValueError(f"trainer.resume_from is set, but {type(self.trainer.lightning_module).__name__} "
+                                 "is not an editing run (EditingModule); it has no run state to resume")
+            return
+        state = load_run_state(self.resume_from) if self.resume_from else None
+        module.setup_run()
+        if state is not None or self.checkpoint_every_n_batches:
+            self._fingerprint = {**module.fingerprint(), **self.schedule}   # hashes the edited weights: only if used
+        if state is not None:
+            check_fingerprint(state, self._fingerprint)       # before the references, pre scores and monitors
+        module.start_run(evaluate_pre=self.eval_pre and state is None)   # a resumed run restores the pre scores
+        if state is not None:
+            self._resume(module, state)
+
+    def _resume(self, module, state: dict) -> None:
+        module.restore_run(state)
+        self.steps_done = self.resumed_batches = self._saved_at = state["batches_done"]
+        restore_rng(state["rng"])     # last: nothing may draw from the generators before the next step
+        if self.trainer.is_global_zero:
+            print(f"[lit-edit] resumed from {state['path']}: {self.resumed_batches} batches "
+                  f"({len(module.applied)} edits) done; continuing")
 
     def _evaluation_step(self, batch: Any, batch_idx: int, dataloader_idx: int, dataloader_iter) -> None:
-        super()._evaluation_step(batch, batch_idx, dataloader_idx, dataloader_iter)
         module = self._editing_module()
+        if module is not None and module.stop_reason:
+            raise StopIteration   # a resumed run that had stopped early: nothing more to edit
+        if module is not None and batch_idx < self.resumed_batches:
+            return                # applied before the interruption and restored from the run state
+        super()._evaluation_step(batch, batch_idx, dataloader_idx, dataloader_iter)
         if module is None:
             return
         self.steps_done += 1
         k = self.eval_every_n_batches
         if k and self.steps_done % k == 0 and not module.hparams.rollback:
             module.evaluate_applied(cohort_batches=k)
+        n = self.checkpoint_every_n_batches
+        if n and self.steps_done % n == 0:
+            self._save_state(module)
         if module.stop_reason:
             print(f"[lit-edit] stopping early: {module.stop_reason}")
             raise StopIteration   # ends the loop's batch iteration cleanly
 
+    def _save_state(self, module) -> None:
+        """Write the run state into the run folder (rank zero only: every rank holds the same edits)."""
+        if self.trainer.is_global_zero:
+            started = time.perf_counter()
+            state = new_run_state(self.steps_done, self._fingerprint, module.run_state())
+            save_run_state(module.recorder.directory / STATE_FILE, state)
+            self.save_seconds.append(time.perf_counter() - started)
+        self._saved_at = self.steps_done
+
     def on_run_end(self):
         module = self._editing_module()
         if module is not None:
+            if self.checkpoint_every_n_batches and self._saved_at != self.steps_done:
+                self._save_state(module)     # the end state, before the final scores (a resume redoes only them)
             results = module.finish_run(evaluate_final=self.eval_final)
             if self.trainer.is_global_zero:
                 print(f"[lit-edit] {results['n_edits']} edits ({results['mode']['name']}, {results['method']}) "
@@ -76,10 +140,16 @@ class EditTrainer(Trainer):
         eval_immediate: score each batch right after it is applied.
         eval_every_n_batches: every k batches, score all edits so far (0: never; ignored with rollback).
         eval_final: score all edits after the last batch.
+        checkpoint_every_n_batches: write the run state (``run_state.pt`` in the run folder: edited weights,
+            editor state, position, RNG, history) atomically every N batches and after the last; null: never.
+        resume_from: continue the run whose state is this file or run folder; the batches it holds are skipped.
+            Refused, naming each differing field, when the state comes from another model or configuration.
         use_distributed_sampler: default False — the edit stream is never sharded (lightning.md §2.2).
     """
 
     def __init__(self, *args, eval_pre: bool = True, eval_immediate: bool = True, eval_every_n_batches: int = 0,
-                 eval_final: bool = True, use_distributed_sampler: bool = False, **kwargs):
+                 eval_final: bool = True, checkpoint_every_n_batches: int | None = None, resume_from: str | None = None,
+                 use_distributed_sampler: bool = False, **kwargs):
         super().__init__(*args, use_distributed_sampler=use_distributed_sampler, **kwargs)
-        self.test_loop = ConsecutiveEditingLoop(self, eval_pre, eval_immediate, eval_every_n_batches, eval_final)
+        self.test_loop = ConsecutiveEditingLoop(self, eval_pre, eval_immediate, eval_every_n_batches, eval_final,
+                                                checkpoint_every_n_batches, resume_from)
