@@ -1,4 +1,5 @@
-"""Jobs that are neither ``fit`` nor ``test``: ``python -m lit_edit.tools {build-world,acceptance} --help``."""
+"""Jobs that are neither ``fit`` nor ``test``:
+``python -m lit_edit.tools {build_world,acceptance,apply_edits,export_edits} --help``."""
 
 from __future__ import annotations
 
@@ -59,8 +60,45 @@ def acceptance(model: str = "checkpoints/factworld-gpt2", world: str = "data/fac
     return report
 
 
-def main() -> None:
-    CLI([build_world, acceptance], as_positional=False)
+def apply_edits(base: str, edits: str, out: str, allow_other_base: bool = False, fold_hooks: bool = False,
+                dtype: str = "float32") -> str:
+    """Apply an edits file (a run's ``edits.safetensors``) to its base model and write the edited model as a
+    Hugging Face folder.
+
+    Args:
+        base: the unedited model folder the edits were made on.
+        edits: the edits file.
+        out: the Hugging Face folder to write (replaced atomically).
+        allow_other_base: apply to a model with the base's shapes but other weights (warns).
+        fold_hooks: for hook-layer edits (COMEBA-HK), write W0 + ΔW into the weights; the per-token gate is lost.
+        dtype: the dtype to load the base in (the one the run used).
+    """
+    from lit_edit import export
+    from lit_edit.models import load_model_and_tokenizer
+
+    model, tokenizer = load_model_and_tokenizer(base, dtype)
+    applied = export.apply_edits(model, edits, allow_other_base)
+    export.export_model(model, tokenizer, out, hooks=applied.bank, fold_hooks=fold_hooks)
+    print(f"{applied.metadata['n_edits']} edits ({applied.metadata['method']}) of {base} written to {out}")
+    return out
+
+
+def export_edits(run: str, out: str | None = None) -> str:
+    """Write a run's ``edits.safetensors`` from its run state (``trainer.checkpoint_every_n_batches``).
+
+    Args:
+        run: the run folder (or its ``run_state.pt``).
+        out: the file to write; default: ``edits.safetensors`` in the run folder.
+    """
+    from lit_edit.export import export_run_state
+
+    path = export_run_state(run, out)
+    print(f"edits written to {path} ({path.stat().st_size} bytes)")
+    return str(path)
+
+
+def main(args: list[str] | None = None) -> None:
+    CLI([build_world, acceptance, apply_edits, export_edits], as_positional=False, args=args)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ import torch
 
 from lit_edit.editing.requests import EditRequest
 from lit_edit.editors.base import EditContext, Editor
+from lit_edit.export import EDITS_FILE, changed_parameters, export_model, hook_bank, save_edits
 from lit_edit.metrics import MeanScores, PreEditReference, check_families, metric_keys, pre_edit_reference, score_requests
 from lit_edit.models.architectures import architecture_of
 from lit_edit.models.loading import load_model, load_tokenizer
@@ -79,6 +80,11 @@ class EditingModule(L.LightningModule):
         downstream: downstream tasks scored before the first edit (cached), after the last, and every k batches
             (``lit_edit.tasks.suite.DownstreamConfig``); None: none. With rollback, "after" means the model
             holding the step's edits, scored before they are rolled back.
+        export_edits: at the end of a run without rollback, write ``edits.safetensors`` into the run folder: only
+            what the edits changed (the edited parameters' exact values, or COMEBA-HK's hook layers), applied to a
+            fresh base with ``lit_edit.export.apply_edits`` or ``python -m lit_edit.tools apply-edits``.
+        export_model_dir: also write the edited model as a Hugging Face folder here (None: no). Refused for
+            rollback runs and for edits in hook layers (a folder cannot carry their gate).
     """
 
     def __init__(self, name_or_path: str = "checkpoints/factworld-gpt2", editor: Editor | None = None,
@@ -87,7 +93,8 @@ class EditingModule(L.LightningModule):
                  monitor_text: str | None = "data/factworld/corpus/heldout.jsonl", monitor_docs: int = 64,
                  stop_perplexity_factor: float | None = None, results_dir: str | None = None,
                  cache_dir: str = "checkpoints/cache", max_new_tokens: int = 32, eval_batch_size: int = 64,
-                 downstream: DownstreamConfig | None = None):
+                 downstream: DownstreamConfig | None = None, export_edits: bool = True,
+                 export_model_dir: str | None = None):
         super().__init__()
         if editor is None:
             raise ValueError("EditingModule needs an editor (e.g. class_path: lit_edit.editors.MEMIT)")
@@ -95,6 +102,9 @@ class EditingModule(L.LightningModule):
             raise ValueError(f"model.rollback is true, but {editor.name} accumulates its edits in its own state "
                              "(restoring the weights would not undo them); use rollback: false "
                              "(instance- or batch-sequential)")
+        if rollback and export_model_dir:
+            raise ValueError(f"model.export_model_dir={export_model_dir} is set, but model.rollback is true: the "
+                             "edits are undone after every step, so there is no edited model to export")
         self.save_hyperparameters(ignore=["editor"])
         self.families = check_families(families)
         self.editor = editor
@@ -168,6 +178,12 @@ class EditingModule(L.LightningModule):
                           EditContext(str(self.hparams.name_or_path), self.statistics,
                                       progress=self.trainer.progress_bar_callback is not None))
         self.originals = self.editor.effective_weights(self.model, self.arch)
+        self.base_sha256 = weights_sha256(self.model) if self._exports else None   # of the unedited model
+        if self.hparams.export_model_dir and hook_bank(self.editor) is not None:
+            raise ValueError(f"model.export_model_dir={self.hparams.export_model_dir}: {self.editor.name} keeps its "
+                             f"edits in hook layers, whose per-token gate a Hugging Face folder cannot carry; use the "
+                             f"run's {EDITS_FILE} (python -m lit_edit.tools apply-edits, which can fold the hooks "
+                             "with --fold_hooks true)")
 
     def start_run(self, evaluate_pre: bool) -> None:
         """Before the first edit, after :meth:`setup_run`: pre-edit references, scores and monitors."""
@@ -271,6 +287,32 @@ class EditingModule(L.LightningModule):
             "git_commit": commit, "seed": torch.initial_seed(),
         }
 
+    # ------------------------------------------------------------------------------------------ export
+
+    @property
+    def _exports(self) -> bool:
+        return not self.hparams.rollback and bool(self.hparams.export_edits or self.hparams.export_model_dir)
+
+    def _changed_weights(self) -> dict[str, torch.Tensor]:
+        """The edited parameters that differ from the loaded model (exact CPU copies)."""
+        return changed_parameters(self.model, self.editor.parameter_names(self.model, self.arch), self.originals)
+
+    def _export(self) -> dict | None:
+        """At the end of a run without rollback: ``edits.safetensors`` and/or the Hugging Face folder (rank zero);
+        returns what was written (``metrics.json`` ``exports``)."""
+        if not self._exports or not self.trainer.is_global_zero:
+            return None
+        out: dict = {}
+        if self.hparams.export_edits:
+            path = save_edits(self.recorder.directory / EDITS_FILE, base_model=str(self.hparams.name_or_path),
+                              base_sha256=self.base_sha256, method=self.editor.name, n_edits=len(self.applied),
+                              weights=self._changed_weights(), hooks=hook_bank(self.editor), architecture=self.arch.name)
+            out |= {"edits": path.name, "edits_bytes": path.stat().st_size}   # in the run folder
+        if self.hparams.export_model_dir:
+            folder = export_model(self.model, self.tokenizer, self.hparams.export_model_dir)
+            out["model_dir"] = str(folder)
+        return out
+
     # ------------------------------------------------------------------------------- run state (resume)
 
     def fingerprint(self) -> dict:
@@ -284,7 +326,7 @@ class EditingModule(L.LightningModule):
         editor = flatten("model.editor", {"name": self.editor.name, **self.editor.hyperparameters()})
         editor = {key.replace(".hp.", "."): value for key, value in editor.items()}
         options = {k: v for k, v in h.items() if k not in ("name_or_path", "results_dir", "cache_dir", "statistics",
-                                                           "downstream")}
+                                                           "downstream", "export_edits", "export_model_dir")}
         statistics = {k: v for k, v in asdict(self.statistics).items() if k != "cache_dir"}
         selection = {k: v for k, v in data.hparams.items() if k not in ("path", "root")}
         return {"model.name_or_path": str(h.name_or_path),
@@ -299,11 +341,7 @@ class EditingModule(L.LightningModule):
     def run_state(self) -> dict:
         """This run's part of a run state: the edited parameters that differ from the loaded model (exact), the
         editor's state and the history recorded so far (the loop adds the position, RNG and fingerprint)."""
-        weights = {}
-        for name in self.editor.parameter_names(self.model, self.arch):
-            value = self.model.get_parameter(name).detach()
-            if name not in self.originals or not torch.equal(value, self.originals[name].to(value)):
-                weights[name] = value.cpu().clone()
+        weights = self._changed_weights()
         downstream = None
         if self.downstream is not None:
             latest = self.downstream_latest
@@ -443,6 +481,7 @@ class EditingModule(L.LightningModule):
             if "gate_max_z" in report:   # per-prompt numbers: their own file, the summary stays in metrics.json
                 self.recorder.write_json("gate_max_z.json", report.pop("gate_max_z"))
             results["editor_report"] = report
+        results["exports"] = self._export()
         results["seconds"] = time.perf_counter() - self.started
         results["stopped_early"] = self.stop_reason
         for when in ("pre", "final", "immediate"):
