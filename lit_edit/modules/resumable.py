@@ -1,0 +1,109 @@
+"""The run-state half of the editing module: what a saved run state holds of the module and how it continues.
+
+:class:`ResumableRun` is mixed into :class:`~lit_edit.modules.editing.EditingModule`; the loop calls
+:meth:`~ResumableRun.fingerprint`, :meth:`~ResumableRun.run_state` and :meth:`~ResumableRun.restore_run`
+(``lit_edit.run_state`` has the file format, the RNG and the fingerprint comparison).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict
+
+import torch
+
+from lit_edit.modules.downstream import flatten_scores
+from lit_edit.run_state import ResumeError, flatten, history_to_json, tensor_digest
+from lit_edit.stats import weights_sha256
+from lit_edit.tasks.summary import TaskScores
+
+
+class ResumableRun:
+    """Run-state methods of the editing module (they use its model, editor, recorder and history)."""
+
+    def fingerprint(self) -> dict:
+        """The settings that decide this run's results, one field per option (``lit_edit.run_state``): a saved run
+        state continues only a run whose fingerprint is equal. Where results go (``results_dir``, the cache
+        folders) may differ. Called after :meth:`setup_run` (the editor set up, e.g. its context templates
+        sampled, the model still unedited) and before the costly :meth:`start_run`. Editor fields drop the
+        ``hp.`` of the hyperparameter dataclass, so that they read as the options (``model.editor.alpha``)."""
+        h, data = self.hparams, self.trainer.datamodule
+        names = self.editor.parameter_names(self.model, self.arch)
+        editor = flatten("model.editor", {"name": self.editor.name, **self.editor.hyperparameters()})
+        editor = {key.replace(".hp.", "."): value for key, value in editor.items()}
+        options = {k: v for k, v in h.items() if k not in ("name_or_path", "results_dir", "cache_dir", "statistics",
+                                                           "downstream", "export_edits", "export_model_dir")}
+        statistics = {k: v for k, v in asdict(self.statistics).items() if k != "cache_dir"}
+        selection = {k: v for k, v in data.hparams.items() if k not in ("path", "root")}
+        return {"model.name_or_path": str(h.name_or_path),
+                "model.weights_sha256": weights_sha256(self.model),        # every parameter, sampled (cheap)
+                "model.edited_weights_sha256": tensor_digest({n: self.model.get_parameter(n) for n in names}),
+                **flatten("model", options), **flatten("model.statistics", statistics),
+                **flatten("model.downstream", asdict(self.downstream_config) if self.downstream_config else None),
+                **editor,
+                "data.sha256": data.edit_set.sha256, **flatten("data", selection),
+                "data.n_requests": len(data.requests), "mode": self.mode["name"]}
+
+    def run_state(self) -> dict:
+        """This run's part of a run state: the edited parameters that differ from the loaded model (exact), the
+        editor's state and the history recorded so far (the loop adds the position, RNG and fingerprint)."""
+        weights = self._changed_weights()
+        downstream = None
+        if self.downstream is not None:
+            latest = self.downstream_latest
+            downstream = {"curve": self.downstream_curve, "pre_cached": self.downstream_pre_cached,
+                          "latest": None if latest is None else
+                          [latest[0], {task: scores.to_dict() for task, scores in latest[1].items()}]}
+        history = {"results": self.results, "steps": self.recorder.steps, "batch_sizes": self.batch_sizes,
+                   "applied": [r.record_id for r in self.applied], "stop_reason": self.stop_reason,
+                   "seconds": time.perf_counter() - self.started, "downstream": downstream}
+        return {"weights": weights, "editor": self.editor.state_dict(),
+                "immediate": {k: v.cpu().clone() for k, v in self.immediate.metric_state.items()},
+                "history": history_to_json(history)}
+
+    def restore_run(self, state: dict) -> None:
+        """Continue from a run state, after :meth:`start_run` (the editor set up on the unedited model): the edited
+        weights, the editor's state and the history as they were after ``state["batches_done"]`` batches."""
+        with torch.no_grad():
+            for name, value in state["weights"].items():
+                try:
+                    parameter = self.model.get_parameter(name)
+                except AttributeError as error:
+                    raise ResumeError(f"{state['path']} holds weights of {name!r}, which this model lacks") from error
+                parameter.copy_(value)
+        self.editor.load_state_dict(state["editor"])
+        self.immediate.reset()
+        self.immediate.merge_state({k: v.to(self.immediate.device) for k, v in state["immediate"].items()})
+        self._restore_history(json.loads(state["history"]), state["path"])
+
+    def _restore_history(self, history: dict, source: str) -> None:
+        requests = self.trainer.datamodule.requests
+        applied = history["applied"]
+        if [r.record_id for r in requests[: len(applied)]] != applied:
+            raise ResumeError(f"{source} applied the records {applied[:5]}..., this run's edit stream starts "
+                              f"{[r.record_id for r in requests[:5]]}... (data: another file or selection)")
+        self.applied = list(requests[: len(applied)])
+        self.batch_sizes = list(history["batch_sizes"])
+        self.results = history["results"]
+        self.stop_reason = history["stop_reason"]
+        self.started = time.perf_counter() - history["seconds"]   # the time spent before the interruption counts
+        self.recorder.restore_steps(history["steps"])
+        if history["downstream"] is not None and self.downstream is not None:
+            latest = history["downstream"]["latest"]
+            self.downstream_curve = history["downstream"]["curve"]
+            self.downstream_pre_cached = history["downstream"]["pre_cached"]   # as the run's first part got them
+            self.downstream_latest = None if latest is None else (
+                latest[0], {task: TaskScores.from_dict(scores) for task, scores in latest[1].items()})
+        self._replay_logs()
+
+    def _replay_logs(self) -> None:
+        """Log the restored history again, so that this run's logger shows the whole curve."""
+        if self.results.get("pre"):
+            self._log({f"pre/{k}": v for k, v in self.results["pre"].items()}, step=0)
+        for row in self.recorder.steps:
+            self._log({k: v for k, v in row.items() if k != "step"}, step=row["n_edits"])
+        for point in self.results["periodic"]:
+            self._log({f"all_so_far/{k}": v for k, v in point["scores"].items()}, step=point["n_edits"])
+        for point in (self.downstream_curve[1:] if self.downstream is not None else []):
+            self._log({f"downstream/{k}": v for k, v in flatten_scores(point["scores"]).items()}, step=point["n_edits"])
