@@ -32,7 +32,7 @@ from lit_edit.models import architecture_of, load_model_and_tokenizer
 from lit_edit.modules.mend import MendModule, edited_module_names
 from lit_edit.scoring import labelled_batch, score_answers
 
-from .conftest import ROOT, make_tiny_model
+from .conftest import ROOT, SHARED_DATA, make_tiny_model
 
 SHIPPED = ROOT / "checkpoints" / "mend-factworld-gpt2"
 PROMPTS = ["Alda Venkor was born in", "The capital of Omberlund is", "Hathio Mafubral works for"]
@@ -249,3 +249,21 @@ def test_edit_weights_applies_minus_eta_times_the_pseudo_gradient(tiny):
         assert torch.allclose(deltas[name], delta, atol=1e-6)
         model.get_parameter(name).data.copy_(before[name])
     assert transformed_factors(network, factors, 1)[names[0]][0].shape[0] == 1
+
+
+REAL_ZSRE = SHARED_DATA / "zsre" / "zsre_mend_eval_portability_gpt4.json"
+
+
+@pytest.mark.skipif(not REAL_ZSRE.exists(), reason=f"real ZsRE data not found at {REAL_ZSRE}")
+def test_training_reads_the_real_zsre_format_through_the_data_root():
+    """The MEND loaders take the published ZsRE MEND format under ``root`` (here the eval file split in two)."""
+    data = MendDataModule(root=str(SHARED_DATA), train_path="zsre/zsre_mend_eval_portability_gpt4.json",
+                          val_path="zsre/zsre_mend_eval_portability_gpt4.json", train_start=0, train_stop=4,
+                          val_start=4, val_stop=8)
+    data.setup("fit")
+    assert len(data.train_requests) == 4 and len(data.val_requests) == 4
+    assert all(r.rephrase_prompts and r.locality for r in data.train_requests)
+    module = MendModule(rank=8, edit_loss_on="both")
+    results = module.edit_losses(data.train_requests, generality=True)
+    assert all(torch.isfinite(value) for value in results.values())
+    assert float(results["nll_before"]) > 0
