@@ -112,7 +112,7 @@ class TextCorpusDataModule(L.LightningDataModule):
 
     Args:
         root: a folder with ``corpus/train.jsonl`` and ``corpus/heldout.jsonl``; for the fact world
-            it is generated when missing (``python -m lit_edit.tools build-world``).
+            it is generated when missing (``python -m lit_edit.tools build_world``).
         tokenizer_path: a tokenizer folder or hub name (named apart from the module's ``tokenizer`` so that
             the two hyperparameter sets merge in the logger).
         batch_size: documents per batch.
