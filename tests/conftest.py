@@ -61,3 +61,16 @@ def tiny_model_dir(request, tmp_path_factory) -> tuple[str, Path]:
 @pytest.fixture(scope="session")
 def tiny_gpt2_dir(tmp_path_factory) -> Path:
     return make_tiny_model("gpt2", tmp_path_factory.mktemp("tiny-gpt2-single"))
+
+
+def run_edit_cli(tmp_path: Path, *args: str):
+    """An in-process editing run (``main.py test``) with ``args`` (configs and overrides), writing its results to
+    ``tmp_path / "run"`` and its caches to ``tmp_path / "cache"``, without logger or progress bar; returns the CLI."""
+    from lit_edit.cli import LitEditCLI
+
+    cli = LitEditCLI(args=[*args, "--model.init_args.results_dir", str(tmp_path / "run"),
+                           "--model.init_args.cache_dir", str(tmp_path / "cache"), "--trainer.logger", "false",
+                           "--trainer.default_root_dir", str(tmp_path), "--trainer.enable_progress_bar", "false"],
+                     run=False)
+    cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)
+    return cli

@@ -19,25 +19,19 @@ from lit_edit.export import EDITS_FILE, EditsFileError, apply_edits, export_mode
 from lit_edit.models.loading import load_model, load_tokenizer
 from lit_edit.stats import weights_sha256
 
-from .conftest import ROOT, make_tiny_model
+from .conftest import ROOT, make_tiny_model, run_edit_cli
 
 BASE = str(ROOT / "checkpoints/factworld-gpt2")
 EDITED = ["transformer.h.0.mlp.c_proj.weight", "transformer.h.1.mlp.c_proj.weight"]
 
 
 def _run(tmp_path, config: str, *extra: str) -> LitEditCLI:
-    cli = LitEditCLI(args=["--config", str(ROOT / config),
-                           "--config", str(ROOT / "configs/edit/modes/batch_sequential.yaml"),
-                           "--data.init_args.n", "20", "--trainer.eval_every_n_batches", "0",
-                           "--trainer.eval_pre", "false", "--trainer.eval_immediate", "false",
-                           "--trainer.eval_final", "false", "--trainer.checkpoint_every_n_batches", "2",
-                           "--model.init_args.families", "[token]", "--model.init_args.monitor_docs", "8",
-                           "--model.init_args.results_dir", str(tmp_path / "run"),
-                           "--model.init_args.cache_dir", str(tmp_path / "cache"),
-                           "--trainer.logger", "false", "--trainer.default_root_dir", str(tmp_path),
-                           "--trainer.enable_progress_bar", "false", *extra], run=False)
-    cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)
-    return cli
+    return run_edit_cli(tmp_path, "--config", str(ROOT / config),
+                        "--config", str(ROOT / "configs/edit/modes/batch_sequential.yaml"),
+                        "--data.init_args.n", "20", "--trainer.eval_every_n_batches", "0",
+                        "--trainer.eval_pre", "false", "--trainer.eval_immediate", "false",
+                        "--trainer.eval_final", "false", "--trainer.checkpoint_every_n_batches", "2",
+                        "--model.init_args.families", "[token]", "--model.init_args.monitor_docs", "8", *extra)
 
 
 @pytest.fixture(scope="module")

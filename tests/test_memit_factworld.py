@@ -8,24 +8,18 @@ import json
 
 import pytest
 
-from lit_edit.cli import LitEditCLI
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_edit_cli
 
 
 @pytest.mark.xfail(strict=True, raises=AssertionError,
                    reason="100 edits in one batch leak onto other subjects' keys in this 4-layer model (README, "
                    "Known limitations): measured at λ 300 with 40 value steps, token reliability 0.69, locality 0.62")
 def test_batch_single_memit_on_100_edits_flips_them_and_keeps_locality(tmp_path):
-    cli = LitEditCLI(args=["--config", str(ROOT / "configs/edit/factworld/memit.yaml"),
-                           "--config", str(ROOT / "configs/edit/modes/batch_single.yaml"),
-                           "--data.init_args.n", "100", "--data.init_args.batch_size", "100",
-                           "--model.init_args.families", "[token]", "--model.init_args.monitor_docs", "16",
-                           "--model.init_args.results_dir", str(tmp_path / "run"),
-                           "--model.init_args.cache_dir", str(tmp_path / "cache"),
-                           "--model.init_args.statistics.cache_dir", str(tmp_path / "stats"),
-                           "--trainer.logger", "false", "--trainer.default_root_dir", str(tmp_path),
-                           "--trainer.enable_progress_bar", "false"], run=False)
-    cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)
+    run_edit_cli(tmp_path, "--config", str(ROOT / "configs/edit/factworld/memit.yaml"),
+                 "--config", str(ROOT / "configs/edit/modes/batch_single.yaml"),
+                 "--data.init_args.n", "100", "--data.init_args.batch_size", "100",
+                 "--model.init_args.families", "[token]", "--model.init_args.monitor_docs", "16",
+                 "--model.init_args.statistics.cache_dir", str(tmp_path / "stats"))
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["mode"]["name"] == "batch-single" and metrics["n_edits"] == 100
     token = metrics["final"]["token"]

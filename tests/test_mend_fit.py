@@ -16,7 +16,7 @@ from lit_edit.editing.mend_checkpoint import load_mend_checkpoint
 from lit_edit.models import load_model_and_tokenizer
 from lit_edit.scoring import labelled_batch
 
-from .conftest import ROOT
+from .conftest import ROOT, run_edit_cli
 
 
 def _fit(tmp_path, *extra: str) -> subprocess.CompletedProcess:
@@ -79,19 +79,14 @@ MODES = {"single": (1, True), "instance_sequential": (1, False), "batch_single":
 @pytest.mark.parametrize("mode", sorted(MODES))
 def test_the_mend_config_runs_in_every_mode_with_the_committed_editor(tmp_path, mode):
     """8 held-out edits per mode; rollback modes restore the base, accumulating ones keep every step's change."""
-    from lit_edit.cli import LitEditCLI
     from lit_edit.models.loading import load_model
 
     batch_size, rollback = MODES[mode]
-    cli = LitEditCLI(args=["--config", str(ROOT / "configs/edit/factworld/mend.yaml"), "--config",
-                           str(ROOT / f"configs/edit/modes/{mode}.yaml"), "--data.init_args.n", "8",
-                           "--data.init_args.batch_size", str(min(batch_size, 4)), "--trainer.eval_every_n_batches", "0",
-                           "--model.init_args.families", "[token]", "--model.init_args.monitor_docs", "4",
-                           "--model.init_args.results_dir", str(tmp_path / "run"), "--model.init_args.cache_dir",
-                           str(tmp_path / "cache"), "--trainer.logger", "false", "--trainer.default_root_dir",
-                           str(tmp_path), "--trainer.enable_progress_bar", "false"], run=False)
+    cli = run_edit_cli(tmp_path, "--config", str(ROOT / "configs/edit/factworld/mend.yaml"), "--config",
+                       str(ROOT / f"configs/edit/modes/{mode}.yaml"), "--data.init_args.n", "8",
+                       "--data.init_args.batch_size", str(min(batch_size, 4)), "--trainer.eval_every_n_batches", "0",
+                       "--model.init_args.families", "[token]", "--model.init_args.monitor_docs", "4")
     assert cli.model.hparams.rollback is rollback
-    cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)
     import json
 
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())

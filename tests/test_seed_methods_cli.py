@@ -13,7 +13,7 @@ from lit_edit.editors.base import EditContext
 from lit_edit.models import architecture_of, load_model_and_tokenizer
 from lit_edit.models.loading import load_model
 
-from .conftest import ROOT, make_tiny_model
+from .conftest import ROOT, make_tiny_model, run_edit_cli
 
 REQUEST = EditRequest(prompt="{} was born in", subject="Alda Venkor", target_new="Port Ivory", record_id="r0")
 SEQUENTIAL = ["configs/edit/factworld/d4s.yaml", "configs/edit/factworld/comeba.yaml",
@@ -61,14 +61,9 @@ def test_accumulating_methods_run_sequentially_and_refuse_rollback(method):
 
 
 def test_comeba_hk_run_edits_through_hooks_only_and_reports_its_gate(tmp_path):
-    cli = LitEditCLI(args=["--config", str(ROOT / "configs/edit/factworld/comeba.yaml"),
-                           "--data.init_args.n", "20", "--trainer.eval_every_n_batches", "0",
-                           "--model.init_args.monitor_docs", "8",
-                           "--model.init_args.results_dir", str(tmp_path / "run"),
-                           "--model.init_args.cache_dir", str(tmp_path / "cache"),
-                           "--trainer.logger", "false", "--trainer.default_root_dir", str(tmp_path),
-                           "--trainer.enable_progress_bar", "false"], run=False)
-    cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)
+    cli = run_edit_cli(tmp_path, "--config", str(ROOT / "configs/edit/factworld/comeba.yaml"),
+                       "--data.init_args.n", "20", "--trainer.eval_every_n_batches", "0",
+                       "--model.init_args.monitor_docs", "8")
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["method"] == "comeba-hk" and metrics["n_edits"] == 20
     fresh = load_model(str(ROOT / "checkpoints/factworld-gpt2"))

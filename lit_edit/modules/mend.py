@@ -167,8 +167,7 @@ class MendModule(L.LightningModule):
         return results["loss"]
 
     def validation_step(self, batch: list[EditRequest], batch_idx: int) -> None:
-        with torch.enable_grad():    # the factors need a backward pass of the base model
-            results = self.edit_losses(batch, generality=True)
+        results = self.edit_losses(batch, generality=True)   # gradient_factors enables the backward it needs
         for key, value in results.items():
             self.log(f"val/{key}", value.detach(), prog_bar=key in ("loss", "edit_success", "locality"),
                      batch_size=len(batch), sync_dist=True)
