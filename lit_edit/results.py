@@ -25,22 +25,30 @@ def _clean(value):
 
 
 class RunRecorder:
-    """Collects rows and documents of one run and writes them into ``directory``."""
+    """Collects rows and documents of one run and writes them into ``directory``.
 
-    def __init__(self, directory: Path | str):
+    ``writes=False`` (the ranks other than zero of a multi-process run) keeps the rows but writes nothing: one
+    process owns the folder.
+    """
+
+    def __init__(self, directory: Path | str, writes: bool = True):
         self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.writes = writes
+        if writes:
+            self.directory.mkdir(parents=True, exist_ok=True)
         self.steps: list[dict] = []
 
     def write_json(self, name: str, data) -> Path:
         path = self.directory / name
-        atomic_write_text(path, json.dumps(_clean(data), indent=1, default=str) + "\n")
+        if self.writes:
+            atomic_write_text(path, json.dumps(_clean(data), indent=1, default=str) + "\n")
         return path
 
     def copy_in(self, source: Path | str) -> Path:
         """Copy a file (e.g. the resolved config) into the run folder, atomically."""
         target = self.directory / Path(source).name
-        atomic_write_text(target, Path(source).read_text(encoding="utf-8"))
+        if self.writes:
+            atomic_write_text(target, Path(source).read_text(encoding="utf-8"))
         return target
 
     def add_step(self, row: dict) -> None:
@@ -54,6 +62,8 @@ class RunRecorder:
         self._write_steps()
 
     def _write_steps(self) -> None:
+        if not self.writes:
+            return
         columns = list(dict.fromkeys(key for r in self.steps for key in r))
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")

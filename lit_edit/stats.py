@@ -17,10 +17,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
+from lit_edit.distributed import SINGLE, Ranks
 from lit_edit.hooks import forward_until, record
+from lit_edit.io import atomic_write
 from lit_edit.models.architectures import Architecture
 from lit_edit.scoring import pad_right
 
@@ -75,9 +77,30 @@ def weights_sha256(model, samples_per_tensor: int = 4096) -> str:
     return digest.hexdigest()
 
 
+def first_tokens(tokenizer, text: str, max_length: int, chars_per_token: int = 8, margin: int = 16) -> list[int]:
+    """``tokenizer(text, truncation=True, max_length=max_length)``, without tokenizing all of a long document.
+
+    A prefix that ends before a whitespace character tokenizes to the same leading tokens as the whole text (the
+    pre-tokenizers split at whitespace; only the prefix's last few tokens may differ), so the prefix is grown
+    (``chars_per_token × max_length`` characters, then doubled) until it holds ``margin`` tokens more than
+    ``max_length``, or is the whole text. Memory then grows with ``max_length``, not with the document (tested
+    equal to whole-text truncation on the shipped tokenizers; ``tests/test_stats_memory.py`` measures it)."""
+    budget = chars_per_token * max_length
+    while len(text) > budget:
+        cut = max(text.rfind(" ", 0, budget), text.rfind("\n", 0, budget))
+        if cut <= 0:
+            break                   # no whitespace in the prefix: it cannot be cut safely
+        prefix = text[:cut]
+        if len(tokenizer(prefix, truncation=True, max_length=max_length + margin)["input_ids"]) >= max_length + margin:
+            return tokenizer(prefix, truncation=True, max_length=max_length)["input_ids"]
+        budget *= 2
+    return tokenizer(text, truncation=True, max_length=max_length)["input_ids"]
+
+
 def token_batches(tokenizer, texts: Iterable[str], max_length: int, tokens_per_batch: int = 4096
                   ) -> Iterator[dict[str, torch.Tensor]]:
-    """Right-padded batches of documents (each truncated to ``max_length``), about ``tokens_per_batch`` each."""
+    """Right-padded batches of documents (each cut to its first ``max_length`` tokens, :func:`first_tokens`), about
+    ``tokens_per_batch`` each."""
     pending: list[list[int]] = []
     width = 0
 
@@ -86,7 +109,7 @@ def token_batches(tokenizer, texts: Iterable[str], max_length: int, tokens_per_b
         return {"input_ids": input_ids, "attention_mask": mask}
 
     for text in texts:
-        ids = tokenizer(text, truncation=True, max_length=max_length)["input_ids"]
+        ids = first_tokens(tokenizer, text, max_length)
         if not ids:
             continue
         if pending and (len(pending) + 1) * max(width, len(ids)) > tokens_per_batch:
@@ -101,13 +124,17 @@ def token_batches(tokenizer, texts: Iterable[str], max_length: int, tokens_per_b
 @torch.no_grad()
 def collect_second_moments(model, arch: Architecture, layers: Sequence[int],
                            batches: Iterable[dict[str, torch.Tensor]], dtype: torch.dtype = torch.float64,
-                           max_tokens: int | None = None, progress: bool = True) -> dict[int, SecondMoment]:
+                           max_tokens: int | None = None, progress: bool = True, ranks: Ranks = SINGLE
+                           ) -> dict[int, SecondMoment]:
     """Accumulate Σ k kᵀ at the FFN output input of every layer in ``layers``, in one pass per batch.
 
     Args:
         batches: dicts with ``input_ids`` and ``attention_mask`` (padded positions are dropped).
         dtype: accumulation dtype (float64 by default; the reference uses float32 features).
         max_tokens: stop once this many keys have been accumulated (per layer).
+        ranks: with several processes, batch ``i`` is run by rank ``i % world_size`` and the sums are added over
+            ranks at the end, so every rank gets the moments of the same keys as one process would (summed in
+            another order: equal to float64 rounding). Every rank must pass the same batches.
     """
     if not layers:
         raise ValueError("no layers requested")
@@ -117,37 +144,36 @@ def collect_second_moments(model, arch: Architecture, layers: Sequence[int],
     names = {layer: arch.ffn_out_at(layer) for layer in layers}
     deepest = names[max(layers)]
     m = arch.inner_size(model)
-    moments = {layer: SecondMoment(torch.zeros(m, m, dtype=dtype, device=device), 0) for layer in layers}
+    sums = {layer: torch.zeros(m, m, dtype=dtype, device=device) for layer in layers}
     seen = 0
-    bar = tqdm(total=max_tokens, unit="tok", desc="second moments", disable=not progress)
-    for batch in batches:
-        mask = batch["attention_mask"].to(device).bool()
-        with record(model, names.values(), stop_after=deepest) as recordings:
-            forward_until(model, input_ids=batch["input_ids"].to(device), attention_mask=mask.long())
-        keys_per_layer = {layer: recordings[name].input[mask].to(dtype) for layer, name in names.items()}
+    bar = tqdm(total=max_tokens, unit="tok", desc="second moments", disable=not progress or not ranks.is_zero)
+    for i, batch in enumerate(batches):
+        mask = batch["attention_mask"].bool()
         n = int(mask.sum())
-        if max_tokens is not None and seen + n > max_tokens:
-            n = max_tokens - seen
-            keys_per_layer = {layer: k[:n] for layer, k in keys_per_layer.items()}
-        for layer, keys in keys_per_layer.items():
-            moments[layer].sum_kkt.addmm_(keys.T, keys)
-            moments[layer].count += n
+        if max_tokens is not None:
+            n = min(n, max_tokens - seen)    # the first n keys of the batch, in (row, position) order
+        if i % ranks.world_size == ranks.rank:
+            mask = mask.to(device)
+            with record(model, names.values(), stop_after=deepest) as recordings:
+                forward_until(model, input_ids=batch["input_ids"].to(device), attention_mask=mask.long())
+            for layer, name in names.items():
+                keys = recordings[name].input[mask][:n].to(dtype)
+                sums[layer].addmm_(keys.T, keys)
         seen += n
         bar.update(n)
         if max_tokens is not None and seen >= max_tokens:
             break
     bar.close()
-    return moments
+    return {layer: SecondMoment(ranks.sum_(total), seen) for layer, total in sums.items()}
 
 
 def save_moment(path: Path | str, moment: SecondMoment, provenance: Provenance) -> None:
     """Write atomically: a temporary file renamed into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file({"sum_kkt": moment.sum_kkt.cpu().contiguous(), "count": torch.tensor(moment.count)}, str(tmp),
-              metadata={"provenance": json.dumps(asdict(provenance))})
-    tmp.replace(path)
+    from safetensors.torch import save
+
+    data = save({"sum_kkt": moment.sum_kkt.cpu().contiguous(), "count": torch.tensor(moment.count)},
+                metadata={"provenance": json.dumps(asdict(provenance))})
+    atomic_write(path, lambda f: f.write(data))
 
 
 def load_moment(path: Path | str) -> tuple[SecondMoment, Provenance]:
@@ -166,9 +192,11 @@ class MissingStatisticsError(FileNotFoundError):
 def cached_second_moments(cache_dir: Path | str, model, model_name: str, arch: Architecture, layers: Sequence[int],
                           tokenizer, texts: Sequence[str], corpus_name: str, max_length: int,
                           dtype: torch.dtype = torch.float64, max_tokens: int | None = None,
-                          compute_missing: bool = True, progress: bool = True) -> dict[int, SecondMoment]:
+                          compute_missing: bool = True, progress: bool = True, ranks: Ranks = SINGLE
+                          ) -> dict[int, SecondMoment]:
     """C for ``layers``, read from ``cache_dir`` where a file with the same provenance exists; the missing
-    layers are computed together in one pass (or refused when ``compute_missing`` is False).
+    layers are computed together in one pass (or refused when ``compute_missing`` is False). With several
+    processes, a layer missing on any rank is computed by all ranks together and rank zero writes the file.
 
     Files are ``{cache_dir}/{model_name}/{corpus_name}/layer{l}_{dtype}.safetensors``; a file whose
     provenance (weights, corpus hash, dtype, token cap, module) differs is recomputed, never silently reused.
@@ -186,17 +214,21 @@ def cached_second_moments(cache_dir: Path | str, model, model_name: str, arch: A
                     and provenance.module == arch.ffn_out_at(layer)
                     and (max_tokens is None or provenance.tokens <= max_tokens)):
                 found[layer] = moment
-    missing = [layer for layer in layers if layer not in found]
+    missing = sorted(set().union(*ranks.gather([layer for layer in layers if layer not in found])))   # any rank's
     if missing and not compute_missing:
         raise MissingStatisticsError(f"no cached statistics for layers {missing} of {model_name!r} on corpus "
                                      f"{corpus_name!r} in {folder}; allow computing them or point to the cache")
     if missing:
         computed = collect_second_moments(model, arch, missing, token_batches(tokenizer, texts, max_length), dtype,
-                                          max_tokens, progress)
+                                          max_tokens, progress, ranks)
+        if computed[missing[0]].count == 0:
+            raise ValueError(f"statistics corpus {corpus_name!r} ({len(texts)} documents) produced no tokens")
         for layer, moment in computed.items():
-            save_moment(folder / f"layer{layer}_{dtype_name}.safetensors", moment,
-                        Provenance(model_name, layer, arch.ffn_out_at(layer), corpus_name, corpus_hash,
-                                   moment.count, dtype_name, weights_hash))
+            if ranks.is_zero:
+                save_moment(folder / f"layer{layer}_{dtype_name}.safetensors", moment,
+                            Provenance(model_name, layer, arch.ffn_out_at(layer), corpus_name, corpus_hash,
+                                       moment.count, dtype_name, weights_hash))
+        ranks.barrier()
         found.update(computed)
     return {layer: found[layer] for layer in layers}
 
@@ -222,18 +254,27 @@ class StatisticsConfig:
     dtype: str = "float64"
     compute_missing: bool = True
 
+    def __post_init__(self):
+        if self.max_tokens is not None and self.max_tokens < 1:
+            raise ValueError(f"model.statistics.max_tokens must be >= 1 (null: the whole corpus), got {self.max_tokens}")
+        if self.max_length < 1:
+            raise ValueError(f"model.statistics.max_length must be >= 1, got {self.max_length}")
+        if self.dtype not in ("float64", "float32"):
+            raise ValueError(f"model.statistics.dtype must be float64 or float32 (the accumulation dtype), "
+                             f"got {self.dtype!r}")
 
-def load_corpus_texts(path: Path | str) -> list[str]:
-    """The documents of a statistics corpus (see :class:`StatisticsConfig`)."""
+
+def load_corpus_texts(path: Path | str, what: str = "statistics corpus") -> list[str]:
+    """The documents of a statistics corpus (see :class:`StatisticsConfig`); ``what`` names the file in errors."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"statistics corpus {path} does not exist")
+        raise FileNotFoundError(f"{what} {path} does not exist")
     if path.is_dir():
         from datasets import load_from_disk
 
         dataset = load_from_disk(str(path))
         if "text" not in dataset.column_names:
-            raise ValueError(f"statistics corpus {path} has no 'text' column (columns: {dataset.column_names})")
+            raise ValueError(f"{what} {path} has no 'text' column (columns: {dataset.column_names})")
         return [t for t in dataset["text"] if t.strip()]
     if path.suffix == ".jsonl":
         from lit_edit.data.corpus import read_texts
@@ -243,12 +284,14 @@ def load_corpus_texts(path: Path | str) -> list[str]:
 
 
 def second_moments_for(model, tokenizer, arch: Architecture, model_name: str, layers: Sequence[int],
-                       config: StatisticsConfig, progress: bool = True) -> dict[int, torch.Tensor]:
-    """C (the mean Σ k kᵀ / N, float32 on the model's device) for ``layers``, cached per :class:`StatisticsConfig`."""
+                       config: StatisticsConfig, progress: bool = True, ranks: Ranks = SINGLE
+                       ) -> dict[int, torch.Tensor]:
+    """C (the mean Σ k kᵀ / N, float32 on the model's device) for ``layers``, cached per :class:`StatisticsConfig`
+    (computed by all ``ranks`` together where missing)."""
     texts = load_corpus_texts(config.corpus)
     dtype = getattr(torch, config.dtype)
     moments = cached_second_moments(config.cache_dir, model, model_name, arch, layers, tokenizer, texts,
                                     Path(config.corpus).stem, config.max_length, dtype, config.max_tokens,
-                                    config.compute_missing, progress)
+                                    config.compute_missing, progress, ranks)
     device = next(model.parameters()).device   # a cached file loads on the CPU
     return {layer: moment.mean().float().to(device) for layer, moment in moments.items()}

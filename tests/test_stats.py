@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from lit_edit.hooks import record
-from lit_edit.models import architecture_of, load_model_and_tokenizer
+from lit_edit.models import architecture_of, load_model_and_tokenizer, load_tokenizer
 from lit_edit.stats import Provenance, collect_second_moments, corpus_sha256, load_moment, save_moment, token_batches
+from tests.conftest import FACTWORLD
 
 TEXTS = ["Alda Venkor was born in Torvale.", "Where does Bram Tosk live? Port Ivory",
          "The favorite food of Ziva Lorn is soup. Ziva Lorn plays the harp.", "Hi"]
@@ -124,3 +125,23 @@ def test_statistics_read_from_the_cache_are_on_the_models_device(model_and_token
                                      StatisticsConfig(**{**vars(config), "compute_missing": compute_missing}),
                                      progress=False)
         assert {c.device.type for c in moments.values()} == {"cuda"}
+
+
+@pytest.mark.parametrize("tokenizer_dir", ["tokenizer-gpt2", "tokenizer-llama"])
+def test_first_tokens_equal_whole_text_truncation_without_tokenizing_long_documents(tokenizer_dir, monkeypatch):
+    from lit_edit.data.corpus import read_texts
+    from lit_edit.stats import first_tokens
+
+    tokenizer = load_tokenizer(str(FACTWORLD / tokenizer_dir))
+    joined = " ".join(read_texts(FACTWORLD / "corpus" / "train.jsonl"))
+    documents = [joined[:200_000], joined[777:90_000], "  a   b \n\n c" * 3000, "x" * 20_000, "short one"]
+    for max_length in (1, 3, 16, 256, 4096):
+        for document in documents:
+            whole = tokenizer(document, truncation=True, max_length=max_length)["input_ids"]
+            assert first_tokens(tokenizer, document, max_length) == whole, (max_length, document[:40])
+    seen = []
+    original = type(tokenizer).__call__
+    monkeypatch.setattr(type(tokenizer), "__call__", lambda self, text, **kw: seen.append(len(text)) or
+                        original(self, text, **kw))
+    first_tokens(tokenizer, documents[0], 256)
+    assert max(seen) <= 8 * 256 * 4   # a prefix of a few thousand characters, not the 200,000 of the document

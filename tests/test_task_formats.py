@@ -35,7 +35,7 @@ def test_ner_sentence_rule_glues_commas_and_periods():
 
 def test_missing_field_names_file_and_line(tmp_path):
     path = tmp_path / "test-reasoning.jsonl"
-    path.write_text('{"question": "q", "answer": "a"}\n{"question": "q2"}\n')
+    path.write_text('{"question": "q", "answer": "#### 1"}\n{"question": "q2"}\n')
     with pytest.raises(formats.TaskFormatError, match=r"test-reasoning.jsonl:2: missing field\(s\) \['answer'\]"):
         formats.read_task(tmp_path, "reasoning")
 

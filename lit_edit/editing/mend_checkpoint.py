@@ -44,7 +44,10 @@ def read_mend_description(folder: Path | str) -> dict:
     if not (folder / "mend.json").exists() or not (folder / "mend.safetensors").exists():
         raise FileNotFoundError(f"{folder} is not a MEND checkpoint: it needs mend.json and mend.safetensors "
                                 "(written by `python main.py fit --config configs/fit/mend_*.yaml`)")
-    meta = json.loads((folder / "mend.json").read_text(encoding="utf-8"))
+    try:
+        meta = json.loads((folder / "mend.json").read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise MendCheckpointError(f"{folder}/mend.json is not valid JSON ({e})") from None
     if meta.get("format") != FORMAT:
         raise MendCheckpointError(f"{folder}/mend.json has format {meta.get('format')!r}, expected {FORMAT!r}")
     return meta
@@ -55,7 +58,11 @@ def load_mend_checkpoint(folder: Path | str) -> tuple[MendNetwork, dict]:
     meta = read_mend_description(folder)
     network = MendNetwork({name: tuple(shape) for name, shape in meta["modules"].items()}, **meta["network"])
     try:
-        network.load_state_dict(load_file(str(Path(folder) / "mend.safetensors")))
+        state = load_file(str(Path(folder) / "mend.safetensors"))
+    except Exception as e:   # a truncated file or another format altogether
+        raise MendCheckpointError(f"{folder}/mend.safetensors is not a readable safetensors file ({e})") from None
+    try:
+        network.load_state_dict(state)
     except RuntimeError as e:
         raise MendCheckpointError(f"{folder}: mend.safetensors does not hold the network mend.json describes: "
                                   f"{e}") from None

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field, is_dataclass
 
 import torch
 
+from lit_edit.distributed import SINGLE, Ranks
 from lit_edit.editing.requests import EditRequest
 from lit_edit.editing.values import ValueTarget
 from lit_edit.models.architectures import Architecture
@@ -20,11 +21,13 @@ from lit_edit.stats import StatisticsConfig
 
 @dataclass
 class EditContext:
-    """What an editor may need besides the model: its name (statistics cache key) and where statistics come from."""
+    """What an editor may need besides the model: its name (statistics cache key), where statistics come from,
+    and the processes of the run (which share the statistics pass; every rank makes every edit)."""
 
     model_name: str
     statistics: StatisticsConfig = field(default_factory=StatisticsConfig)
     progress: bool = True
+    ranks: Ranks = SINGLE
 
 
 @dataclass

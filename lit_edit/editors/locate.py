@@ -57,7 +57,7 @@ class ROME(Editor):
         self._templates.sample(model, tokenizer)
         if self.hp.mom2_adjustment:
             self._second_moment = second_moments_for(model, tokenizer, arch, context.model_name, [self.hp.layer],
-                                                     context.statistics, context.progress)[self.hp.layer]
+                                                     context.statistics, context.progress, context.ranks)[self.hp.layer]
 
     @property
     def context_templates(self) -> list[str] | None:
@@ -102,7 +102,7 @@ class MEMIT(Editor):
             arch.check_layer(model, layer)
         self._templates.sample(model, tokenizer)
         self._second_moments = second_moments_for(model, tokenizer, arch, context.model_name, self.hp.layers,
-                                                  context.statistics, context.progress)
+                                                  context.statistics, context.progress, context.ranks)
 
     @property
     def template_groups(self) -> list[list[str]]:

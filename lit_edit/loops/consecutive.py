@@ -15,10 +15,17 @@ N batches (after that step's scores) and after the last batch, before the final 
 finished state redoes only that evaluation. ``resume_from`` sets the editor up on the unedited model as usual,
 checks the state's fingerprint before any scoring, restores weights, editor state and history, restores the RNG
 last, and skips the batches already done (they are fetched, not edited).
+
+Interrupts: Ctrl-C (or SIGTERM, e.g. a cluster's preemption notice) writes the partial results (``metrics.json``
+with ``interrupted``: the scores and monitors so far, no final scores) and, when the interrupt came between two
+edit steps, a run state that ``resume_from`` continues; it prints where both are. An interrupt inside a step (its
+edit, its scores, its run state) keeps the last saved run state (the weights may hold half an edit).
 """
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 from typing import Any
 
@@ -37,7 +44,7 @@ class ConsecutiveEditingLoop(_EvaluationLoop):
                  resume_from: str | None = None):
         super().__init__(trainer, TrainerFn.TESTING, RunningStage.TESTING, inference_mode=False)
         if eval_every_n_batches < 0:
-            raise ValueError(f"eval_every_n_batches must be >= 0 (0 = never), got {eval_every_n_batches}")
+            raise ValueError(f"trainer.eval_every_n_batches must be >= 0 (0 = never), got {eval_every_n_batches}")
         if checkpoint_every_n_batches is not None and checkpoint_every_n_batches < 1:
             raise ValueError("trainer.checkpoint_every_n_batches must be >= 1 (null: no run state), got "
                              f"{checkpoint_every_n_batches}")
@@ -49,6 +56,8 @@ class ConsecutiveEditingLoop(_EvaluationLoop):
         self.save_seconds: list[float] = []       # the time of each run-state save (rank zero)
         self._saved_at: int | None = None
         self._fingerprint: dict | None = None
+        self._in_step: int | None = None         # the batch being processed (an interrupt there leaves half a step)
+        self._previous_sigterm = None
 
     def _editing_module(self):
         module = self.trainer.lightning_module
@@ -74,9 +83,9 @@ class ConsecutiveEditingLoop(_EvaluationLoop):
                                  "is not an editing run (EditingModule); it has no run state to resume")
             return
         state = load_run_state(self.resume_from) if self.resume_from else None
+        self._catch_sigterm()
         module.setup_run()
-        if state is not None or self.checkpoint_every_n_batches:
-            self._fingerprint = {**module.fingerprint(), **self.schedule}   # hashes the edited weights: only if used
+        self._fingerprint = {**module.fingerprint(), **self.schedule}   # also for the state an interrupt writes
         if state is not None:
             check_fingerprint(state, self._fingerprint)       # before the references, pre scores and monitors
         module.start_run(evaluate_pre=self.eval_pre and state is None)   # a resumed run restores the pre scores
@@ -97,8 +106,10 @@ class ConsecutiveEditingLoop(_EvaluationLoop):
             raise StopIteration   # a resumed run that had stopped early: nothing more to edit
         if module is not None and batch_idx < self.resumed_batches:
             return                # applied before the interruption and restored from the run state
+        self._in_step = batch_idx       # until the step's edit, its scores and its run state are all done
         super()._evaluation_step(batch, batch_idx, dataloader_idx, dataloader_iter)
         if module is None:
+            self._in_step = None
             return
         self.steps_done += 1
         k = self.eval_every_n_batches
@@ -107,8 +118,10 @@ class ConsecutiveEditingLoop(_EvaluationLoop):
         n = self.checkpoint_every_n_batches
         if n and self.steps_done % n == 0:
             self._save_state(module)
+        self._in_step = None
         if module.stop_reason:
-            print(f"[lit-edit] stopping early: {module.stop_reason}")
+            if self.trainer.is_global_zero:
+                print(f"[lit-edit] stopping early: {module.stop_reason}")
             raise StopIteration   # ends the loop's batch iteration cleanly
 
     def _save_state(self, module) -> None:
@@ -119,6 +132,53 @@ class ConsecutiveEditingLoop(_EvaluationLoop):
             save_run_state(module.recorder.directory / STATE_FILE, state)
             self.save_seconds.append(time.perf_counter() - started)
         self._saved_at = self.steps_done
+
+    def run(self):
+        try:
+            return super().run()
+        except KeyboardInterrupt:
+            self._on_interrupt()
+            raise               # Lightning's own handling follows: callbacks' on_exception, teardown, exit code 1
+        finally:
+            self._restore_sigterm()
+
+    def _catch_sigterm(self) -> None:
+        """SIGTERM ends the run like Ctrl-C (partial results and a run state) instead of silently."""
+        if threading.current_thread() is threading.main_thread():
+            def interrupt(signum, frame):
+                raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+            self._previous_sigterm = signal.signal(signal.SIGTERM, interrupt)
+
+    def _restore_sigterm(self) -> None:
+        if self._previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, self._previous_sigterm)
+            self._previous_sigterm = None
+
+    def _on_interrupt(self) -> None:
+        """Write what the interrupted run computed (no collectives: the other ranks are interrupted too)."""
+        module = self._editing_module()
+        if module is None or module.recorder is None:
+            return                 # interrupted before the run folder existed: nothing was computed yet
+        mid_step = self._in_step
+        if mid_step is None and self._fingerprint is not None and self._saved_at != self.steps_done:
+            self._save_state(module)
+        state = module.recorder.directory / STATE_FILE if self._saved_at is not None else None
+        interruption = {"batches_done": self.steps_done, "n_edits": len(module.applied),
+                        "during_batch": mid_step, "run_state": str(state) if state else None,
+                        "run_state_batches": self._saved_at}
+        path = module.write_partial_results(interruption)
+        if not self.trainer.is_global_zero:
+            return
+        where = f"during edit step {mid_step}" if mid_step is not None else "between edit steps"
+        lines = [f"[lit-edit] interrupted {where}, after {self.steps_done} batches ({len(module.applied)} edits): "
+                 f"partial results in {path} (and steps.csv beside it)"]
+        if state is not None:
+            lines.append(f"[lit-edit] run state after {self._saved_at} batches: {state}; continue with "
+                         f"--trainer.resume_from {module.recorder.directory}")
+        else:
+            lines.append("[lit-edit] no run state was saved (set trainer.checkpoint_every_n_batches to keep one)")
+        print("\n".join(lines), flush=True)
 
     def on_run_end(self):
         module = self._editing_module()

@@ -22,6 +22,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
+from lit_edit.distributed import SINGLE, map_chunks, ranks_of
 from lit_edit.editing.requests import EditRequest
 from lit_edit.editors.base import EditContext, Editor
 from lit_edit.export import EDITS_FILE, changed_parameters, export_model, hook_bank, save_edits
@@ -31,6 +32,7 @@ from lit_edit.models.loading import load_model, load_tokenizer
 from lit_edit.modules.downstream import flatten_scores
 from lit_edit.modules.resumable import ResumableRun
 from lit_edit.monitors import FixedTextPerplexity, update_norms, weight_monitors
+from lit_edit.run_state import tensor_digest
 from lit_edit.stats import StatisticsConfig, load_corpus_texts, weights_sha256
 from lit_edit.tasks.suite import DownstreamConfig, DownstreamSuite
 from lit_edit.tasks.summary import TaskScores, bootstrap_delta, nested_delta
@@ -55,6 +57,17 @@ def model_fingerprint(name_or_path: str) -> str:
     return digest.hexdigest()[:16]
 
 
+def _tensors(state, prefix: str = "") -> dict[str, torch.Tensor]:
+    """The tensors of a nested state (dicts and lists), by dotted path."""
+    if isinstance(state, torch.Tensor):
+        return {prefix: state}
+    items = state.items() if isinstance(state, dict) else enumerate(state) if isinstance(state, (list, tuple)) else ()
+    out = {}
+    for key, value in items:
+        out |= _tensors(value, f"{prefix}.{key}" if prefix else str(key))
+    return out
+
+
 class NonFiniteUpdateError(FloatingPointError):
     """An editor produced NaN or inf in a parameter."""
 
@@ -75,7 +88,8 @@ class EditingModule(ResumableRun, L.LightningModule):
         results_dir: the run folder; default: the logger's version folder (``lightning_logs/.../version_N``).
         cache_dir: pre-edit references are cached here per (model, edit set, families).
         max_new_tokens: generation length of the ``generation`` family.
-        eval_batch_size: prompts per forward pass when scoring.
+        eval_batch_size: prompts per forward pass when scoring; also the number of requests per scoring chunk
+            (with several processes, chunk ``i`` is scored by rank ``i % world_size``: ``lit_edit.distributed``).
         downstream: downstream tasks scored before the first edit (cached), after the last, and every k batches
             (``lit_edit.tasks.suite.DownstreamConfig``); None: none. With rollback, "after" means the model
             holding the step's edits, scored before they are rolled back.
@@ -101,6 +115,13 @@ class EditingModule(ResumableRun, L.LightningModule):
             raise ValueError(f"model.rollback is true, but {editor.name} accumulates its edits in its own state "
                              "(restoring the weights would not undo them); use rollback: false "
                              "(instance- or batch-sequential)")
+        for option, value, low in (("monitor_docs", monitor_docs, 1), ("eval_batch_size", eval_batch_size, 1),
+                                    ("max_new_tokens", max_new_tokens, 1)):
+            if value < low:
+                raise ValueError(f"model.{option} must be >= {low}, got {value}")
+        if stop_perplexity_factor is not None and stop_perplexity_factor <= 1:
+            raise ValueError(f"model.stop_perplexity_factor must be > 1 (a multiple of the pre-edit perplexity; null: "
+                             f"never stop), got {stop_perplexity_factor}")
         if rollback and export_model_dir:
             raise ValueError(f"model.export_model_dir={export_model_dir} is set, but model.rollback is true: the "
                              "edits are undone after every step, so there is no edited model to export")
@@ -118,18 +139,24 @@ class EditingModule(ResumableRun, L.LightningModule):
         self.recorder = None
         self.applied: list[EditRequest] = []
         self.batch_sizes: list[int] = []
-        self.immediate = MeanScores(metric_keys(self.families))
+        self.ranks = SINGLE
+        self.immediate = MeanScores(metric_keys(self.families), sync_on_compute=False)   # every rank has all scores
         self.results: dict = {}
         self.stop_reason: str | None = None
 
     # ------------------------------------------------------------------------------------------ helpers
 
     def _score(self, requests: Sequence[EditRequest]) -> list[dict]:
-        return score_requests(self.model, self.tokenizer, requests, self.families, self.reference,
-                              self.hparams.max_new_tokens, self.hparams.eval_batch_size)
+        """Every request's scores on the model as it is now, in request order on every rank (the ranks share the
+        work in chunks of ``eval_batch_size`` requests)."""
+        def score(chunk):
+            return score_requests(self.model, self.tokenizer, chunk, self.families, self.reference,
+                                  self.hparams.max_new_tokens, self.hparams.eval_batch_size)
+
+        return map_chunks(score, requests, self.hparams.eval_batch_size, self.ranks)
 
     def _mean(self, scores: list[dict]) -> dict:
-        metric = MeanScores(metric_keys(self.families))
+        metric = MeanScores(metric_keys(self.families), sync_on_compute=False)
         metric.update(scores)
         return metric.compute()
 
@@ -146,13 +173,21 @@ class EditingModule(ResumableRun, L.LightningModule):
                                          [r.record_id for r in requests], list(self.families),
                                          self.hparams.max_new_tokens, self.hparams.dtype]).encode()).hexdigest()[:20]
         path = Path(self.hparams.cache_dir) / "references" / f"{key}.json"
-        if path.exists():
+        if all(self.ranks.gather(path.exists())):
             return PreEditReference.from_dict(json.loads(path.read_text()))
-        reference = pre_edit_reference(self.model, self.tokenizer, requests, self.families,
-                                       self.hparams.max_new_tokens, self.hparams.eval_batch_size)
-        from lit_edit.io import atomic_write_text
 
-        atomic_write_text(path, json.dumps(reference.to_dict()))
+        def outputs(chunk):
+            part = pre_edit_reference(self.model, self.tokenizer, chunk, self.families,
+                                      self.hparams.max_new_tokens, self.hparams.eval_batch_size)
+            return [(part.locality_tokens[r.record_id], part.locality_generations[r.record_id]) for r in chunk]
+
+        per_request = map_chunks(outputs, requests, self.hparams.eval_batch_size, self.ranks)
+        reference = PreEditReference({r.record_id: tokens for r, (tokens, _) in zip(requests, per_request)},
+                                     {r.record_id: texts for r, (_, texts) in zip(requests, per_request)})
+        if self.ranks.is_zero:
+            from lit_edit.io import atomic_write_text
+
+            atomic_write_text(path, json.dumps(reference.to_dict()))
         return reference
 
     @property
@@ -168,14 +203,15 @@ class EditingModule(ResumableRun, L.LightningModule):
         from lit_edit.results import RunRecorder
 
         self.started = time.perf_counter()
+        self.ranks = ranks_of(self.trainer)
         directory = self.hparams.results_dir or self.trainer.log_dir or "results"
-        self.recorder = RunRecorder(directory)
+        self.recorder = RunRecorder(directory, writes=self.ranks.is_zero)
         saved_config = Path(self.trainer.log_dir or ".") / "config.yaml"   # where LightningCLI wrote it
         if saved_config.exists() and saved_config.parent.resolve() != self.recorder.directory.resolve():
             self.recorder.copy_in(saved_config)
         self.editor.setup(self.model, self.tokenizer, self.arch,
                           EditContext(str(self.hparams.name_or_path), self.statistics,
-                                      progress=self.trainer.progress_bar_callback is not None))
+                                      progress=self.trainer.progress_bar_callback is not None, ranks=self.ranks))
         self.originals = self.editor.effective_weights(self.model, self.arch)
         self.base_sha256 = weights_sha256(self.model) if self._exports else None   # of the unedited model
         if self.hparams.export_model_dir and hook_bank(self.editor) is not None:
@@ -190,7 +226,7 @@ class EditingModule(ResumableRun, L.LightningModule):
         self.reference = self._reference(data.requests, data.edit_set.sha256)
         self.perplexity = None
         if self.hparams.monitor_text:
-            texts = load_corpus_texts(self.hparams.monitor_text)[: self.hparams.monitor_docs]
+            texts = load_corpus_texts(self.hparams.monitor_text, "model.monitor_text")[: self.hparams.monitor_docs]
             self.perplexity = FixedTextPerplexity(self.tokenizer, texts)
         monitors = weight_monitors(self._effective(), self.originals)
         monitors["perplexity"] = self.perplexity(self.model) if self.perplexity else None
@@ -370,8 +406,6 @@ class EditingModule(ResumableRun, L.LightningModule):
 
     def finish_run(self, evaluate_final: bool) -> dict:
         """After the last step: the final scores, monitors, metrics.json and the plots."""
-        from lit_edit.plots import plot_downstream, plot_edit_metrics, plot_gate_scores, plot_monitors, plot_retention
-
         results = self.results
         results["n_edits"] = len(self.applied)
         results["immediate"] = self.immediate.compute() if self.immediate.counts.sum() > 0 else None
@@ -395,11 +429,46 @@ class EditingModule(ResumableRun, L.LightningModule):
         results["exports"] = self._export()
         results["seconds"] = time.perf_counter() - self.started
         results["stopped_early"] = self.stop_reason
+        results["processes"] = self._compare_ranks()
         for when in ("pre", "final", "immediate"):
             results[when] = self.nest(results.get(when))
         self.recorder.write_json("metrics.json", results)
+        if not results["processes"]["identical_weights"]:
+            raise RuntimeError(f"the processes of this run hold different edited weights (sha256 per rank: "
+                               f"{results['processes']['edited_weights_sha256']}): {self.editor.name} is not "
+                               f"deterministic across processes, so the numbers in {self.recorder.directory} mix "
+                               "different models; run it in one process")
         if results["final"] is not None:
             self._log({f"final/{k}": v for k, v in self.flat(results["final"]).items()}, step=len(self.applied))
+        if self.ranks.is_zero:
+            self._plot(results, report)
+        return results
+
+    def write_partial_results(self, interruption: dict) -> Path:
+        """``metrics.json`` of an interrupted run: the scores, monitors and downstream points computed so far, no
+        final scores, and ``interrupted`` (where it stopped, the run state to resume from). No collectives."""
+        results = {**self.results, "n_edits": len(self.applied), "final": None, "interrupted": interruption,
+                   "seconds": time.perf_counter() - self.started, "stopped_early": self.stop_reason}
+        counted = self.immediate.counts.sum() > 0
+        results["immediate"] = self.nest(self.immediate.compute()) if counted else None
+        results["pre"] = self.nest(results.get("pre"))
+        if self.downstream is not None:
+            results["downstream_curve"] = getattr(self, "downstream_curve", None)
+        return self.recorder.write_json("metrics.json", results)
+
+    def _compare_ranks(self) -> dict:
+        """Every rank made every edit: a digest of each rank's effective edited weights and editor state, gathered,
+        shows that they all hold the same model (``metrics.json`` ``processes``)."""
+        digest = tensor_digest({**{f"weight:{k}": v for k, v in self._effective().items()},
+                                **{f"editor:{k}": v for k, v in _tensors(self.editor.state_dict()).items()}})
+        digests = self.ranks.gather(digest)
+        return {"world_size": self.ranks.world_size, "edited_weights_sha256": digests,
+                "identical_weights": len(set(digests)) == 1}
+
+    def _plot(self, results: dict, report: dict | None) -> None:
+        """The run's PNG plots (``plots/``)."""
+        from lit_edit.plots import plot_downstream, plot_edit_metrics, plot_gate_scores, plot_monitors, plot_retention
+
         curve = ([{"n_edits": 0, "scores": self.flat(results["pre"])}] if results["pre"] else []) + results["periodic"]
         if not self.hparams.rollback and results["final"] is not None:
             curve.append({"n_edits": len(self.applied), "scores": self.flat(results["final"])})
@@ -417,7 +486,6 @@ class EditingModule(ResumableRun, L.LightningModule):
         if report is not None and "gate" in report and gate_file.exists():
             plot_gate_scores(json.loads(gate_file.read_text()), {str(k): v["alpha"] for k, v in report["gate"].items()},
                              plots / "gate_zscores.png")
-        return results
 
     @staticmethod
     def nest(flat: dict | None) -> dict | None:

@@ -77,7 +77,13 @@ class MendModule(L.LightningModule):
         for layer in layers:
             self.arch.check_layer(base, layer)
         self.module_names = edited_module_names(self.arch, layers, modules)
-        shapes = {name: module_io_sizes(base.get_submodule(name)) for name in self.module_names}
+        shapes = {}
+        for name in self.module_names:
+            try:
+                shapes[name] = module_io_sizes(base.get_submodule(name))
+            except AttributeError:
+                raise ValueError(f"MEND module {name} (from modules {list(modules)}) does not exist in "
+                                 f"{name_or_path!r}") from None
         self.network = MendNetwork(shapes, rank, n_hidden, edit_lr, shared)
 
     @property

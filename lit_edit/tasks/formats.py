@@ -54,7 +54,38 @@ def _missing(record, fields: Iterable[str], where: str) -> str | None:
     return f"{where}: missing field(s) {missing}; found {sorted(record)}" if missing else None
 
 
-def read_jsonl(path: Path, fields: Iterable[str], bad: BadLines | None = None) -> list[dict]:
+def _is_number(text: str) -> bool:
+    try:
+        float(text.replace(",", "").strip())
+    except ValueError:
+        return False
+    return True
+
+
+GOLD_FIELDS = {   # task: (field, what the scorer needs of it, check) -- the fields parsing.gold_label reads
+    "reasoning": ("answer", "a solution ending in '#### <number>'",
+                  lambda v: isinstance(v, str) and _is_number(v.split("#### ")[-1])),
+    "open_domain_qa": ("answer", "a non-empty list of strings",
+                       lambda v: isinstance(v, list) and bool(v) and all(isinstance(a, str) for a in v)),
+    "closed_domain_qa": ("answer", "true or false", lambda v: isinstance(v, bool) or str(v).lower() in ("true", "false")),
+    "nli": ("label", "'entailment' or 'not_entailment'", lambda v: v in ("entailment", "not_entailment")),
+    "sentiment": ("label", "0 or 1", lambda v: v in ("0", "1")),
+    "summarization": ("summary", "a string", lambda v: isinstance(v, str)),
+}
+
+
+def _gold_problem(task: str | None, record: dict, where: str) -> str | None:
+    """The error message of a record whose gold answer the scorer cannot use; None when it is fine. Checked on
+    reading, so a bad value names its file and line instead of failing mid-run or being scored as another label."""
+    if task not in GOLD_FIELDS:
+        return None
+    field, expected, fits = GOLD_FIELDS[task]
+    return None if fits(record[field]) else f"{where}: field {field!r} must be {expected}, found {record[field]!r}"
+
+
+def read_jsonl(path: Path, fields: Iterable[str], bad: BadLines | None = None, task: str | None = None
+               ) -> list[dict]:
+    """One JSON object per line with ``fields`` (and, for ``task``, a gold answer its scorer can use)."""
     bad = bad or BadLines()
     records = []
     with open(path, encoding="utf-8") as f:
@@ -66,7 +97,7 @@ def read_jsonl(path: Path, fields: Iterable[str], bad: BadLines | None = None) -
             except json.JSONDecodeError as e:
                 bad(f"{path}:{number}: not valid JSON ({e})")
                 continue
-            problem = _missing(record, fields, f"{path}:{number}")
+            problem = _missing(record, fields, f"{path}:{number}") or _gold_problem(task, record, f"{path}:{number}")
             if problem:
                 bad(problem)
                 continue
@@ -80,7 +111,8 @@ def write_jsonl(path: Path, records: Iterable[dict]) -> None:
             f.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
-def read_tsv(path: Path, columns: list[str], legacy_quotes: bool = False, bad: BadLines | None = None) -> list[dict]:
+def read_tsv(path: Path, columns: list[str], legacy_quotes: bool = False, bad: BadLines | None = None,
+             task: str | None = None) -> list[dict]:
     """A header-row TSV read without quote handling (``QUOTE_NONE``): quotes stay part of the text.
 
     ``legacy_quotes`` reads it as the reference harness did (``csv`` default quoting: a field that starts with
@@ -96,7 +128,12 @@ def read_tsv(path: Path, columns: list[str], legacy_quotes: bool = False, bad: B
         if len(row) < len(columns):
             bad(f"{path}:{number}: expected {len(columns)} tab-separated fields, found {len(row)}")
             continue
-        records.append({c: row[i].strip() if c == columns[-1] else row[i] for i, c in enumerate(columns)})
+        record = {c: row[i].strip() if c == columns[-1] else row[i] for i, c in enumerate(columns)}
+        problem = _gold_problem(task, record, f"{path}:{number}")
+        if problem:
+            bad(problem)
+            continue
+        records.append(record)
     return records
 
 
@@ -110,9 +147,13 @@ def write_tsv(path: Path, columns: list[str], rows: Iterable[list]) -> None:
 def read_dialogue_dir(path: Path, bad: BadLines | None = None) -> list[dict]:
     """MuTual: one JSON object per ``dev_N.txt`` file, ordered by N."""
     bad = bad or BadLines()
-    files = sorted(path.glob("dev_*.txt"), key=lambda p: int(p.stem.split("_")[1]))
-    if not files:
+    named = sorted(path.glob("dev_*.txt"))
+    if not named:
         raise TaskFormatError(f"{path}: no dev_*.txt files")
+    for file in named:
+        if not file.stem[4:].isdigit():
+            bad(f"{file}: expected a name dev_<number>.txt")
+    files = sorted((f for f in named if f.stem[4:].isdigit()), key=lambda p: int(p.stem[4:]))
     records = []
     for file in files:
         try:
@@ -189,23 +230,23 @@ def read_task(root: Path | str, task: str, reference_view: bool = False, bad: Ba
                                 f"\n  {expected}")
     bad = bad or BadLines()
     if task == "reasoning":
-        return read_jsonl(path, ("question", "answer"), bad)
+        return read_jsonl(path, ("question", "answer"), bad, task)
     if task == "open_domain_qa":
-        return read_jsonl(path, ("question", "answer", "output"), bad)
+        return read_jsonl(path, ("question", "answer", "output"), bad, task)
     if task == "closed_domain_qa":
-        return read_jsonl(path, ("question", "answer", "passage"), bad)
+        return read_jsonl(path, ("question", "answer", "passage"), bad, task)
     if task == "nli":
         columns = ["index", "sentence1", "sentence2", "label"]
-        records = read_tsv(path, columns, bad=bad)
+        records = read_tsv(path, columns, bad=bad, task=task)
         if reference_view:
-            legacy_rows = read_tsv(path, columns, legacy_quotes=True, bad=BadLines("skip"))
+            legacy_rows = read_tsv(path, columns, legacy_quotes=True, bad=BadLines("skip"), task=task)
             by_index = {row["index"]: row for row in legacy_rows}
             for record in records:
                 legacy = by_index.get(record["index"], record)
                 record["paper_sentence1"], record["paper_sentence2"] = legacy["sentence1"], legacy["sentence2"]
         return records
     if task == "sentiment":
-        return read_tsv(path, ["sentence", "label"], bad=bad)
+        return read_tsv(path, ["sentence", "label"], bad=bad, task=task)
     if task == "dialogue":
         return read_dialogue_dir(path, bad)
     if task == "summarization":
@@ -217,7 +258,8 @@ def read_task(root: Path | str, task: str, reference_view: bool = False, bad: Ba
             raise TaskFormatError(f"{path}: expected a JSON list of dialogues, found {type(records).__name__}")
         kept = []
         for i, record in enumerate(records):
-            problem = _missing(record, ("summary", "dialogue"), f"{path}[{i}]")
+            where = f"{path}[{i}]"
+            problem = _missing(record, ("summary", "dialogue"), where) or _gold_problem(task, record, where)
             if problem:
                 bad(problem)
             else:
