@@ -13,7 +13,8 @@ The ratio ``collect / to deepest`` is the collection's throughput against its bo
 Layer sets: the editing layers of the fact-world configs ([0, 1]) and all layers (the deepest is the last).
 
     python bench/stats_throughput.py [--models checkpoints/factworld-gpt2 random-gpt2 random-llama]
-                                     [--tokens 8192] [--repeats 5] [--threads 1] [--device cuda]
+                                     [--tokens 8192] [--repeats 5] [--dtype float32] [--threads 1]
+                                     [--device cuda]
 """
 
 from __future__ import annotations
@@ -23,32 +24,30 @@ import statistics
 import time
 
 import torch
+from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig
 
 from lit_edit.data.corpus import read_texts
 from lit_edit.hooks import forward_until, record
 from lit_edit.models import architecture_of, load_model_and_tokenizer, load_tokenizer
 from lit_edit.stats import collect_second_moments, token_batches
 
-RANDOM = {  # tiny random models with the fact-world tokenizers (4 layers, d = 128)
-    "random-gpt2": ("tokenizer-gpt2", lambda v: __import__("transformers").GPT2Config(
-        vocab_size=v, n_embd=128, n_layer=4, n_head=4, n_inner=512, n_positions=1024)),
-    "random-llama": ("tokenizer-llama", lambda v: __import__("transformers").LlamaConfig(
-        vocab_size=v, hidden_size=128, num_hidden_layers=4, num_attention_heads=4, intermediate_size=352,
-        max_position_embeddings=1024)),
+RANDOM = {  # tiny random models with the fact-world tokenizers (4 layers, d = 128): tokenizer folder, config
+    "random-gpt2": ("tokenizer-gpt2", lambda **ids: GPT2Config(n_embd=128, n_layer=4, n_head=4, n_inner=512,
+                                                               n_positions=1024, **ids)),
+    "random-llama": ("tokenizer-llama", lambda **ids: LlamaConfig(hidden_size=128, num_hidden_layers=4,
+                                                                  num_attention_heads=4, intermediate_size=352,
+                                                                  max_position_embeddings=1024, **ids)),
 }
 
 
 def _load(name: str, device: torch.device):
     if name in RANDOM:
-        from transformers import AutoModelForCausalLM
-
         folder, config = RANDOM[name]
         tokenizer = load_tokenizer(f"data/factworld/{folder}")
         torch.manual_seed(0)
-        config = config(len(tokenizer))
-        config.bos_token_id, config.eos_token_id = tokenizer.bos_token_id, tokenizer.eos_token_id
-        config.pad_token_id = tokenizer.eos_token_id
-        model = AutoModelForCausalLM.from_config(config)
+        model = AutoModelForCausalLM.from_config(config(
+            vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.eos_token_id))
     else:
         model, tokenizer = load_model_and_tokenizer(name)
     return model.to(device).eval(), tokenizer
@@ -64,7 +63,8 @@ def _timed(fn, device: torch.device) -> float:
     return time.perf_counter() - started
 
 
-def measure(model, batches: list[dict], layers: list[int], repeats: int) -> dict[str, float]:
+def measure(model, batches: list[dict], layers: list[int], repeats: int,
+            dtype: torch.dtype = torch.float64) -> dict[str, float]:
     """Median seconds over ``repeats`` interleaved rounds of each of the three passes over ``batches``."""
     arch = architecture_of(model)
     device = next(model.parameters()).device
@@ -81,7 +81,7 @@ def measure(model, batches: list[dict], layers: list[int], repeats: int) -> dict
                 forward_until(model, **batch)
 
     def collect():
-        collect_second_moments(model, arch, layers, on_device, progress=False)
+        collect_second_moments(model, arch, layers, on_device, dtype, progress=False)
 
     passes = {"forward": forward, "to deepest": to_deepest, "collect": collect}
     times = {name: [] for name in passes}
@@ -102,6 +102,7 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="float64", help="accumulation dtype of the collection")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (torch's default unless given)")
     args = parser.parse_args()
     if args.threads:
@@ -109,7 +110,7 @@ def main() -> None:
     device = torch.device(args.device)
     texts = read_texts(args.corpus)
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"{where}; documents cut to {args.max_length} tokens; median of {args.repeats} rounds")
+    print(f"{where}; documents cut to {args.max_length} tokens; {args.dtype} sums; median of {args.repeats} rounds")
     print(f"{'model':30s} {'layers':>8s} {'tokens':>7s} {'forward tok/s':>13s} {'to deepest':>10s} "
           f"{'collect':>9s} {'collect/forward':>15s} {'collect/to deepest':>18s}")
     for name in args.models:
@@ -122,7 +123,7 @@ def main() -> None:
                 break
         n_layers = architecture_of(model).n_layers(model)
         for layers in ([0, 1], list(range(n_layers))):
-            t = measure(model, batches, layers, args.repeats)
+            t = measure(model, batches, layers, args.repeats, getattr(torch, args.dtype))
             rate = {k: tokens / v for k, v in t.items()}
             label = f"{layers[0]}-{layers[-1]}" if len(layers) > 2 else ",".join(map(str, layers))
             print(f"{name.removeprefix('checkpoints/'):30s} {label:>8s} {tokens:7d} {rate['forward']:13,.0f} "
