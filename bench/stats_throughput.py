@@ -6,7 +6,8 @@ interleaved over ``--repeats`` rounds (median of each):
   * ``forward``: the whole model, ``model(input_ids, attention_mask)`` with the logits;
   * ``to deepest``: the forward stopped after the deepest requested layer's FFN output projection, recording
     its input as the collection does but accumulating nothing: the least work a collection must do;
-  * ``collect``: the collection itself (padded positions dropped, keys cast to float64, Σ k kᵀ per layer).
+  * ``collect``: the collection itself (padded positions dropped, keys cast to ``--dtype``, float64 by default,
+    Σ k kᵀ per layer).
 
 The ratio ``collect / to deepest`` is the collection's throughput against its bound (the limit is 1); the ratio
 ``collect / forward`` compares with a full forward pass (above 1 is possible: the collection stops early).
