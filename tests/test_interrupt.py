@@ -30,8 +30,11 @@ def _cli(tmp_path: Path, name: str, *extra: str) -> tuple[subprocess.Popen, Path
             "--trainer.default_root_dir", str(folder), "--model.init_args.cache_dir", str(tmp_path / "cache"),
             "--model.init_args.results_dir", str(folder / "run"), "--trainer.enable_progress_bar", "false", *extra]
     log = tmp_path / f"{name}-{len(extra)}.log"
+    # SIGINT at its default in the child: a shell's background job (CI may run the suite as one) ignores SIGINT,
+    # the ignored disposition survives exec, and Python then installs no KeyboardInterrupt handler
     process = subprocess.Popen([sys.executable, "main.py", "test", *args], cwd=ROOT, stdout=log.open("w"),
-                               stderr=subprocess.STDOUT, text=True)
+                               stderr=subprocess.STDOUT, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     return process, log
 
 
