@@ -444,18 +444,6 @@ class EditingModule(ResumableRun, L.LightningModule):
             self._plot(results, report)
         return results
 
-    def write_partial_results(self, interruption: dict) -> Path:
-        """``metrics.json`` of an interrupted run: the scores, monitors and downstream points computed so far, no
-        final scores, and ``interrupted`` (where it stopped, the run state to resume from). No collectives."""
-        results = {**self.results, "n_edits": len(self.applied), "final": None, "interrupted": interruption,
-                   "seconds": time.perf_counter() - self.started, "stopped_early": self.stop_reason}
-        counted = self.immediate.counts.sum() > 0
-        results["immediate"] = self.nest(self.immediate.compute()) if counted else None
-        results["pre"] = self.nest(results.get("pre"))
-        if self.downstream is not None:
-            results["downstream_curve"] = getattr(self, "downstream_curve", None)
-        return self.recorder.write_json("metrics.json", results)
-
     def _compare_ranks(self) -> dict:
         """Every rank made every edit: a digest of each rank's effective edited weights and editor state, gathered,
         shows that they all hold the same model (``metrics.json`` ``processes``)."""

@@ -1,8 +1,9 @@
 """The run-state half of the editing module: what a saved run state holds of the module and how it continues.
 
 :class:`ResumableRun` is mixed into :class:`~lit_edit.modules.editing.EditingModule`; the loop calls
-:meth:`~ResumableRun.fingerprint`, :meth:`~ResumableRun.run_state` and :meth:`~ResumableRun.restore_run`
-(``lit_edit.run_state`` has the file format, the RNG and the fingerprint comparison).
+:meth:`~ResumableRun.fingerprint`, :meth:`~ResumableRun.run_state`, :meth:`~ResumableRun.restore_run` and, after an
+interrupt, :meth:`~ResumableRun.write_partial_results` (``lit_edit.run_state`` has the file format, the RNG and
+the fingerprint comparison).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict
+from pathlib import Path
 
 import torch
 
@@ -61,6 +63,18 @@ class ResumableRun:
         return {"weights": weights, "editor": self.editor.state_dict(),
                 "immediate": {k: v.cpu().clone() for k, v in self.immediate.metric_state.items()},
                 "history": history_to_json(history)}
+
+    def write_partial_results(self, interruption: dict) -> Path:
+        """``metrics.json`` of an interrupted run: the scores, monitors and downstream points computed so far, no
+        final scores, and ``interrupted`` (where it stopped, the run state to resume from). No collectives."""
+        results = {**self.results, "n_edits": len(self.applied), "final": None, "interrupted": interruption,
+                   "seconds": time.perf_counter() - self.started, "stopped_early": self.stop_reason}
+        counted = self.immediate.counts.sum() > 0
+        results["immediate"] = self.nest(self.immediate.compute()) if counted else None
+        results["pre"] = self.nest(results.get("pre"))
+        if self.downstream is not None:
+            results["downstream_curve"] = getattr(self, "downstream_curve", None)
+        return self.recorder.write_json("metrics.json", results)
 
     def restore_run(self, state: dict) -> None:
         """Continue from a run state, after :meth:`start_run` (the editor set up on the unedited model): the edited
