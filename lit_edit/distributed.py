@@ -11,6 +11,10 @@ the results are gathered in item order. A single process scores the same chunks,
 same batch whatever the number of processes, and the numbers are the same bit for bit (given the same number of
 threads per process: CPU kernels may block differently with another thread count).
 
+With a **sharded model** (``lit_edit.sharding``: FSDP, each rank holds a slice of most weights) every forward pass
+is a collective, so the ranks must run the same passes in the same order: they do not share the work then
+(``Ranks.shares_work`` false), every rank scores everything, and the results need no gathering.
+
 All functions here are collectives when ``world_size > 1``: every rank must call them, in the same order.
 """
 
@@ -28,10 +32,14 @@ R = TypeVar("R")
 
 @dataclass(frozen=True)
 class Ranks:
-    """This process's place among the ``world_size`` processes of a run (one process: rank 0 of 1)."""
+    """This process's place among the ``world_size`` processes of a run (one process: rank 0 of 1).
+
+    ``shares_work``: the ranks split the scoring and the statistics pass between them (DDP); false when the model
+    is sharded, so that every rank runs every forward pass (and each computes all results itself)."""
 
     rank: int = 0
     world_size: int = 1
+    shares_work: bool = True
 
     def __post_init__(self):
         if not 0 <= self.rank < self.world_size:
@@ -42,8 +50,15 @@ class Ranks:
         return self.rank == 0
 
     def mine(self, n_chunks: int) -> range:
-        """The chunks this rank handles: ``rank, rank + world_size, ...`` (uneven shards are fine)."""
+        """The chunks this rank handles: ``rank, rank + world_size, ...`` (uneven shards are fine); all of them
+        when the ranks do not share the work."""
+        if not self.shares_work:
+            return range(n_chunks)
         return range(self.rank, n_chunks, self.world_size)
+
+    def handles(self, index: int) -> bool:
+        """Whether this rank handles item ``index`` of a sequence shared out as :meth:`mine` does."""
+        return not self.shares_work or index % self.world_size == self.rank
 
     def gather(self, value: Any) -> list[Any]:
         """``value`` of every rank, in rank order, on every rank (any picklable object)."""
@@ -53,9 +68,10 @@ class Ranks:
         torch.distributed.all_gather_object(out, value)
         return out
 
-    def sum_(self, tensor: torch.Tensor) -> torch.Tensor:
-        """Sum ``tensor`` over ranks, in place (every rank gets the same bits)."""
-        if self.world_size > 1:
+    def add_shares_(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Add up the ranks' shares of a sum (``tensor``, in place; every rank gets the same bits); nothing to add
+        when every rank computed the whole sum."""
+        if self.world_size > 1 and self.shares_work:
             torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.SUM)
         return tensor
 
@@ -67,11 +83,12 @@ class Ranks:
 SINGLE = Ranks()
 
 
-def ranks_of(trainer) -> Ranks:
-    """The :class:`Ranks` of a Lightning trainer's run (one process when there is no trainer or no process group)."""
+def ranks_of(trainer, shares_work: bool = True) -> Ranks:
+    """The :class:`Ranks` of a Lightning trainer's run (one process when there is no trainer or no process group);
+    ``shares_work`` false for a sharded model."""
     if trainer is None or trainer.world_size == 1 or not torch.distributed.is_initialized():
         return SINGLE
-    return Ranks(trainer.global_rank, trainer.world_size)
+    return Ranks(trainer.global_rank, trainer.world_size, shares_work)
 
 
 def chunks(items: Sequence[T], size: int) -> list[Sequence[T]]:
@@ -92,7 +109,7 @@ def map_chunks(fn: Callable[[Sequence[T]], list[R]], items: Sequence[T], size: i
             raise ValueError(f"chunk {i}: {len(parts[i])} items gave {len(results)} results")
         local[i] = results
     merged: dict[int, list[R]] = {}
-    for part in ranks.gather(local):
+    for part in ranks.gather(local) if ranks.shares_work else [local]:
         merged.update(part)
     return [result for i in range(len(parts)) for result in merged[i]]
 

@@ -70,8 +70,14 @@ def record(model: nn.Module, names: Iterable[str], detach: bool = True,
 
     Args:
         detach: store detached tensors (False keeps the graph, for gradients through the recording).
-        stop_after: raise :class:`StopForward` once this module has run; use :func:`forward_until`.
+        stop_after: raise :class:`StopForward` once this module has run; use :func:`forward_until`. Ignored for a
+            sharded model (``lit_edit.sharding``): a forward pass cut inside an FSDP block would leave the block's
+            gathered weights in place, so the pass runs to the end.
     """
+    from lit_edit.sharding import is_sharded
+
+    if stop_after is not None and is_sharded(model):
+        stop_after = None
     modules = _modules(model, names)
     recordings = {name: Recording() for name in modules}
     handles = []

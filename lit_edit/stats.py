@@ -66,14 +66,18 @@ def corpus_sha256(texts: Sequence[str]) -> str:
 def weights_sha256(model, samples_per_tensor: int = 4096) -> str:
     """A cheap identity of a model's weights: every parameter's name and shape and an evenly strided sample of
     its values. A model retrained or edited in place under the same name gets a different digest, so statistics
-    computed on the old weights are not reused."""
+    computed on the old weights are not reused. A sharded model gets the digest of its whole weights (each
+    parameter gathered in turn: a collective)."""
+    from lit_edit.sharding import full_value
+
     digest = hashlib.sha256()
     with torch.no_grad():
         for name, parameter in model.named_parameters():
-            flat = parameter.detach().reshape(-1)
+            flat = full_value(parameter.detach()).reshape(-1)
             step = max(flat.numel() // samples_per_tensor, 1)
             digest.update(f"{name}:{tuple(parameter.shape)}".encode())
-            digest.update(flat[::step][:samples_per_tensor].float().cpu().numpy().tobytes())
+            sample = flat[::step][:samples_per_tensor].float().cpu().clone()   # .numpy() pins a live tensor's storage
+            digest.update(sample.numpy().tobytes())
     return digest.hexdigest()
 
 
@@ -134,7 +138,8 @@ def collect_second_moments(model, arch: Architecture, layers: Sequence[int],
         max_tokens: stop once this many keys have been accumulated (per layer).
         ranks: with several processes, batch ``i`` is run by rank ``i % world_size`` and the sums are added over
             ranks at the end, so every rank gets the moments of the same keys as one process would (summed in
-            another order: equal to float64 rounding). Every rank must pass the same batches.
+            another order: equal to float64 rounding). Every rank must pass the same batches. With a sharded
+            model (``ranks.shares_work`` false) every rank runs every batch.
     """
     if not layers:
         raise ValueError("no layers requested")
@@ -152,7 +157,7 @@ def collect_second_moments(model, arch: Architecture, layers: Sequence[int],
         n = int(mask.sum())
         if max_tokens is not None:
             n = min(n, max_tokens - seen)    # the first n keys of the batch, in (row, position) order
-        if i % ranks.world_size == ranks.rank:
+        if ranks.handles(i):
             mask = mask.to(device)
             with record(model, names.values(), stop_after=deepest) as recordings:
                 forward_until(model, input_ids=batch["input_ids"].to(device), attention_mask=mask.long())
@@ -164,7 +169,7 @@ def collect_second_moments(model, arch: Architecture, layers: Sequence[int],
         if max_tokens is not None and seen >= max_tokens:
             break
     bar.close()
-    return {layer: SecondMoment(ranks.sum_(total), seen) for layer, total in sums.items()}
+    return {layer: SecondMoment(ranks.add_shares_(total), seen) for layer, total in sums.items()}
 
 
 def save_moment(path: Path | str, moment: SecondMoment, provenance: Provenance) -> None:

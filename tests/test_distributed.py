@@ -105,10 +105,11 @@ def test_two_process_evaluation_equals_one_process(tmp_path):
     assert all(n == 31 for task, n in two["scored"].items() if task != "ner")   # NER does not count DOCSTART
 
 
-def _edit(tmp_path, devices: int) -> tuple[dict, dict]:
+def edit_cli(tmp_path, devices: int, *extra: str, name: str = "") -> tuple[dict, dict]:
     """A batch-sequential MEMIT run of 20 edits (4 batches), all-so-far scores every 2 batches, statistics computed
-    by the run itself (by both processes together when there are two)."""
-    folder = tmp_path / f"edit{devices}"
+    by the run itself (by both processes together when there are two); ``extra`` CLI arguments (default with two
+    devices: ``strategy: ddp``)."""
+    folder = tmp_path / f"edit{devices}{name}"
     command = [sys.executable, "main.py", "test", "--config", "configs/edit/factworld/memit.yaml",
                "--trainer.accelerator", "cpu", "--trainer.devices", str(devices), "--trainer.logger", "false",
                "--trainer.default_root_dir", str(folder), "--trainer.enable_progress_bar", "false",
@@ -116,8 +117,9 @@ def _edit(tmp_path, devices: int) -> tuple[dict, dict]:
                "--model.init_args.results_dir", str(folder / "run"), "--model.init_args.cache_dir",
                str(folder / "cache"), "--model.init_args.statistics.cache_dir", str(folder / "stats"),
                "--model.init_args.eval_batch_size", "8"]   # 20 requests: chunks of 8, 8, 4 → rank 0 scores two
-    if devices > 1:
+    if devices > 1 and not extra:
         command += ["--trainer.strategy", "ddp"]
+    command += list(extra)
     # the same threads per process in both runs: CPU kernels may block (and round) differently with another count
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run(command, cwd=ROOT, check=True, capture_output=True, text=True, timeout=900, env=env)
@@ -130,7 +132,7 @@ def _edit(tmp_path, devices: int) -> tuple[dict, dict]:
 def test_two_process_editing_run_equals_one_process(tmp_path):
     """The edit stream is not sharded (every rank makes all 20 edits), the scoring and the statistics pass are:
     every score, monitor and edited weight equals the one-process run's."""
-    (one, one_tensors), (two, two_tensors) = _edit(tmp_path, 1), _edit(tmp_path, 2)
+    (one, one_tensors), (two, two_tensors) = edit_cli(tmp_path, 1), edit_cli(tmp_path, 2)
     assert two["processes"]["world_size"] == 2 and two["processes"]["identical_weights"]
     assert len(set(two["processes"]["edited_weights_sha256"] + one["processes"]["edited_weights_sha256"])) == 1
     assert one["n_edits"] == two["n_edits"] == 20

@@ -140,6 +140,7 @@ class EditingModule(ResumableRun, L.LightningModule):
         self.applied: list[EditRequest] = []
         self.batch_sizes: list[int] = []
         self.ranks = SINGLE
+        self.sharding = None   # set by configure_model under a model-sharding strategy (lit_edit.sharding)
         self.immediate = MeanScores(metric_keys(self.families), sync_on_compute=False)   # every rank has all scores
         self.results: dict = {}
         self.stop_reason: str | None = None
@@ -198,12 +199,26 @@ class EditingModule(ResumableRun, L.LightningModule):
 
     # ------------------------------------------------------------------------------------ run lifecycle
 
+    def configure_model(self) -> None:
+        """Under Lightning's ``ModelParallelStrategy``: shard the model with FSDP over the ranks, the parameters
+        the editor changes kept whole (``lit_edit.sharding``)."""
+        if self._device_mesh is None or self.sharding is not None:
+            return
+        from lit_edit.sharding import shard_for_editing
+
+        if self.hparams.export_model_dir:
+            raise ValueError(f"model.export_model_dir={self.hparams.export_model_dir} with a sharded model: no rank "
+                             f"holds the whole model; keep the run's {EDITS_FILE} and apply it to the base "
+                             "(python -m lit_edit.tools apply_edits)")
+        self.sharding = shard_for_editing(self.model, self.arch, self.editor.parameter_names(self.model, self.arch),
+                                          self._device_mesh)
+
     def setup_run(self) -> None:
         """Before the first edit, first part: the run folder and the editor's setup on the unedited model."""
         from lit_edit.results import RunRecorder
 
         self.started = time.perf_counter()
-        self.ranks = ranks_of(self.trainer)
+        self.ranks = ranks_of(self.trainer, shares_work=self.sharding is None)
         directory = self.hparams.results_dir or self.trainer.log_dir or "results"
         self.recorder = RunRecorder(directory, writes=self.ranks.is_zero)
         saved_config = Path(self.trainer.log_dir or ".") / "config.yaml"   # where LightningCLI wrote it
@@ -245,7 +260,9 @@ class EditingModule(ResumableRun, L.LightningModule):
 
     def _start_downstream(self) -> None:
         """Read the task records and get the pre-edit scores (from the cache when this model was scored before)."""
-        self.downstream = DownstreamSuite(self.downstream_config, self.global_rank, self.trainer.world_size)
+        shares = self.ranks.shares_work   # a sharded model: every rank scores every record, in step
+        self.downstream = DownstreamSuite(self.downstream_config, self.global_rank if shares else 0,
+                                          self.trainer.world_size if shares else 1)
         pre, cached = self.downstream.pre_edit(self.model, self.tokenizer, model_fingerprint(self.hparams.name_or_path),
                                                self.hparams.cache_dir, progress=self._progress,
                                                write=self.trainer.is_global_zero)
@@ -451,7 +468,8 @@ class EditingModule(ResumableRun, L.LightningModule):
                                 **{f"editor:{k}": v for k, v in _tensors(self.editor.state_dict()).items()}})
         digests = self.ranks.gather(digest)
         return {"world_size": self.ranks.world_size, "edited_weights_sha256": digests,
-                "identical_weights": len(set(digests)) == 1}
+                "identical_weights": len(set(digests)) == 1,
+                "sharding": self.sharding.to_dict() if self.sharding is not None else None}
 
     def _plot(self, results: dict, report: dict | None) -> None:
         """The run's PNG plots (``plots/``)."""

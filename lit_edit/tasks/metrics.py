@@ -70,7 +70,7 @@ class DownstreamMetric(Metric):
 
     def scored(self) -> int:
         """How many examples were counted, over all processes (the ``n`` counter)."""
-        with self.sync_context(should_sync=True):
+        with self.sync_context(should_sync=self.sync_on_compute):
             return int(getattr(self, self._names["n"]))
 
     def compute(self) -> dict[str, dict]:
@@ -81,7 +81,7 @@ class DownstreamMetric(Metric):
         """Every example's counters, gathered from all processes, in file order."""
         if not self.keep_examples:
             raise RuntimeError("this DownstreamMetric was built with keep_examples=False")
-        with self.sync_context(should_sync=True):
+        with self.sync_context(should_sync=self.sync_on_compute):
             rows = _gathered_rows(self.examples)
             ordered = self._ordered_values()
         width = len(self.task.counters)

@@ -15,6 +15,8 @@ import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import torch
+
 from lit_edit.io import atomic_write_text
 from lit_edit.tasks.evaluate import score_records
 from lit_edit.tasks.formats import BadLines, read_task
@@ -107,7 +109,7 @@ class DownstreamSuite:
         scores = {}
         for task in tqdm(tasks or self.config.tasks, desc="downstream tasks", disable=not progress, leave=False):
             shard = self.records[task][self.rank::self.world_size]
-            metric = DownstreamMetric(task)
+            metric = DownstreamMetric(task, sync_on_compute=self.world_size > 1)   # one shard: nothing to gather
             metric.update(score_records(model, tokenizer, get_task(task), [r for _, r in shard], after_edit,
                                         self.config.generation_batch_size, self.config.choice_loglik),
                           [i for i, _ in shard])
@@ -135,6 +137,12 @@ class DownstreamSuite:
                 cached.append(task)
             else:
                 missing.append(task)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            # every rank scores the same tasks (a rank that started late may see files another has just written)
+            everyone: list = [None] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(everyone, missing)
+            missing = [task for task in self.config.tasks if any(task in m for m in everyone)]
+            cached = [task for task in cached if task not in missing]
         if missing:
             fresh = self.evaluate(model, tokenizer, after_edit=False, progress=progress, tasks=missing)
             for task, task_scores in fresh.items():

@@ -1,0 +1,159 @@
+"""A sharded model (FSDP over two gloo processes, ``lit_edit.sharding``) edits and scores like the whole model.
+
+The default test spawns two processes that shard the fact-world model, collect the statistics (a forward pass cut
+after the deepest edited layer), make a MEMIT step and score it with generation (KV cache, early stop): every rank
+must run the same passes, and the edited weights and scores must equal one unsharded process's. The ``slow`` test
+runs the CLI with Lightning's ``ModelParallelStrategy`` (``configs/edit/strategies/fsdp.yaml``).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from lit_edit.data import EditDataModule
+from lit_edit.distributed import SINGLE, Ranks
+from lit_edit.editing.values import ValueHyperparams
+from lit_edit.editors import MEMIT
+from lit_edit.editors.base import EditContext
+from lit_edit.metrics import pre_edit_reference, score_requests
+from lit_edit.models.architectures import architecture_of
+from lit_edit.models.loading import load_model, load_tokenizer
+from lit_edit.sharding import data_parallel_mesh, full_value, is_sharded, shard_for_editing
+from lit_edit.stats import StatisticsConfig, weights_sha256
+from tests.conftest import FACTWORLD, ROOT
+
+MODEL = str(ROOT / "checkpoints" / "factworld-gpt2")
+FAMILIES = ("token", "generation")
+
+
+def _edit_and_score(rank: int, stats_dir: str, ranks: Ranks, shard_mesh=None) -> dict:
+    torch.manual_seed(0)
+    model, tokenizer = load_model(MODEL), load_tokenizer(MODEL)
+    model.requires_grad_(False)
+    arch = architecture_of(model)
+    values = ValueHyperparams(steps=25, lr=0.5, kl_factor=0.0625, weight_decay=0.5, clamp_norm_factor=4.0)
+    editor = MEMIT(layers=[0, 1], preservation_weight=300, values=values, template_tokens=3)
+    sha_before = weights_sha256(model) if shard_mesh is None else None
+    sharding = None
+    if shard_mesh is not None:
+        sharding = shard_for_editing(model, arch, editor.parameter_names(model, arch), shard_mesh)
+        sha_before = weights_sha256(model)   # gathers every parameter: must equal the whole model's digest
+    data = EditDataModule(root=str(FACTWORLD), n=6, batch_size=3)
+    data.setup("test")
+    requests = data.requests
+    editor.setup(model, tokenizer, arch, EditContext("factworld-gpt2", StatisticsConfig(
+        corpus=str(FACTWORLD / "corpus" / "train.jsonl"), cache_dir=stats_dir, max_tokens=3000, max_length=64),
+        progress=False, ranks=ranks))
+    # the statistics pass (cut after the deepest edited layer when the model is whole) left no block gathered
+    after_setup = {name: type(p).__name__ for name, p in model.named_parameters()}
+    assert weights_sha256(model) == sha_before
+    reference = pre_edit_reference(model, tokenizer, requests, FAMILIES, max_new_tokens=6, batch_size=4)
+    editor.edit(model, tokenizer, arch, requests[:3])
+    scores = score_requests(model, tokenizer, requests, FAMILIES, reference, max_new_tokens=6, batch_size=4)
+    kinds = {name: type(p).__name__ for name, p in model.named_parameters()}
+    return {"after_setup": after_setup, "weights": {k: v.clone() for k, v in editor.effective_weights(model, arch).items()}, "scores": scores,
+            "sha_before": sha_before, "kinds": kinds, "sharding": sharding.to_dict() if sharding else None,
+            "embedding": full_value(model.get_parameter(f"{arch.embedding}.weight").detach()).clone()}
+
+
+def _worker(rank: int, world: int, init_file: str, stats_dir: str, out: str) -> None:
+    from torch.distributed.device_mesh import init_device_mesh
+
+    torch.set_num_threads(1)
+    torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        mesh = init_device_mesh("cpu", (world,))
+        torch.save(_edit_and_score(rank, stats_dir, Ranks(rank, world, shares_work=False), mesh), f"{out}.{rank}")
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_sharded_model_edits_and_scores_like_the_whole_model(tmp_path):
+    out = str(tmp_path / "result")
+    mp.start_processes(_worker, args=(2, str(tmp_path / "init"), str(tmp_path / "stats2"), out), nprocs=2,
+                       start_method="spawn")
+    torch.set_num_threads(1)
+    whole = _edit_and_score(0, str(tmp_path / "stats1"), SINGLE)
+    for rank in range(2):
+        sharded = torch.load(f"{out}.{rank}", weights_only=False)
+        info = sharded["sharding"]
+        assert info["ranks"] == 2 and info["blocks"] == 4
+        kept = {"transformer.h.0.mlp.c_proj.weight", "transformer.h.1.mlp.c_proj.weight"}
+        assert set(info["kept_whole"]) == kept
+        in_blocks = {name for name in sharded["kinds"] if name.startswith("transformer.h.")}
+        assert all(sharded["kinds"][name] == sharded["after_setup"][name] == "DTensor" for name in in_blocks - kept)
+        assert all(kind == "Parameter" for name, kind in sharded["kinds"].items() if name not in in_blocks - kept)
+        split = sum(p.numel() * 4 for name, p in load_model(MODEL).named_parameters() if name in in_blocks - kept)
+        # the blocks' other weights split in two (rows rounded up per rank), the rest whole on each rank
+        assert split > 0.5 * info["full_parameter_bytes"]
+        assert abs(info["local_parameter_bytes"] - (info["full_parameter_bytes"] - split / 2)) < 0.01 * split
+        assert sharded["sha_before"] == whole["sha_before"]
+        assert torch.equal(sharded["embedding"], whole["embedding"])
+        assert sharded["weights"].keys() == whole["weights"].keys()
+        for name, weight in whole["weights"].items():
+            assert not torch.equal(weight, load_model(MODEL).get_parameter(name)), name   # the edit happened
+            torch.testing.assert_close(sharded["weights"][name], weight, rtol=0, atol=1e-6)
+        assert sharded["scores"] == whole["scores"]
+    edited = [s["token/reliability"] for s in whole["scores"][:3]]
+    assert sum(edited) >= 2, edited   # the edited requests are learnt
+
+
+class _FakeMesh:
+    """The shape of a 2-D device mesh with a tensor-parallel dimension (one process cannot build a real one)."""
+
+    def __init__(self, sizes: dict[str, int]):
+        self.sizes, self.mesh_dim_names, self.ndim = sizes, tuple(sizes), len(sizes)
+
+    def __getitem__(self, name):
+        return _FakeMesh({name: self.sizes[name]})
+
+    def size(self):
+        return self.sizes[self.mesh_dim_names[0]] if self.ndim == 1 else None
+
+
+def test_sharding_refuses_what_it_cannot_do(tmp_path):
+    """Tensor parallelism in the strategy's mesh, and a name that is not a parameter, give errors that say so."""
+    from torch.distributed.device_mesh import init_device_mesh
+
+    torch.distributed.init_process_group("gloo", init_method=f"file://{tmp_path / 'init'}", rank=0, world_size=1)
+    try:
+        mesh = init_device_mesh("cpu", (1, 1), mesh_dim_names=("data_parallel", "tensor_parallel"))
+        assert data_parallel_mesh(mesh).mesh_dim_names == ("data_parallel",)
+        with pytest.raises(ValueError, match="tensor parallelism .tensor_parallel_size=2. is not supported"):
+            data_parallel_mesh(_FakeMesh({"data_parallel": 1, "tensor_parallel": 2}))
+        odd = init_device_mesh("cpu", (1, 1), mesh_dim_names=("a", "b"))
+        with pytest.raises(ValueError, match=r"expected a 1-D mesh or Lightning's \(data_parallel, tensor_parallel\)"):
+            data_parallel_mesh(odd)
+        model = load_model(MODEL)
+        with pytest.raises(ValueError, match="cannot keep 'transformer.h.9.mlp.c_proj.weight' whole"):
+            shard_for_editing(model, architecture_of(model), ["transformer.h.9.mlp.c_proj.weight"], mesh)
+        assert not is_sharded(model)
+        shard_for_editing(model, architecture_of(model), [], init_device_mesh("cpu", (1,)))
+        assert is_sharded(model)
+        with pytest.raises(ValueError, match="already sharded"):
+            shard_for_editing(model, architecture_of(model), [], init_device_mesh("cpu", (1,)))
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_sharded_two_process_editing_run_equals_one_process(tmp_path):
+    """The CLI with ``configs/edit/strategies/fsdp.yaml`` on two CPU processes: the same 20 MEMIT edits, scores,
+    monitors and edited weights as one unsharded process."""
+    from tests.test_distributed import edit_cli
+
+    one, one_tensors = edit_cli(tmp_path, 1)
+    two, two_tensors = edit_cli(tmp_path, 2, "--config", "configs/edit/strategies/fsdp.yaml",
+                                "--trainer.accelerator", "cpu", name="fsdp")
+    sharding = two["processes"]["sharding"]
+    assert sharding["ranks"] == 2 and len(sharding["kept_whole"]) == 2
+    assert sharding["local_parameter_bytes"] < sharding["full_parameter_bytes"]
+    assert two["processes"]["identical_weights"] and one["processes"]["sharding"] is None
+    assert one["n_edits"] == two["n_edits"] == 20
+    for key in ("pre", "immediate", "final", "periodic", "retention", "monitors"):
+        assert one[key] == two[key], key
+    assert one_tensors["edits"].keys() == two_tensors["edits"].keys()
+    for name, tensor in one_tensors["edits"].items():
+        assert torch.equal(tensor, two_tensors["edits"][name]), name
