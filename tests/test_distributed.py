@@ -105,11 +105,14 @@ def test_two_process_evaluation_equals_one_process(tmp_path):
     assert all(n == 31 for task, n in two["scored"].items() if task != "ner")   # NER does not count DOCSTART
 
 
-def edit_cli(tmp_path, devices: int, *extra: str, name: str = "") -> tuple[dict, dict]:
+ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}   # the same threads per process in every run: CPU kernels
+#                                                      may block (and round) differently with another count
+
+
+def edit_command(folder, devices: int, *extra: str, strategy: str | None = "ddp") -> list[str]:
     """A batch-sequential MEMIT run of 20 edits (4 batches), all-so-far scores every 2 batches, statistics computed
-    by the run itself (by both processes together when there are two); ``extra`` CLI arguments (default with two
-    devices: ``strategy: ddp``)."""
-    folder = tmp_path / f"edit{devices}{name}"
+    by the run itself (by both processes together when there are two and they share the work); ``extra`` CLI
+    arguments; ``strategy`` with two devices."""
     command = [sys.executable, "main.py", "test", "--config", "configs/edit/factworld/memit.yaml",
                "--trainer.accelerator", "cpu", "--trainer.devices", str(devices), "--trainer.logger", "false",
                "--trainer.default_root_dir", str(folder), "--trainer.enable_progress_bar", "false",
@@ -117,15 +120,24 @@ def edit_cli(tmp_path, devices: int, *extra: str, name: str = "") -> tuple[dict,
                "--model.init_args.results_dir", str(folder / "run"), "--model.init_args.cache_dir",
                str(folder / "cache"), "--model.init_args.statistics.cache_dir", str(folder / "stats"),
                "--model.init_args.eval_batch_size", "8"]   # 20 requests: chunks of 8, 8, 4 → rank 0 scores two
-    if devices > 1 and not extra:
-        command += ["--trainer.strategy", "ddp"]
-    command += list(extra)
-    # the same threads per process in both runs: CPU kernels may block (and round) differently with another count
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run(command, cwd=ROOT, check=True, capture_output=True, text=True, timeout=900, env=env)
+    if devices > 1 and strategy:
+        command += ["--trainer.strategy", strategy]
+    return command + list(extra)
+
+
+def edit_results(folder) -> tuple[dict, dict]:
+    """``metrics.json`` of a run of :func:`edit_command`, and its statistics files and ``edits.safetensors``."""
     stats = {p.name: load_file(str(p)) for p in (folder / "stats").rglob("*.safetensors")}
     return json.loads((folder / "run" / "metrics.json").read_text()), stats | {
         "edits": load_file(str(folder / "run" / "edits.safetensors"))}
+
+
+def edit_cli(tmp_path, devices: int, *extra: str, name: str = "", strategy: str | None = "ddp") -> tuple[dict, dict]:
+    """Run :func:`edit_command` to the end; its :func:`edit_results`."""
+    folder = tmp_path / f"edit{devices}{name}"
+    subprocess.run(edit_command(folder, devices, *extra, strategy=strategy), cwd=ROOT, check=True,
+                   capture_output=True, text=True, timeout=900, env=ONE_THREAD)
+    return edit_results(folder)
 
 
 @pytest.mark.slow
@@ -147,3 +159,48 @@ def test_two_process_editing_run_equals_one_process(tmp_path):
             assert tensors["count"] == two_tensors[name]["count"]
             scale = float(tensors["sum_kkt"].abs().max())
             torch.testing.assert_close(tensors["sum_kkt"], two_tensors[name]["sum_kkt"], rtol=0, atol=1e-12 * scale)
+
+
+def _steps_without_seconds(folder) -> list[dict]:
+    import csv
+
+    with open(folder / "run" / "steps.csv") as f:
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(f)]
+
+
+@pytest.mark.slow
+def test_a_two_process_run_killed_mid_way_resumes_to_the_one_process_result(tmp_path):
+    """Both ranks of a DDP run are killed (SIGKILL to the process group) after a run state was written; resumed
+    with two processes, the run ends with the scores, steps and edited weights of an uninterrupted one-process run."""
+    import signal
+    import time
+
+    from lit_edit.run_state import STATE_FILE, load_run_state
+
+    checkpoint = ("--trainer.checkpoint_every_n_batches", "1")
+    killed = tmp_path / "killed"
+    log = open(tmp_path / "killed.log", "w")
+    process = subprocess.Popen(edit_command(killed, 2, *checkpoint), cwd=ROOT, env=ONE_THREAD, stdout=log,
+                               stderr=subprocess.STDOUT, start_new_session=True)   # rank 1 is rank 0's child
+    deadline = time.monotonic() + 600
+    while not (killed / "run" / STATE_FILE).exists():
+        assert process.poll() is None, (tmp_path / "killed.log").read_text()[-3000:]
+        assert time.monotonic() < deadline, "no run state appeared"
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (killed / "run" / "metrics.json").exists()
+    assert 1 <= load_run_state(killed / "run")["batches_done"] < 4
+
+    resumed = subprocess.run(edit_command(killed, 2, *checkpoint, "--trainer.resume_from", str(killed / "run")),
+                             cwd=ROOT, env=ONE_THREAD, capture_output=True, text=True, timeout=900)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert "[lit-edit] resumed from" in resumed.stdout + resumed.stderr
+    one, one_tensors = edit_cli(tmp_path, 1, *checkpoint)
+    two, two_tensors = edit_results(killed)
+    assert two["processes"]["world_size"] == 2 and two["processes"]["identical_weights"]
+    assert two["processes"]["edited_weights_sha256"][0] == one["processes"]["edited_weights_sha256"][0]
+    for key in ("pre", "immediate", "final", "periodic", "retention", "monitors"):
+        assert one[key] == two[key], key
+    assert _steps_without_seconds(tmp_path / "edit1") == _steps_without_seconds(killed)
+    assert all(torch.equal(t, two_tensors["edits"][k]) for k, t in one_tensors["edits"].items())

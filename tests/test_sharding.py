@@ -53,7 +53,8 @@ def _edit_and_score(rank: int, stats_dir: str, ranks: Ranks, shard_mesh=None) ->
     editor.edit(model, tokenizer, arch, requests[:3])
     scores = score_requests(model, tokenizer, requests, FAMILIES, reference, max_new_tokens=6, batch_size=4)
     kinds = {name: type(p).__name__ for name, p in model.named_parameters()}
-    return {"after_setup": after_setup, "weights": {k: v.clone() for k, v in editor.effective_weights(model, arch).items()}, "scores": scores,
+    return {"after_setup": after_setup,
+            "weights": {k: v.clone() for k, v in editor.effective_weights(model, arch).items()}, "scores": scores,
             "sha_before": sha_before, "kinds": kinds, "sharding": sharding.to_dict() if sharding else None,
             "embedding": full_value(model.get_parameter(f"{arch.embedding}.weight").detach()).clone()}
 
@@ -146,7 +147,7 @@ def test_sharded_two_process_editing_run_equals_one_process(tmp_path):
 
     one, one_tensors = edit_cli(tmp_path, 1)
     two, two_tensors = edit_cli(tmp_path, 2, "--config", "configs/edit/strategies/fsdp.yaml",
-                                "--trainer.accelerator", "cpu", name="fsdp")
+                                "--trainer.accelerator", "cpu", name="fsdp", strategy=None)
     sharding = two["processes"]["sharding"]
     assert sharding["ranks"] == 2 and len(sharding["kept_whole"]) == 2
     assert sharding["local_parameter_bytes"] < sharding["full_parameter_bytes"]
