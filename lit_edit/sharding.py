@@ -7,7 +7,7 @@ edited — is split over the ranks, and each block gathers its weights for its f
 FSDP unit). The embeddings, the final norm and the unembedding stay whole as well: value optimisation runs the
 blocks and then the unembedding on the few positions its loss reads, and KN reads the embedding matrix. A rank
 then holds ``1/N`` of the blocks plus the edited matrices and the embeddings (LLaMA-2-7B, five edited
-``down_proj``, bf16: 12.9 GB / N + 0.45 GB + 0.52 GB).
+``down_proj``, bf16, by tensor size: 12.5 GB / N + 0.45 GB + 0.52 GB).
 
 Every forward pass of a sharded model is a collective, so every rank must run the same passes in the same order:
 the ranks of a sharded run do not split the scoring or the statistics pass between them

@@ -2,11 +2,14 @@
 
 The default test spawns two processes that shard the fact-world model, collect the statistics (a forward pass cut
 after the deepest edited layer), make a MEMIT step and score it with generation (KV cache, early stop): every rank
-must run the same passes, and the edited weights and scores must equal one unsharded process's. The ``slow`` test
+must run the same passes, and the edited weights and scores must equal one unsharded process's — for MEMIT,
+COMEBA-HK (hook layers), FT, KN and MEND. The ``slow`` test
 runs the CLI with Lightning's ``ModelParallelStrategy`` (``configs/edit/strategies/fsdp.yaml``).
 """
 
 from __future__ import annotations
+
+import itertools
 
 import pytest
 import torch
@@ -15,7 +18,7 @@ import torch.multiprocessing as mp
 from lit_edit.data import EditDataModule
 from lit_edit.distributed import SINGLE, Ranks
 from lit_edit.editing.values import ValueHyperparams
-from lit_edit.editors import MEMIT
+from lit_edit.editors import COMEBA, FT, KN, MEMIT, MEND
 from lit_edit.editors.base import EditContext
 from lit_edit.metrics import pre_edit_reference, score_requests
 from lit_edit.models.architectures import architecture_of
@@ -28,13 +31,24 @@ MODEL = str(ROOT / "checkpoints" / "factworld-gpt2")
 FAMILIES = ("token", "generation")
 
 
-def _edit_and_score(rank: int, stats_dir: str, ranks: Ranks, shard_mesh=None) -> dict:
+def _editor(kind: str):
+    values = ValueHyperparams(steps=25, lr=0.5, kl_factor=0.0625, weight_decay=0.5, clamp_norm_factor=4.0)
+    return {"memit": lambda: MEMIT(layers=[0, 1], preservation_weight=300, values=values, template_tokens=3),
+            "comeba": lambda: COMEBA(layers=[0, 1], preservation_weight=300, values=values, template_tokens=3),
+            "ft": lambda: FT(layers=[1], lr=0.01, steps=5, norm_constraint=0.05),
+            "kn": lambda: KN(layers=[2, 3], steps=4, batch_size=64),
+            "mend": lambda: MEND(checkpoint=str(ROOT / "checkpoints" / "mend-factworld-gpt2"), layers=[1, 2, 3])}[kind]()
+
+
+KINDS = ("memit", "comeba", "ft", "kn", "mend")
+
+
+def _edit_and_score(kind: str, stats_dir: str, ranks: Ranks, shard_mesh=None) -> dict:
     torch.manual_seed(0)
     model, tokenizer = load_model(MODEL), load_tokenizer(MODEL)
     model.requires_grad_(False)
     arch = architecture_of(model)
-    values = ValueHyperparams(steps=25, lr=0.5, kl_factor=0.0625, weight_decay=0.5, clamp_norm_factor=4.0)
-    editor = MEMIT(layers=[0, 1], preservation_weight=300, values=values, template_tokens=3)
+    editor = _editor(kind)
     sha_before = weights_sha256(model) if shard_mesh is None else None
     sharding = None
     if shard_mesh is not None:
@@ -66,7 +80,8 @@ def _worker(rank: int, world: int, init_file: str, stats_dir: str, out: str) -> 
     torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:
         mesh = init_device_mesh("cpu", (world,))
-        torch.save(_edit_and_score(rank, stats_dir, Ranks(rank, world, shares_work=False), mesh), f"{out}.{rank}")
+        ranks = Ranks(rank, world, shares_work=False)
+        torch.save({kind: _edit_and_score(kind, stats_dir, ranks, mesh) for kind in KINDS}, f"{out}.{rank}")
     finally:
         torch.distributed.destroy_process_group()
 
@@ -76,28 +91,28 @@ def test_sharded_model_edits_and_scores_like_the_whole_model(tmp_path):
     mp.start_processes(_worker, args=(2, str(tmp_path / "init"), str(tmp_path / "stats2"), out), nprocs=2,
                        start_method="spawn")
     torch.set_num_threads(1)
-    whole = _edit_and_score(0, str(tmp_path / "stats1"), SINGLE)
-    for rank in range(2):
-        sharded = torch.load(f"{out}.{rank}", weights_only=False)
+    wholes = {kind: _edit_and_score(kind, str(tmp_path / "stats1"), SINGLE) for kind in KINDS}
+    for rank, kind in itertools.product(range(2), KINDS):
+        sharded, whole = torch.load(f"{out}.{rank}", weights_only=False)[kind], wholes[kind]
         info = sharded["sharding"]
         assert info["ranks"] == 2 and info["blocks"] == 4
-        kept = {"transformer.h.0.mlp.c_proj.weight", "transformer.h.1.mlp.c_proj.weight"}
+        kept = set(whole["weights"])
         assert set(info["kept_whole"]) == kept
         in_blocks = {name for name in sharded["kinds"] if name.startswith("transformer.h.")}
         assert all(sharded["kinds"][name] == sharded["after_setup"][name] == "DTensor" for name in in_blocks - kept)
         assert all(kind == "Parameter" for name, kind in sharded["kinds"].items() if name not in in_blocks - kept)
         split = sum(p.numel() * 4 for name, p in load_model(MODEL).named_parameters() if name in in_blocks - kept)
         # the blocks' other weights split in two (rows rounded up per rank), the rest whole on each rank
-        assert split > 0.5 * info["full_parameter_bytes"]
+        assert split > 0.25 * info["full_parameter_bytes"]
         assert abs(info["local_parameter_bytes"] - (info["full_parameter_bytes"] - split / 2)) < 0.01 * split
         assert sharded["sha_before"] == whole["sha_before"]
         assert torch.equal(sharded["embedding"], whole["embedding"])
         assert sharded["weights"].keys() == whole["weights"].keys()
         for name, weight in whole["weights"].items():
-            assert not torch.equal(weight, load_model(MODEL).get_parameter(name)), name   # the edit happened
             torch.testing.assert_close(sharded["weights"][name], weight, rtol=0, atol=1e-6)
-        assert sharded["scores"] == whole["scores"]
-    edited = [s["token/reliability"] for s in whole["scores"][:3]]
+        assert any(not torch.equal(w, load_model(MODEL).get_parameter(n)) for n, w in whole["weights"].items()), kind
+        assert sharded["scores"] == whole["scores"], kind
+    edited = [s["token/reliability"] for s in wholes["memit"]["scores"][:3]]
     assert sum(edited) >= 2, edited   # the edited requests are learnt
 
 
