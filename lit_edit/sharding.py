@@ -29,21 +29,28 @@ from torch import nn
 from lit_edit.models.architectures import Architecture
 
 
-def _dtensor_type():
+def _dtensor_type() -> type | None:
+    """``DTensor``, or None in a torch build without distributed support (nothing can be sharded there)."""
+    if not torch.distributed.is_available():
+        return None
     from torch.distributed.tensor import DTensor
 
     return DTensor
 
 
+def _is_dtensor(tensor: torch.Tensor) -> bool:
+    dtensor = _dtensor_type()
+    return dtensor is not None and isinstance(tensor, dtensor)
+
+
 def is_sharded(model: nn.Module) -> bool:
     """Whether any parameter of ``model`` is split over ranks (a ``DTensor``)."""
-    dtensor = _dtensor_type()
-    return any(isinstance(p, dtensor) for p in model.parameters())
+    return any(_is_dtensor(p) for p in model.parameters())
 
 
 def full_value(tensor: torch.Tensor) -> torch.Tensor:
     """The whole value of a parameter, gathered from the ranks when it is sharded (a collective then)."""
-    return tensor.full_tensor() if isinstance(tensor, _dtensor_type()) else tensor
+    return tensor.full_tensor() if _is_dtensor(tensor) else tensor
 
 
 @dataclass(frozen=True)
@@ -68,9 +75,9 @@ def data_parallel_mesh(mesh):
         return mesh
     if "tensor_parallel" in names and mesh["tensor_parallel"].size() > 1:
         raise ValueError(f"trainer.strategy: tensor parallelism (tensor_parallel_size={mesh['tensor_parallel'].size()}) "
-                         "is not supported — the editing methods read and write whole FFN matrices; set "
-                         "tensor_parallel_size: 1 and data_parallel_size to the number of devices (the model is "
-                         "then sharded with FSDP over all of them)")
+                         "is not supported — the editing methods read and write whole FFN matrices; use "
+                         "lit_edit.strategies.ShardedEditingStrategy (configs/edit/strategies/fsdp.yaml), which "
+                         "shards the model with FSDP over all devices")
     if "data_parallel" not in names:
         raise ValueError(f"cannot shard over a device mesh with dimensions {names}: expected a 1-D mesh or "
                          "Lightning's (data_parallel, tensor_parallel) mesh")
@@ -78,10 +85,9 @@ def data_parallel_mesh(mesh):
 
 
 def _bytes(parameters: Iterable[torch.Tensor], local: bool) -> int:
-    dtensor = _dtensor_type()
     total = 0
     for p in parameters:
-        value = p.to_local() if local and isinstance(p, dtensor) else p
+        value = p.to_local() if local and _is_dtensor(p) else p
         total += value.numel() * value.element_size()
     return total
 

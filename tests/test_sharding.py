@@ -25,6 +25,7 @@ from lit_edit.models.architectures import architecture_of
 from lit_edit.models.loading import load_model, load_tokenizer
 from lit_edit.sharding import data_parallel_mesh, full_value, is_sharded, shard_for_editing
 from lit_edit.stats import StatisticsConfig, weights_sha256
+from lit_edit.tasks.suite import DownstreamConfig, DownstreamSuite
 from tests.conftest import FACTWORLD, ROOT
 
 MODEL = str(ROOT / "checkpoints" / "factworld-gpt2")
@@ -81,7 +82,13 @@ def _worker(rank: int, world: int, init_file: str, stats_dir: str, out: str) -> 
     try:
         mesh = init_device_mesh("cpu", (world,))
         ranks = Ranks(rank, world, shares_work=False)
-        torch.save({kind: _edit_and_score(kind, stats_dir, ranks, mesh) for kind in KINDS}, f"{out}.{rank}")
+        results = {kind: _edit_and_score(kind, stats_dir, ranks, mesh) for kind in KINDS}
+        # the suite of a sharded run (rank 0 of 1 on every rank): every record once, not gathered twice
+        model = load_model(MODEL)
+        shard_for_editing(model, architecture_of(model), [], mesh)
+        suite = DownstreamSuite(DownstreamConfig(root=str(FACTWORLD / "tasks"), tasks=["sentiment"], subset=5), 0, 1)
+        results["downstream_indices"] = suite.evaluate(model, load_tokenizer(MODEL), after_edit=False)["sentiment"].indices
+        torch.save(results, f"{out}.{rank}")
     finally:
         torch.distributed.destroy_process_group()
 
@@ -92,6 +99,8 @@ def test_sharded_model_edits_and_scores_like_the_whole_model(tmp_path):
                        start_method="spawn")
     torch.set_num_threads(1)
     wholes = {kind: _edit_and_score(kind, str(tmp_path / "stats1"), SINGLE) for kind in KINDS}
+    for rank in range(2):
+        assert len(torch.load(f"{out}.{rank}", weights_only=False)["downstream_indices"]) == 5
     for rank, kind in itertools.product(range(2), KINDS):
         sharded, whole = torch.load(f"{out}.{rank}", weights_only=False)[kind], wholes[kind]
         info = sharded["sharding"]
@@ -157,19 +166,24 @@ def test_sharding_refuses_what_it_cannot_do(tmp_path):
 @pytest.mark.slow
 def test_sharded_two_process_editing_run_equals_one_process(tmp_path):
     """The CLI with ``configs/edit/strategies/fsdp.yaml`` on two CPU processes: the same 20 MEMIT edits, scores,
-    monitors and edited weights as one unsharded process."""
+    monitors, downstream scores (12 records per task, each counted once) and edited weights as one unsharded
+    process."""
     from tests.test_distributed import edit_cli
 
-    one, one_tensors = edit_cli(tmp_path, 1)
-    two, two_tensors = edit_cli(tmp_path, 2, "--config", "configs/edit/strategies/fsdp.yaml",
+    downstream = ("--config", "configs/edit/factworld/downstream.yaml", "--model.init_args.downstream.subset", "12",
+                  "--model.init_args.downstream.bootstrap_resamples", "50")   # every rank scores every record
+    one, one_tensors = edit_cli(tmp_path, 1, *downstream)
+    two, two_tensors = edit_cli(tmp_path, 2, *downstream, "--config", "configs/edit/strategies/fsdp.yaml",
                                 "--trainer.accelerator", "cpu", name="fsdp", strategy=None)
     sharding = two["processes"]["sharding"]
     assert sharding["ranks"] == 2 and len(sharding["kept_whole"]) == 2
     assert sharding["local_parameter_bytes"] < sharding["full_parameter_bytes"]
     assert two["processes"]["identical_weights"] and one["processes"]["sharding"] is None
     assert one["n_edits"] == two["n_edits"] == 20
-    for key in ("pre", "immediate", "final", "periodic", "retention", "monitors"):
+    for key in ("pre", "immediate", "final", "periodic", "retention", "monitors", "downstream"):
         assert one[key] == two[key], key
+    assert all(task["post"] is not None for task in two["downstream"].values())
+    assert two["downstream_setup"]["examples"] == {task: 12 for task in two["downstream"]}
     assert one_tensors["edits"].keys() == two_tensors["edits"].keys()
     for name, tensor in one_tensors["edits"].items():
         assert torch.equal(tensor, two_tensors["edits"][name]), name
