@@ -409,3 +409,33 @@ def test_resuming_a_run_that_is_not_an_editing_run_is_refused(tiny_gpt2_dir, tmp
         trainer.test(DownstreamEvalModule(str(tiny_gpt2_dir), results_dir=str(tmp_path / "run")),
                      datamodule=DownstreamDataModule(root=str(tmp_path), tasks=["sentiment"]), verbose=False)
 
+
+
+def test_strategies_that_wrap_the_whole_module_are_refused_naming_the_one_to_use(tmp_path):
+    """Lightning's FSDP (and DeepSpeed) wrap the module the editing code reads weights from; the error points to
+    the sharded-editing strategy. (Lightning refuses FSDP on CPU before the module sees it, so the module is asked
+    directly, as the trainer would on GPUs.)"""
+    from types import SimpleNamespace
+
+    from lightning.pytorch.strategies import FSDPStrategy
+
+    module = EditingModule(str(ROOT / "checkpoints" / "factworld-gpt2"), FT(layers=[1], steps=1),
+                           export_model_dir=None, results_dir=str(tmp_path))
+    module._trainer = SimpleNamespace(strategy=FSDPStrategy())
+    with pytest.raises(ValueError, match=r"trainer.strategy: FSDPStrategy wraps the whole module.*"
+                                         r"lit_edit.strategies.ShardedEditingStrategy"):
+        module.configure_model()
+    module._trainer = SimpleNamespace(strategy=None)
+    module.configure_model()   # no device mesh: nothing to shard
+    assert module.sharding is None
+
+
+def test_a_hugging_face_export_of_a_sharded_model_is_refused(tmp_path):
+    from types import SimpleNamespace
+
+    module = EditingModule(str(ROOT / "checkpoints" / "factworld-gpt2"), FT(layers=[1], steps=1),
+                           export_model_dir=str(tmp_path / "hf"), results_dir=str(tmp_path))
+    module._trainer = SimpleNamespace(strategy=None)
+    module._device_mesh = object()   # what ModelParallelStrategy sets
+    with pytest.raises(ValueError, match="model.export_model_dir=.* with a sharded model: no rank holds the whole"):
+        module.configure_model()

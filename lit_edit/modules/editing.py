@@ -202,6 +202,12 @@ class EditingModule(ResumableRun, L.LightningModule):
     def configure_model(self) -> None:
         """Under Lightning's ``ModelParallelStrategy``: shard the model with FSDP over the ranks, the parameters
         the editor changes kept whole (``lit_edit.sharding``)."""
+        from lightning.pytorch.strategies import DeepSpeedStrategy, FSDPStrategy
+
+        if isinstance(self.trainer.strategy, (FSDPStrategy, DeepSpeedStrategy)):
+            raise ValueError(f"trainer.strategy: {type(self.trainer.strategy).__name__} wraps the whole module, whose "
+                             "editing code reads and writes the model's weights directly; to shard a large model use "
+                             "lit_edit.strategies.ShardedEditingStrategy (configs/edit/strategies/fsdp.yaml)")
         if self._device_mesh is None or self.sharding is not None:
             return
         from lit_edit.sharding import shard_for_editing
