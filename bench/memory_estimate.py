@@ -89,6 +89,7 @@ class Plan:
     templates: int = 1             # value-optimisation context templates, the bare prompt included
     rect: bool = False
     hooks: bool = False
+    requests_per_pass: int | None = None   # value optimisation in passes of this many requests (None: all)
     args: dict = field(default_factory=dict)
     mend: dict = field(default_factory=dict)
 
@@ -129,6 +130,9 @@ def plan_from_config(label: str, path: Path, shape: Shape) -> Plan:
     if "templates_per_seed" in args:
         plan.templates = 1 + TEMPLATE_SEEDS * args["templates_per_seed"]
     plan.hooks = kind == "comeba" and args["hooks"]
+    values = args.get("values")
+    plan.requests_per_pass = (values.get("requests_per_pass") if isinstance(values, dict)
+                              else getattr(values, "requests_per_pass", None))
     return plan
 
 
@@ -194,7 +198,8 @@ def estimate(plan: Plan, shape: Shape, b: int, tokens_per_row: int = 32, null_sp
     per_token_layer = (4 * m + 8 * d + tokens_per_row) * b
     logits = 0
     if plan.kind in ("rome", "memit", "d4s", "comeba", "alphaedit"):
-        rows = (1 if plan.kind == "rome" else plan.batch) * (plan.templates + 1)   # ROME: one request at a time
+        per_pass = 1 if plan.kind == "rome" else min(plan.batch, plan.requests_per_pass or plan.batch)   # ROME: one
+        rows = per_pass * (plan.templates + 1)                                                     # at a time
         after = shape.n_layers - 1 - max(plan.layers)
         extra = d * b
     elif plan.kind == "ft":
@@ -258,7 +263,8 @@ def gpt2_xl_table(tokens_per_row: int) -> None:
               f"{bound}{fmt(e16['run state'])} | **{fmt(e32['peak'])}** / **{fmt(e16['peak'])}** |")
     plan = plan_from_config("MEMIT", ROOT / "configs/edit/models/gpt2-xl-memit.yaml", s)
     per_request = estimate(Plan(**{**plan.__dict__, "batch": 1}), s, FP32, tokens_per_row)["activations"]
-    print(f"\nROME optimises one request at a time; the MEMIT family runs all requests of a step in one padded batch, "
+    print(f"\nROME optimises one request at a time; the MEMIT family runs the requests of a step in one padded batch "
+          f"(or passes of `values.requests_per_pass`: AlphaEdit's configs use 10), "
           f"{plan.templates + 1} rows each: {fmt(per_request)} of activations per request in fp32 (δ at layer 17), "
           f"half in bf16 (the batch-sequential mode's 10 requests: {fmt(10 * per_request)}). Every DDP rank "
           "holds all of the above (each rank makes every edit); ranks share only the statistics pass and the "

@@ -42,6 +42,17 @@ def test_batched_equals_one_request_at_a_time(model_and_tokenizer, kind):
         alone = optimize_values(model, tokenizer, _module(model, kind), [target], hp, TEMPLATES)
         torch.testing.assert_close(batched.values[i], alone.values[0], rtol=1e-5, atol=1e-5)
         assert int(batched.steps_taken[i]) == int(alone.steps_taken[0])
+    # in passes of at most 3 requests (3 + 1): every field the same, in request order
+    chunked = optimize_values(model, tokenizer, _module(model, kind), TARGETS,
+                              dataclasses.replace(hp, requests_per_pass=3), TEMPLATES)
+    for field in dataclasses.fields(chunked):
+        torch.testing.assert_close(getattr(chunked, field.name), getattr(batched, field.name), rtol=1e-5, atol=1e-5,
+                                   equal_nan=True)
+
+
+def test_requests_per_pass_must_be_positive():
+    with pytest.raises(ValueError, match="values.requests_per_pass must be >= 1"):
+        ValueHyperparams(requests_per_pass=0)
 
 
 def test_optimisation_lowers_the_loss_and_respects_the_clamp(model_and_tokenizer):

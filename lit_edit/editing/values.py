@@ -13,13 +13,15 @@ prompt. The result is v*_i = h_i + δ_i.
 
 All requests run in one padded batch with one row of δ per request. The per-request losses are
 separable and Adam is per-coordinate, so the joint run equals independent runs (checked in the tests
-to 1e-5); rows that stopped are restored after every step so that momentum cannot move them.
+to 1e-5); rows that stopped are restored after every step so that momentum cannot move them. For the
+same reason a large batch can be optimised in chunks of ``requests_per_pass`` requests: the activations
+saved for the backward pass scale with the rows of one pass, the result does not change.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 
@@ -49,6 +51,8 @@ class ValueHyperparams:
         clamp_norm_factor: δ is projected to ‖δ‖ ≤ clamp_norm_factor·‖h‖.
         fact_token: the position rule for the subject token.
         stop_loss: a request stops once its loss falls below this (the reference's fixed 5e-2).
+        requests_per_pass: optimise at most this many requests in one padded batch (memory: GPT-2 XL needs about
+            1 GiB of activations per request in fp32); None: all requests of the step at once.
     """
 
     steps: int = 20
@@ -58,6 +62,11 @@ class ValueHyperparams:
     clamp_norm_factor: float = 0.75
     fact_token: str = "subject_last"
     stop_loss: float = 5e-2
+    requests_per_pass: int | None = None
+
+    def __post_init__(self):
+        if self.requests_per_pass is not None and self.requests_per_pass < 1:
+            raise ValueError(f"values.requests_per_pass must be >= 1 (null: all at once), got {self.requests_per_pass}")
 
 
 @dataclass
@@ -117,6 +126,11 @@ def optimize_values(model, tokenizer, module: str, targets: Sequence[ValueTarget
         raise ValueError("no requests")
     if context_templates[0] != "{}":
         raise ValueError(f"the first context template must be the bare '{{}}', got {context_templates[0]!r}")
+    chunk = hp.requests_per_pass
+    if chunk is not None and len(targets) > chunk:   # independent requests: the same result, less memory
+        parts = [optimize_values(model, tokenizer, module, targets[i:i + chunk], hp, context_templates)
+                 for i in range(0, len(targets), chunk)]
+        return ValueResult(*(torch.cat([getattr(part, f.name) for part in parts]) for f in fields(ValueResult)))
     device = next(model.parameters()).device
     rows = _build_rows(tokenizer, targets, context_templates, hp.fact_token)
     input_ids, mask = rows.input_ids.to(device), rows.attention_mask.to(device)
