@@ -167,14 +167,15 @@ def test_sharding_refuses_what_it_cannot_do(tmp_path):
 def test_sharded_two_process_editing_run_equals_one_process(tmp_path):
     """The CLI with ``configs/edit/strategies/fsdp.yaml`` on two CPU processes: the same 20 MEMIT edits, scores,
     monitors, downstream scores (12 records per task, each counted once) and edited weights as one unsharded
-    process."""
+    process; its run state resumes on the sharded model."""
     from tests.test_distributed import edit_cli
 
     downstream = ("--config", "configs/edit/factworld/downstream.yaml", "--model.init_args.downstream.subset", "12",
                   "--model.init_args.downstream.bootstrap_resamples", "50")   # every rank scores every record
     one, one_tensors = edit_cli(tmp_path, 1, *downstream)
-    two, two_tensors = edit_cli(tmp_path, 2, *downstream, "--config", "configs/edit/strategies/fsdp.yaml",
-                                "--trainer.accelerator", "cpu", name="fsdp", strategy=None)
+    sharded = ("--config", "configs/edit/strategies/fsdp.yaml", "--trainer.accelerator", "cpu",
+               "--trainer.checkpoint_every_n_batches", "2")
+    two, two_tensors = edit_cli(tmp_path, 2, *downstream, *sharded, name="fsdp", strategy=None)
     sharding = two["processes"]["sharding"]
     assert sharding["ranks"] == 2 and len(sharding["kept_whole"]) == 2
     assert sharding["local_parameter_bytes"] < sharding["full_parameter_bytes"]
@@ -187,3 +188,8 @@ def test_sharded_two_process_editing_run_equals_one_process(tmp_path):
     assert one_tensors["edits"].keys() == two_tensors["edits"].keys()
     for name, tensor in one_tensors["edits"].items():
         assert torch.equal(tensor, two_tensors["edits"][name]), name
+    # the finished run's state, resumed on the sharded model: the final evaluation again, the same numbers
+    again, _ = edit_cli(tmp_path, 2, *downstream, *sharded, "--trainer.resume_from",
+                        str(tmp_path / "edit2fsdp" / "run"), name="fsdp", strategy=None)
+    for key in ("pre", "immediate", "final", "monitors", "downstream", "processes"):
+        assert again[key] == two[key], key
