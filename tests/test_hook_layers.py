@@ -113,3 +113,27 @@ def test_modes_and_thresholds(tmp_path):
         bank.set_mode("always")
     bank.remove()
     assert not bank.installed
+
+
+def test_gate_report_gives_each_prompts_max_z_and_the_change_at_that_token(tmp_path):
+    """gate_scores_by_group: per prompt, the max z (as in the gate) and ‖ΔW k‖ at that token, against a direct
+    computation from the recorded FFN inputs; a report leaves the thresholds alone."""
+    from lit_edit.editing.hook_layers import gate_scores_by_group
+
+    model, tokenizer = load_model_and_tokenizer(str(make_tiny_model("gpt2", tmp_path, seed=4)))
+    arch = architecture_of(model)
+    bank = _bank(model, arch, alpha=1.0)
+    prompts = {"a": ["alpha beta gamma delta epsilon", "one two three"], "b": ["zeta eta theta iota kappa lambda"]}
+    max_z, difference = gate_scores_by_group(bank, tokenizer, prompts, batch_size=1)
+    for group, texts in prompts.items():
+        for i, text in enumerate(texts):
+            ids = torch.tensor([tokenizer(text)["input_ids"]])
+            with torch.no_grad(), bank.mode("off"), record(model, [arch.ffn_out_at(0), arch.ffn_out_at(2)]) as seen:
+                model(input_ids=ids)
+            for layer in (0, 2):
+                norms = bank.layers[layer].difference(seen[arch.ffn_out_at(layer)].input)[0].norm(dim=-1).double()
+                z, _ = gate_zscores(norms[None], torch.ones_like(norms, dtype=torch.bool)[None])
+                top = int(z[0].argmax())
+                assert max_z[layer][group][i] == pytest.approx(float(z[0, top]), abs=1e-5)
+                assert difference[layer][group][i] == pytest.approx(float(norms[top]), rel=1e-5)
+    assert [hook.alpha for hook in bank.layers.values()] == [1.0, 1.0]

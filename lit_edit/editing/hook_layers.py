@@ -88,7 +88,7 @@ class HookLayer:
         self.mode = "off"
         self.history: torch.Tensor | None = None
         self.recorded_max: list[torch.Tensor] = []
-        self.recorded_z: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.recorded_z: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []   # (z, mask, M) per pass
         self._cast: torch.Tensor | None = None
 
     def add(self, delta: torch.Tensor) -> None:
@@ -223,7 +223,7 @@ class HookBank:
         z, hook.history = gate_zscores(norms, mask, history, prompt_length)
         if hook.mode == "recording":
             hook.recorded_max.append(z.max(dim=1).values)
-            hook.recorded_z.append((z.float().cpu(), mask.cpu()))
+            hook.recorded_z.append((z.float().cpu(), mask.cpu(), norms.float().cpu()))
             return None
         gate = (z >= hook.alpha).unsqueeze(-1).to(out.dtype)
         return replace_first(output, out + gate * difference)
@@ -232,7 +232,8 @@ class HookBank:
 
     @torch.no_grad()
     def record_scores(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> dict[int, list]:
-        """Run one pass with every layer recording; return {layer: [(z [B, T], mask [B, T])]} of that pass."""
+        """Run one pass with every layer recording; return {layer: [(z, mask, M)]} of that pass (each ``[B, T]``;
+        M = ‖ΔW k‖ per token)."""
         for hook in self.layers.values():
             hook.recorded_max, hook.recorded_z = [], []
         with self.mode("recording"):
@@ -284,22 +285,27 @@ class HookBank:
 
 @torch.no_grad()
 def gate_scores_by_group(bank: HookBank, tokenizer, groups: dict[str, Sequence[str]], batch_size: int = 64
-                         ) -> dict[int, dict[str, list[float]]]:
+                         ) -> tuple[dict[int, dict[str, list[float]]], dict[int, dict[str, list[float]]]]:
     """Per layer and group of prompts: each prompt's max z (over its real tokens) under the current hook weights —
-    the number the gate compares with α (a prompt's edit shows where its max z ≥ α)."""
+    the number the gate compares with α (a prompt's edit shows where its max z ≥ α) — and M = ‖ΔW k‖ at that
+    token, what the hook adds to the output there if the gate opens (z is scale-free: a prompt can pass the gate
+    with a small M)."""
     from lit_edit.scoring import pad_right
 
     device = next(bank.model.parameters()).device
-    out: dict[int, dict[str, list[float]]] = {layer: {} for layer in bank.layers}
+    max_z: dict[int, dict[str, list[float]]] = {layer: {} for layer in bank.layers}
+    difference: dict[int, dict[str, list[float]]] = {layer: {} for layer in bank.layers}
     for group, prompts in groups.items():
-        for layer in out:
-            out[layer][group] = []
+        for layer in max_z:
+            max_z[layer][group], difference[layer][group] = [], []
         for start in range(0, len(prompts), batch_size):
             encoded = [tokenizer(p, add_special_tokens=True)["input_ids"] for p in prompts[start: start + batch_size]]
             recorded = bank.record_scores(*pad_right(encoded, tokenizer.pad_token_id, device))
             for layer, passes in recorded.items():
-                z, _ = passes[0]
-                out[layer][group] += z.max(dim=1).values.tolist()
+                z, _, norms = passes[0]
+                top = z.max(dim=1)
+                max_z[layer][group] += top.values.tolist()
+                difference[layer][group] += norms.gather(1, top.indices[:, None]).squeeze(1).tolist()
     for hook in bank.layers.values():      # a report is not a threshold update
         hook.recorded_max, hook.recorded_z = [], []
-    return out
+    return max_z, difference

@@ -166,7 +166,8 @@ class COMEBA(_Accumulating):
 
     def report(self, model, tokenizer, arch: Architecture, requests: Sequence[EditRequest]) -> dict | None:
         """Where the gate fires: per layer, the max z of the edit prompts, their rephrasings and unrelated prompts
-        (the locality prompts that name no edited subject), and the share of each at or above α."""
+        (the locality prompts that name no edited subject), the share of each at or above α, and the median
+        ‖ΔW k‖ at each prompt's max-z token (how much the hook changes there when it fires)."""
         if self.bank is None or not requests:
             return None
         subjects = {r.subject for r in requests}
@@ -174,14 +175,15 @@ class COMEBA(_Accumulating):
                   "rephrased": [p for r in requests for p in r.rephrase_prompts],
                   "unrelated": [probe.prompt for r in requests for probe in r.locality
                                 if not any(s in probe.prompt for s in subjects)]}
-        scores = gate_scores_by_group(self.bank, tokenizer, groups)
+        scores, differences = gate_scores_by_group(self.bank, tokenizer, groups)
         layers = {}
         for layer, by_group in scores.items():
             alpha = self.bank.layers[layer].alpha
             layers[layer] = {"alpha": alpha, **{group: {
                 "prompts": len(values),
                 "fire_rate": sum(v >= alpha for v in values) / len(values) if values else None,
-                "max_z_median": float(torch.tensor(values).median()) if values else None} for group, values
+                "max_z_median": _median(values),
+                "difference_at_max_z_median": _median(differences[layer][group])} for group, values
                 in by_group.items()}}
         return {"gate": layers, "gate_max_z": {layer: by_group for layer, by_group in scores.items()},
                 "hook_bytes": self.bank.nbytes}
@@ -204,6 +206,10 @@ class COMEBA(_Accumulating):
                              + " hook layers, this run is configured " + ("without" if hooks else "with") + " them")
         if self.bank is not None:
             self.bank.load_state_dict(hooks)
+
+
+def _median(values: list[float]) -> float | None:
+    return float(torch.tensor(values).median()) if values else None
 
 
 class AlphaEdit(_Accumulating):
