@@ -10,7 +10,7 @@ from lit_edit.cli import LitEditCLI
 
 from .conftest import ROOT
 
-OVERLAYS = {"configs/edit/factworld/downstream.yaml"}
+OVERLAYS = {"configs/edit/factworld/downstream.yaml", "configs/edit/strategies/fsdp.yaml"}
 BASE = "configs/edit/factworld/memit.yaml"
 
 
