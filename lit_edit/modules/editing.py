@@ -4,7 +4,8 @@ It orchestrates and holds no math: the editor changes the weights, ``lit_edit.me
 ``lit_edit.monitors`` watches the weights and the perplexity, ``RunRecorder`` writes the run folder. The
 :class:`~lit_edit.loops.ConsecutiveEditingLoop` calls :meth:`setup_run`, :meth:`start_run`, :meth:`evaluate_applied`
 and :meth:`finish_run` around the steps, following the schedules set on the trainer; with a run state, also
-:meth:`fingerprint`, :meth:`run_state` and :meth:`restore_run` (``lit_edit.run_state``).
+:meth:`fingerprint`, :meth:`run_state` and :meth:`restore_run` (``lit_edit.run_state``, ``modules/resumable.py``).
+Several processes: ``modules/processes.py`` (sharding the model, comparing the ranks' weights).
 
 Modes are ``batch_size`` (of the edit data) × ``rollback``: with rollback the edited parameters are restored
 bit-exactly after every step (single / batch-single), without it the edits accumulate (instance-sequential /
@@ -30,9 +31,9 @@ from lit_edit.metrics import MeanScores, PreEditReference, check_families, metri
 from lit_edit.models.architectures import architecture_of
 from lit_edit.models.loading import load_model, load_tokenizer
 from lit_edit.modules.downstream import flatten_scores
+from lit_edit.modules.processes import SeveralProcesses
 from lit_edit.modules.resumable import ResumableRun
 from lit_edit.monitors import FixedTextPerplexity, update_norms, weight_monitors
-from lit_edit.run_state import tensor_digest
 from lit_edit.stats import StatisticsConfig, load_corpus_texts, weights_sha256
 from lit_edit.tasks.suite import DownstreamConfig, DownstreamSuite
 from lit_edit.tasks.summary import TaskScores, bootstrap_delta, nested_delta
@@ -57,22 +58,11 @@ def model_fingerprint(name_or_path: str) -> str:
     return digest.hexdigest()[:16]
 
 
-def _tensors(state, prefix: str = "") -> dict[str, torch.Tensor]:
-    """The tensors of a nested state (dicts and lists), by dotted path."""
-    if isinstance(state, torch.Tensor):
-        return {prefix: state}
-    items = state.items() if isinstance(state, dict) else enumerate(state) if isinstance(state, (list, tuple)) else ()
-    out = {}
-    for key, value in items:
-        out |= _tensors(value, f"{prefix}.{key}" if prefix else str(key))
-    return out
-
-
 class NonFiniteUpdateError(FloatingPointError):
     """An editor produced NaN or inf in a parameter."""
 
 
-class EditingModule(ResumableRun, L.LightningModule):
+class EditingModule(ResumableRun, SeveralProcesses, L.LightningModule):
     """Edit a causal LM with ``editor``, request batch after request batch, and measure what the edits did.
 
     Args:
@@ -198,26 +188,6 @@ class EditingModule(ResumableRun, L.LightningModule):
                 "name": mode_name(batch_size, self.hparams.rollback)}
 
     # ------------------------------------------------------------------------------------ run lifecycle
-
-    def configure_model(self) -> None:
-        """Under Lightning's ``ModelParallelStrategy``: shard the model with FSDP over the ranks, the parameters
-        the editor changes kept whole (``lit_edit.sharding``)."""
-        from lightning.pytorch.strategies import DeepSpeedStrategy, FSDPStrategy
-
-        if isinstance(self.trainer.strategy, (FSDPStrategy, DeepSpeedStrategy)):
-            raise ValueError(f"trainer.strategy: {type(self.trainer.strategy).__name__} wraps the whole module, whose "
-                             "editing code reads and writes the model's weights directly; to shard a large model use "
-                             "lit_edit.strategies.ShardedEditingStrategy (configs/edit/strategies/fsdp.yaml)")
-        if self._device_mesh is None or self.sharding is not None:
-            return
-        from lit_edit.sharding import shard_for_editing
-
-        if self.hparams.export_model_dir:
-            raise ValueError(f"model.export_model_dir={self.hparams.export_model_dir} with a sharded model: no rank "
-                             f"holds the whole model; keep the run's {EDITS_FILE} and apply it to the base "
-                             "(python -m lit_edit.tools apply_edits)")
-        self.sharding = shard_for_editing(self.model, self.arch, self.editor.parameter_names(self.model, self.arch),
-                                          self._device_mesh)
 
     def setup_run(self) -> None:
         """Before the first edit, first part: the run folder and the editor's setup on the unedited model."""
@@ -466,16 +436,6 @@ class EditingModule(ResumableRun, L.LightningModule):
         if self.ranks.is_zero:
             self._plot(results, report)
         return results
-
-    def _compare_ranks(self) -> dict:
-        """Every rank made every edit: a digest of each rank's effective edited weights and editor state, gathered,
-        shows that they all hold the same model (``metrics.json`` ``processes``)."""
-        digest = tensor_digest({**{f"weight:{k}": v for k, v in self._effective().items()},
-                                **{f"editor:{k}": v for k, v in _tensors(self.editor.state_dict()).items()}})
-        digests = self.ranks.gather(digest)
-        return {"world_size": self.ranks.world_size, "edited_weights_sha256": digests,
-                "identical_weights": len(set(digests)) == 1,
-                "sharding": self.sharding.to_dict() if self.sharding is not None else None}
 
     def _plot(self, results: dict, report: dict | None) -> None:
         """The run's PNG plots (``plots/``)."""
