@@ -19,17 +19,18 @@ from lit_edit.stats import collect_second_moments, token_batches
 
 from .conftest import FACTWORLD, ROOT
 
-MODEL = ROOT / "checkpoints" / "factworld-gpt2"
-LAYER = 0   # configs/edit/factworld/rome.yaml
+SHIPPED = {"gpt2": ROOT / "checkpoints" / "factworld-gpt2", "llama": ROOT / "checkpoints" / "factworld-llama"}
+LAYER = 0   # configs/edit/factworld/rome.yaml (both layouts look their facts up at layers 0–1)
 
 
-@pytest.fixture(scope="module")
-def second_moment_layer():
-    model, tokenizer = load_model_and_tokenizer(str(MODEL))
+@pytest.fixture(scope="module", params=sorted(SHIPPED))
+def shipped(request):
+    """A shipped fact-world model (both layouts) and C of its edited layer."""
+    model, tokenizer = load_model_and_tokenizer(str(SHIPPED[request.param]))
     texts = read_texts(FACTWORLD / "corpus" / "train.jsonl")[:1000]
     moments = collect_second_moments(model, architecture_of(model), [LAYER], token_batches(tokenizer, texts, 256),
                                      progress=False)
-    return moments[LAYER].mean()
+    return SHIPPED[request.param], moments[LAYER].mean()
 
 
 def _unrelated_questions(requests, n=200):
@@ -44,8 +45,9 @@ def _first_tokens(model, tokenizer, questions):
                                                             [a for _, a in questions])]
 
 
-def _edit(mom2_adjustment, second_moment, n_requests=4):
-    model, tokenizer = load_model_and_tokenizer(str(MODEL))
+def _edit(mom2_adjustment, shipped, n_requests=4):
+    folder, second_moment = shipped
+    model, tokenizer = load_model_and_tokenizer(str(folder))
     arch = architecture_of(model)
     requests = read_zsre(FACTWORLD / "zsre" / "zsre_factworld.json").requests[:n_requests]
     targets = [ValueTarget(r.prompt, r.subject, r.target_new) for r in requests]
@@ -65,8 +67,8 @@ def _hyperparams(mom2_adjustment=True):
 
 
 @pytest.mark.parametrize("mom2_adjustment", [True, False])
-def test_rome_inserts_the_value_exactly(second_moment_layer, mom2_adjustment):
-    model, tokenizer, arch, _, targets, edits, _ = _edit(mom2_adjustment, second_moment_layer)
+def test_rome_inserts_the_value_exactly(shipped, mom2_adjustment):
+    model, tokenizer, arch, _, targets, edits, _ = _edit(mom2_adjustment, shipped)
     # the last request's key maps exactly to its value (earlier ones were computed on an older W)
     _, o_star = module_io_at_subject(model, tokenizer, arch.ffn_out_at(LAYER), [targets[-1].prompt],
                                      [targets[-1].subject])
@@ -74,19 +76,20 @@ def test_rome_inserts_the_value_exactly(second_moment_layer, mom2_adjustment):
     assert all(torch.linalg.matrix_rank(e.delta) == 1 for e in edits)
 
 
-def test_the_second_moment_keeps_unrelated_facts(second_moment_layer):
+def test_the_second_moment_keeps_unrelated_facts(shipped):
     """With C⁻¹k* as the update direction (mom2_adjustment) 4 edits leave unrelated facts alone; with k* alone
-    (identity C) the same edits disturb far more of them."""
-    *_, unchanged_with_c = _edit(True, second_moment_layer)
-    *_, unchanged_without_c = _edit(False, second_moment_layer)
+    (identity C) the same edits disturb more of them."""
+    *_, unchanged_with_c = _edit(True, shipped)
+    *_, unchanged_without_c = _edit(False, shipped)
     assert unchanged_with_c >= 0.9
     assert unchanged_without_c < unchanged_with_c
 
 
-def test_rome_flips_each_fact_and_keeps_the_others(second_moment_layer):
+def test_rome_flips_each_fact_and_keeps_the_others(shipped):
     """20 requests, each edited alone and rolled back (single mode): the new fact is recalled, unrelated facts
     keep their first answer token."""
-    model, tokenizer = load_model_and_tokenizer(str(MODEL))
+    folder, second_moment_layer = shipped
+    model, tokenizer = load_model_and_tokenizer(str(folder))
     arch = architecture_of(model)
     requests = read_zsre(FACTWORLD / "zsre" / "zsre_factworld.json").requests[:20]
     templates = sample_context_templates(model, tokenizer, per_seed=1, seed=0)
