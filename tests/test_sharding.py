@@ -1,10 +1,10 @@
 """A sharded model (FSDP over two gloo processes, ``lit_edit.sharding``) edits and scores like the whole model.
 
-The default test spawns two processes that shard the fact-world model, collect the statistics (a forward pass cut
-after the deepest edited layer), make a MEMIT step and score it with generation (KV cache, early stop): every rank
-must run the same passes, and the edited weights and scores must equal one unsharded process's — for MEMIT,
-COMEBA-HK (hook layers), FT, KN and MEND. The ``slow`` test
-runs the CLI with Lightning's ``ModelParallelStrategy`` (``configs/edit/strategies/fsdp.yaml``).
+The default test spawns two processes that shard the fact-world model, collect the statistics (a pass that a whole
+model cuts after the deepest edited layer), make an edit step and score it with generation (KV cache, early stop):
+every rank must run the same passes, and the edited weights and scores must equal one unsharded process's — for
+MEMIT, COMEBA-HK (hook layers), FT, KN and MEND. The ``slow`` test runs the CLI with
+``lit_edit.strategies.ShardedEditingStrategy`` (``configs/edit/strategies/fsdp.yaml``).
 """
 
 from __future__ import annotations
