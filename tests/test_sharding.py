@@ -83,10 +83,10 @@ def _worker(rank: int, world: int, init_file: str, stats_dir: str, out: str) -> 
         mesh = init_device_mesh("cpu", (world,))
         ranks = Ranks(rank, world, shares_work=False)
         results = {kind: _edit_and_score(kind, stats_dir, ranks, mesh) for kind in KINDS}
-        # the suite of a sharded run (rank 0 of 1 on every rank): every record once, not gathered twice
+        # the suite of a sharded run (the ranks do not share the work): every record once, not gathered twice
         model = load_model(MODEL)
         shard_for_editing(model, architecture_of(model), [], mesh)
-        suite = DownstreamSuite(DownstreamConfig(root=str(FACTWORLD / "tasks"), tasks=["sentiment"], subset=5), 0, 1)
+        suite = DownstreamSuite(DownstreamConfig(root=str(FACTWORLD / "tasks"), tasks=["sentiment"], subset=5), ranks)
         results["downstream_indices"] = suite.evaluate(model, load_tokenizer(MODEL), after_edit=False)["sentiment"].indices
         torch.save(results, f"{out}.{rank}")
     finally:

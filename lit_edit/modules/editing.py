@@ -236,9 +236,7 @@ class EditingModule(ResumableRun, SeveralProcesses, L.LightningModule):
 
     def _start_downstream(self) -> None:
         """Read the task records and get the pre-edit scores (from the cache when this model was scored before)."""
-        shares = self.ranks.shares_work   # a sharded model: every rank scores every record, in step
-        self.downstream = DownstreamSuite(self.downstream_config, self.global_rank if shares else 0,
-                                          self.trainer.world_size if shares else 1)
+        self.downstream = DownstreamSuite(self.downstream_config, self.ranks)
         pre, cached = self.downstream.pre_edit(self.model, self.tokenizer, model_fingerprint(self.hparams.name_or_path),
                                                self.hparams.cache_dir, progress=self._progress,
                                                write=self.trainer.is_global_zero)

@@ -15,8 +15,7 @@ import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import torch
-
+from lit_edit.distributed import SINGLE, Ranks
 from lit_edit.io import atomic_write_text
 from lit_edit.tasks.evaluate import score_records
 from lit_edit.tasks.formats import BadLines, read_task
@@ -85,11 +84,12 @@ def records_digest(records: list[tuple[int, dict]]) -> str:
 class DownstreamSuite:
     """The records of every configured task and how to score a model on them (see the module docstring).
 
-    ``rank``/``world_size`` shard the records (``records[rank::world_size]``, uneven shards are fine: the
-    metric states are sums and concatenations)."""
+    ``ranks`` (``lit_edit.distributed``) shard the records: rank r scores ``records[r::world_size]`` (uneven shards
+    are fine: the metric states are sums and concatenations) and the shards are gathered; ranks that do not share
+    the work (a sharded model) each score every record and gather nothing."""
 
-    def __init__(self, config: DownstreamConfig, rank: int = 0, world_size: int = 1):
-        self.config, self.rank, self.world_size = config, rank, world_size
+    def __init__(self, config: DownstreamConfig, ranks: Ranks = SINGLE):
+        self.config, self.ranks = config, ranks
         self.bad_lines = BadLines(config.on_bad_line)
         self.records = {task: load_task_records(config.root, task, config.subset, config.seed, self.bad_lines)
                         for task in config.tasks}
@@ -108,8 +108,9 @@ class DownstreamSuite:
         model.eval()
         scores = {}
         for task in tqdm(tasks or self.config.tasks, desc="downstream tasks", disable=not progress, leave=False):
-            shard = self.records[task][self.rank::self.world_size]
-            metric = DownstreamMetric(task, sync_on_compute=self.world_size > 1)   # one shard: nothing to gather
+            records = self.records[task]
+            shard = [records[i] for i in self.ranks.mine(len(records))]
+            metric = DownstreamMetric(task, sync_on_compute=self.ranks.world_size > 1 and self.ranks.shares_work)
             metric.update(score_records(model, tokenizer, get_task(task), [r for _, r in shard], after_edit,
                                         self.config.generation_batch_size, self.config.choice_loglik),
                           [i for i, _ in shard])
@@ -137,12 +138,10 @@ class DownstreamSuite:
                 cached.append(task)
             else:
                 missing.append(task)
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            # every rank scores the same tasks (a rank that started late may see files another has just written)
-            everyone: list = [None] * torch.distributed.get_world_size()
-            torch.distributed.all_gather_object(everyone, missing)
-            missing = [task for task in self.config.tasks if any(task in m for m in everyone)]
-            cached = [task for task in cached if task not in missing]
+        # every rank scores the same tasks (a rank that started late may see files another has just written)
+        everyone = self.ranks.gather(missing)
+        missing = [task for task in self.config.tasks if any(task in m for m in everyone)]
+        cached = [task for task in cached if task not in missing]
         if missing:
             fresh = self.evaluate(model, tokenizer, after_edit=False, progress=progress, tasks=missing)
             for task, task_scores in fresh.items():
