@@ -162,6 +162,29 @@ def test_skipped_records_are_counted_and_reported_in_the_run_record(tiny, tmp_pa
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["n_edits"] == 2
 
 
+def test_requests_sharing_a_subject_in_a_batch_are_counted_warned_and_separable(tiny, tmp_path):
+    records = json.loads((FACTWORLD / "zsre" / "zsre_factworld.json").read_text())
+    first = records[0]
+    twin = next(r for r in records[1:] if r["subject"] != first["subject"])
+    same = next(r for r in records[1:] if r["subject"] == first["subject"])   # another fact about the same person
+    (tmp_path / "edits.json").write_text(json.dumps([first, same, twin, twin]))   # batches of 2: [A, A], [B, B]
+    data = EditDataModule(path=str(tmp_path / "edits.json"), batch_size=2)
+    with pytest.warns(UserWarning, match=r"edits.json: 2 requests in 2 of 2 batches name a subject another request "
+                      r"of their batch names .*data.init_args.distinct_subjects true reorders"):
+        data.setup("test")
+    module = EditingModule(str(tiny[0]), FT(layers=[1], loss="target_new", steps=1, norm_constraint=None),
+                           families=("token",), results_dir=str(tmp_path / "run"), cache_dir=str(tmp_path / "cache"),
+                           monitor_docs=2)
+    trainer = EditTrainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.test(module, datamodule=data, verbose=False)
+    steps = (tmp_path / "run" / "steps.csv").read_text().splitlines()
+    column = steps[0].split(",").index("shared_subjects")
+    assert [line.split(",")[column] for line in steps[1:]] == ["1", "1"]
+    separated = EditDataModule(path=str(tmp_path / "edits.json"), batch_size=2, distinct_subjects=True)
+    separated.setup("test")   # [A, B], [A, B]: no warning left to give
+    assert separated.order == ["zsre:0", "zsre:2", "zsre:1", "zsre:3"]
+
+
 # --------------------------------------------------------------------------- issue 4: downstream tasks
 
 

@@ -16,6 +16,8 @@ from lit_edit.editing import (
     read_counterfact,
     read_zsre,
     select,
+    separate_shared_subjects,
+    shared_subject_count,
 )
 
 from .conftest import FACTWORLD, SHARED_DATA
@@ -212,3 +214,34 @@ def test_select_refuses_impossible_requests(requests):
         select(requests, stop=10, n=11)
     with pytest.raises(ValueError, match="step must be >= 1"):
         select(requests, step=0)
+
+
+def _request(subject: str, index: int) -> EditRequest:
+    return EditRequest("{} lives in", subject, f"City {index}", record_id=f"r{index}")
+
+
+def test_separate_shared_subjects_keeps_each_batch_free_of_repeats_and_the_order_otherwise():
+    subjects = ["A", "A", "B", "A", "C", "B", "D", "E"]
+    requests = [_request(s, i) for i, s in enumerate(subjects)]
+    ordered = separate_shared_subjects(requests, batch_size=3)
+    # r1 (A) waits for the second batch and goes first there; r3 (A) waits again for the third
+    assert [r.record_id for r in ordered] == ["r0", "r2", "r4", "r1", "r5", "r6", "r3", "r7"]
+    assert [shared_subject_count(ordered[i:i + 3]) for i in range(0, 8, 3)] == [0, 0, 0]
+    assert shared_subject_count(requests[:3]) == 1 and shared_subject_count(requests[3:6]) == 0
+    # only when nothing else is left does a batch take a repeat
+    tail = separate_shared_subjects([_request("A", i) for i in range(3)] + [_request("B", 3)], batch_size=2)
+    assert [r.record_id for r in tail] == ["r0", "r3", "r1", "r2"]
+    with pytest.raises(ValueError, match="distinct_subjects_per_batch must be >= 1"):
+        separate_shared_subjects(requests, 0)
+
+
+def test_select_separates_shared_subjects_before_taking_n():
+    requests = read_zsre(ZSRE_FACTWORLD).requests
+    plain = [shared_subject_count(requests[i:i + 100]) for i in range(0, 300, 100)]
+    chosen, ids = select(requests, n=300, shuffle=True, seed=1, distinct_subjects_per_batch=100)
+    assert sum(plain) > 0 and [shared_subject_count(chosen[i:i + 100]) for i in range(0, 300, 100)] == [0, 0, 0]
+    assert len(set(ids)) == 300 and ids == [r.record_id for r in chosen]
+    # the same requests as the full reordered stream's prefix; without the option nothing moves
+    everything = select(requests, shuffle=True, seed=1, distinct_subjects_per_batch=100)[1]
+    assert ids == everything[:300]
+    assert select(requests, n=300)[1] == [r.record_id for r in requests[:300]]

@@ -7,12 +7,13 @@ across processes: every rank applies every edit (the trainer turns the distribut
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import lightning as L
 from torch.utils.data import DataLoader
 
-from lit_edit.editing.requests import EditRequest, EditSet, read_counterfact, read_zsre, select
+from lit_edit.editing.requests import EditRequest, EditSet, read_counterfact, read_zsre, select, shared_subject_count
 
 FORMATS = ("auto", "zsre", "counterfact")
 
@@ -53,11 +54,14 @@ class EditDataModule(L.LightningDataModule):
         n: the number of edits (after shuffling); None for the whole slice.
         shuffle / seed: shuffle the slice with ``random.Random(seed)``.
         batch_size: requests per edit step.
+        distinct_subjects: reorder the requests (before taking ``n``) so that no batch names a subject twice
+            (``lit_edit.editing.requests.separate_shared_subjects``): batch methods read one key per subject, so
+            two requests about one subject in a batch conflict. Off: a warning counts such requests.
     """
 
     def __init__(self, path: str = "zsre/zsre_factworld.json", root: str = "data/factworld", format: str = "auto",
                  start: int = 0, stop: int | None = None, step: int = 1, n: int | None = None, shuffle: bool = False,
-                 seed: int = 0, batch_size: int = 1):
+                 seed: int = 0, batch_size: int = 1, distinct_subjects: bool = False):
         super().__init__()
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -75,10 +79,23 @@ class EditDataModule(L.LightningDataModule):
         if self.edit_set is None:
             self.edit_set = read_edit_set(self.file, self.hparams.format)
             h = self.hparams
-            self.requests, self.order = select(self.edit_set.requests, h.start, h.stop, h.step, h.n, h.shuffle, h.seed)
+            self.requests, self.order = select(self.edit_set.requests, h.start, h.stop, h.step, h.n, h.shuffle, h.seed,
+                                               h.batch_size if h.distinct_subjects else None)
             if not self.requests:
                 raise ValueError(f"{self.file}: the selection start={h.start} stop={h.stop} step={h.step} n={h.n} "
                                  "holds no edit requests")
+            self._warn_shared_subjects()
+
+    def _warn_shared_subjects(self) -> None:
+        size = self.hparams.batch_size
+        batches = [self.requests[i:i + size] for i in range(0, len(self.requests), size)]
+        shared = [shared_subject_count(b) for b in batches]
+        if sum(shared):
+            hint = ("" if self.hparams.distinct_subjects else
+                    "; data.init_args.distinct_subjects true reorders the requests so that no batch does")
+            warnings.warn(f"{self.file}: {sum(shared)} requests in {sum(map(bool, shared))} of {len(batches)} batches "
+                          "name a subject another request of their batch names (batch methods read one key per "
+                          f"subject, so such requests conflict){hint}", stacklevel=2)
 
     def test_dataloader(self) -> DataLoader:
         return DataLoader(self.requests, batch_size=self.hparams.batch_size, shuffle=False, collate_fn=list)

@@ -10,7 +10,10 @@ from lit_edit.editing.requests import (
     read_counterfact,
     read_zsre,
     select,
+    separate_shared_subjects,
+    shared_subject_count,
 )
 
 __all__ = ["RULES", "EditRequest", "EditRequestError", "EditSet", "LocalityProbe", "PortabilityProbe",
-           "fill_subject", "read_counterfact", "read_zsre", "select", "subject_token_index", "subject_token_indices"]
+           "fill_subject", "read_counterfact", "read_zsre", "select", "separate_shared_subjects",
+           "shared_subject_count", "subject_token_index", "subject_token_indices"]

@@ -273,8 +273,10 @@ def read_counterfact(path: Path | str, id_prefix: str = "counterfact") -> EditSe
 
 
 def select(requests: Sequence[EditRequest], start: int = 0, stop: int | None = None, step: int = 1,
-           n: int | None = None, shuffle: bool = False, seed: int = 0) -> tuple[list[EditRequest], list[str]]:
-    """``requests[start:stop:step]``, then shuffled with ``random.Random(seed)`` if asked, then the first ``n``.
+           n: int | None = None, shuffle: bool = False, seed: int = 0, distinct_subjects_per_batch: int | None = None
+           ) -> tuple[list[EditRequest], list[str]]:
+    """``requests[start:stop:step]``, then shuffled with ``random.Random(seed)`` if asked, then (with
+    ``distinct_subjects_per_batch``) reordered by :func:`separate_shared_subjects`, then the first ``n``.
 
     Returns the requests in edit order and their record ids (the edit order a run must record).
     """
@@ -283,8 +285,53 @@ def select(requests: Sequence[EditRequest], start: int = 0, stop: int | None = N
     chosen = list(requests[start:stop:step])
     if shuffle:
         random.Random(seed).shuffle(chosen)
+    if distinct_subjects_per_batch is not None:
+        chosen = separate_shared_subjects(chosen, distinct_subjects_per_batch)
     if n is not None:
         if not 0 <= n <= len(chosen):
             raise ValueError(f"n={n} edits asked, but the slice [{start}:{stop}:{step}] holds {len(chosen)}")
         chosen = chosen[:n]
     return chosen, [r.record_id for r in chosen]
+
+
+def separate_shared_subjects(requests: Sequence[EditRequest], batch_size: int) -> list[EditRequest]:
+    """Reorder ``requests`` so that no block of ``batch_size`` consecutive requests (one edit step) names a subject
+    twice, as far as the requests allow.
+
+    Batch methods (MEMIT and its descendants) read one key per request at the subject's last token, so two requests
+    about one subject ask one key for two values and the least-squares update can satisfy neither. Each block is
+    filled in order from the requests still waiting; a request whose subject the block already has waits for the
+    next block, ahead of later requests. Only when every waiting request conflicts (the tail of a set with few
+    subjects) does a block take a repeat; :func:`shared_subject_count` counts them.
+    """
+    if batch_size < 1:
+        raise ValueError(f"distinct_subjects_per_batch must be >= 1, got {batch_size}")
+    upcoming, waiting, ordered = iter(requests), [], []
+    exhausted = False
+    while waiting or not exhausted:
+        block, subjects, still_waiting = [], set(), []
+        for request in waiting:                      # requests deferred from earlier blocks go first
+            if len(block) < batch_size and request.subject not in subjects:
+                block.append(request)
+                subjects.add(request.subject)
+            else:
+                still_waiting.append(request)
+        while len(block) < batch_size and not exhausted:
+            request = next(upcoming, None)
+            if request is None:
+                exhausted = True
+            elif request.subject in subjects:
+                still_waiting.append(request)
+            else:
+                block.append(request)
+                subjects.add(request.subject)
+        while len(block) < batch_size and still_waiting:   # only conflicting requests remain
+            block.append(still_waiting.pop(0))
+        ordered += block
+        waiting = still_waiting
+    return ordered
+
+
+def shared_subject_count(batch: Sequence[EditRequest]) -> int:
+    """How many requests of ``batch`` name a subject an earlier request of the batch already names."""
+    return len(batch) - len({r.subject for r in batch})

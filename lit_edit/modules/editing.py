@@ -24,7 +24,7 @@ import lightning as L
 import torch
 
 from lit_edit.distributed import SINGLE, map_chunks, ranks_of
-from lit_edit.editing.requests import EditRequest
+from lit_edit.editing.requests import EditRequest, shared_subject_count
 from lit_edit.editors.base import EditContext, Editor
 from lit_edit.export import EDITS_FILE, changed_parameters, export_model, hook_bank, save_edits
 from lit_edit.metrics import MeanScores, PreEditReference, check_families, metric_keys, pre_edit_reference, score_requests
@@ -359,7 +359,8 @@ class EditingModule(ResumableRun, SeveralProcesses, L.LightningModule):
         self.applied += batch
         self.batch_sizes.append(len(batch))
         n_edits = len(self.applied)
-        row = {"step": batch_idx, "n_edits": n_edits, "seconds": seconds, **outcome.diagnostics,
+        row = {"step": batch_idx, "n_edits": n_edits, "seconds": seconds,
+               "shared_subjects": shared_subject_count(batch), **outcome.diagnostics,
                **update_norms(outcome.deltas), **weight_monitors(effective, self.originals)}
         if self.perplexity is not None:
             row["perplexity"] = self.perplexity(self.model)
