@@ -62,11 +62,30 @@ class RunRecorder:
         self._write_steps()
 
     def _write_steps(self) -> None:
-        if not self.writes:
-            return
-        columns = list(dict.fromkeys(key for r in self.steps for key in r))
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(self.steps)
-        atomic_write_text(self.directory / "steps.csv", buffer.getvalue())
+        self.write_csv("steps.csv", self.steps)
+
+    def write_csv(self, name: str, rows: list[dict]) -> Path:
+        """``rows`` as a CSV table, the columns in order of first appearance (a missing value is empty)."""
+        path = self.directory / name
+        if self.writes:
+            columns = list(dict.fromkeys(key for r in rows for key in r))
+            buffer = io.StringIO()
+            writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(_clean(rows))
+            atomic_write_text(path, buffer.getvalue())
+        return path
+
+
+def request_rows(requests, steps: list[int], scores: dict[str, dict[str, dict]]) -> list[dict]:
+    """One row per edited request: its record id, subject, relation, the edit step that applied it and its scores
+    at each stage (``scores[stage][record_id]`` → columns ``stage/family/metric``: pre, immediate, final), so a
+    reader can split any number by request (same subject, relation, cohort) without running again."""
+    rows = []
+    for request, step in zip(requests, steps):
+        row = {"record_id": request.record_id, "subject": request.subject, "relation": request.relation,
+               "step": step}
+        for stage, by_record in scores.items():
+            row.update({f"{stage}/{key}": value for key, value in by_record.get(request.record_id, {}).items()})
+        rows.append(row)
+    return rows

@@ -76,6 +76,9 @@ def _interrupt(tmp_path: Path, sig: signal.Signals) -> tuple[dict, str]:
     # n_edits: the edits the weights received, a step cut after its edit included; every finished step in steps.csv
     assert partial["n_edits"] == interrupted["n_edits"] in ({2 * done} if during is None else {2 * done, 2 * done + 2})
     assert _rows(tmp_path / "cut" / "run") in ({done} if during is None else {done, done + 1})
+    with open(tmp_path / "cut" / "run" / "requests.csv") as f:   # each request scored so far, by stage
+        scored = [row for row in csv.DictReader(f) if row["immediate/token/reliability"]]
+    assert len(scored) == partial["n_edits"] or (during is not None and len(scored) == 2 * done)
     assert interrupted["run_state"] == str(tmp_path / "cut" / "run" / STATE_FILE)
     # between two steps the interrupt saves the state where it stopped; inside a step (the edit of batch `during`,
     # its scores or its run state) it keeps the last one, which with a state after every batch is at `during`

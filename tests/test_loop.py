@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import inspect
 import json
 
@@ -100,6 +101,16 @@ def test_sequential_run_keeps_edits_and_writes_the_run_folder(tmp_path):
     assert run_json["editor"]["name"] == "ft" and run_json["versions"]["torch"] == torch.__version__
     assert {p.name for p in (tmp_path / "run" / "plots").iterdir()} == {"edit_metrics.png", "retention.png",
                                                                        "monitors.png"}
+    # requests.csv: one row per edit with its step and its scores at every stage; their means are metrics.json's
+    with open(tmp_path / "run" / "requests.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["record_id"] for r in rows] == [f"zsre:{i}" for i in range(6)]
+    assert [int(r["step"]) for r in rows] == [0, 0, 1, 1, 2, 2] and all(r["subject"] and r["relation"] for r in rows)
+    for stage in ("pre", "immediate", "final"):
+        for key in ("token/reliability", "token/locality", "generation/reliability"):
+            mean = sum(float(r[f"{stage}/{key}"]) for r in rows) / 6
+            family, metric = key.split("/")
+            assert mean == pytest.approx(metrics[stage][family][metric]), (stage, key)
 
 
 def test_pre_edit_references_are_cached(tmp_path):

@@ -127,6 +127,12 @@ def _steps(folder: Path) -> list[dict]:
     return rows
 
 
+def _requests(folder: Path) -> list[dict]:
+    rows = list(csv.DictReader((folder / "requests.csv").open()))
+    assert rows and all(row["pre/token/reliability"] and row["final/token/reliability"] for row in rows)
+    return rows
+
+
 def _assert_equal_tensors(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
     assert sorted(a) == sorted(b)
     different = [name for name in a if not torch.equal(a[name], b[name])]
@@ -163,6 +169,7 @@ def test_interrupted_run_resumes_bit_identical_to_an_uninterrupted_one(tmp_path,
     _assert_equal_tensors(full.immediate.metric_state, resumed.immediate.metric_state)
     assert _metrics(tmp_path / "full") == _metrics(cut)
     assert _steps(tmp_path / "full") == _steps(cut)
+    assert _requests(tmp_path / "full") == _requests(cut)      # per-request scores of every stage
     assert [p["n_edits"] for p in _metrics(cut)["periodic"]] == [4, 8]    # the restored point and the new one
     if downstream is not None:
         assert [p["n_edits"] for p in _metrics(cut)["downstream_curve"]] == [0, 4, 8]
@@ -239,6 +246,7 @@ def test_a_cli_run_killed_mid_way_resumes_to_the_uninterrupted_result(tmp_path):
     _assert_equal_tensors(a["editor"], b["editor"])           # ΔW masters, α, accumulated keys and inverse
     assert _metrics(tmp_path / "full") == _metrics(tmp_path / "killed")
     assert _steps(tmp_path / "full") == _steps(tmp_path / "killed")
+    assert _requests(tmp_path / "full") == _requests(tmp_path / "killed")
     assert (tmp_path / "full" / "gate_max_z.json").read_text() == (tmp_path / "killed" / "gate_max_z.json").read_text()
     assert f"resume_from: {tmp_path / 'killed'}" in (tmp_path / "killed" / "config.yaml").read_text()
     versions = sorted((tmp_path / "killed" / "logs" / "factworld-comeba").iterdir())

@@ -132,6 +132,7 @@ class EditingModule(ResumableRun, SeveralProcesses, L.LightningModule):
         self.ranks = SINGLE
         self.sharding = None   # set by configure_model under a model-sharding strategy (lit_edit.sharding)
         self.immediate = MeanScores(metric_keys(self.families), sync_on_compute=False)   # every rank has all scores
+        self.request_scores: dict[str, dict[str, dict]] = {"pre": {}, "immediate": {}}   # stage → record id → scores
         self.results: dict = {}
         self.stop_reason: str | None = None
 
@@ -225,8 +226,9 @@ class EditingModule(ResumableRun, SeveralProcesses, L.LightningModule):
         self.results = {"method": self.editor.name, "mode": self.mode, "n_edits": 0, "pre": None,
                         "periodic": [], "retention": [], "monitors": {"pre": monitors}}
         if evaluate_pre:
-            self.pre_scores = self._score(data.requests)
-            self.results["pre"] = self._mean(self.pre_scores)
+            pre_scores = self._score(data.requests)
+            self.request_scores["pre"] = {r.record_id: scores for r, scores in zip(data.requests, pre_scores)}
+            self.results["pre"] = self._mean(pre_scores)
             self._log({f"pre/{k}": v for k, v in self.results["pre"].items()}, step=0)
         if self.downstream_config is not None:
             self._start_downstream()
@@ -367,6 +369,7 @@ class EditingModule(ResumableRun, SeveralProcesses, L.LightningModule):
         if getattr(self.trainer.test_loop, "eval_immediate", True):
             scores = self._score(batch)
             self.immediate.update(scores)
+            self.request_scores["immediate"].update({r.record_id: row for r, row in zip(batch, scores)})
             row.update({f"immediate/{k}": v for k, v in self._mean(scores).items()})
         factor = self.hparams.stop_perplexity_factor
         if factor and row.get("perplexity") and row["perplexity"] > factor * self.pre_monitors["perplexity"]:
@@ -405,10 +408,13 @@ class EditingModule(ResumableRun, SeveralProcesses, L.LightningModule):
             results["final"] = results["immediate"]   # each edit was scored before its rollback
             results["final_source"] = "immediate scores (the model is restored after every step)"
         elif evaluate_final and self.applied:
-            results["final"] = self._mean(self._score(self.applied))
+            final_scores = self._score(self.applied)
+            self.request_scores["final"] = {r.record_id: row for r, row in zip(self.applied, final_scores)}
+            results["final"] = self._mean(final_scores)
             results["final_source"] = "all edits scored after the last step"
         else:
             results["final"] = None
+        self.write_request_scores()
         results["monitors"]["final"] = {**weight_monitors(self._effective(), self.originals),
                                         "perplexity": self.perplexity(self.model) if self.perplexity else None}
         if self.downstream is not None:
@@ -435,6 +441,13 @@ class EditingModule(ResumableRun, SeveralProcesses, L.LightningModule):
         if self.ranks.is_zero:
             self._plot(results, report)
         return results
+
+    def write_request_scores(self) -> Path:
+        """``requests.csv``: every applied request's scores before editing, right after its step and at the end."""
+        steps = [step for step, size in enumerate(self.batch_sizes) for _ in range(size)]
+        from lit_edit.results import request_rows
+
+        return self.recorder.write_csv("requests.csv", request_rows(self.applied, steps, self.request_scores))
 
     def _plot(self, results: dict, report: dict | None) -> None:
         """The run's PNG plots (``plots/``)."""

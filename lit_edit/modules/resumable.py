@@ -59,7 +59,8 @@ class ResumableRun:
                           [latest[0], {task: scores.to_dict() for task, scores in latest[1].items()}]}
         history = {"results": self.results, "steps": self.recorder.steps, "batch_sizes": self.batch_sizes,
                    "applied": [r.record_id for r in self.applied], "stop_reason": self.stop_reason,
-                   "seconds": time.perf_counter() - self.started, "downstream": downstream}
+                   "seconds": time.perf_counter() - self.started, "downstream": downstream,
+                   "request_scores": self.request_scores}
         return {"weights": weights, "editor": self.editor.state_dict(),
                 "immediate": {k: v.cpu().clone() for k, v in self.immediate.metric_state.items()},
                 "history": history_to_json(history)}
@@ -74,6 +75,7 @@ class ResumableRun:
         results["pre"] = self.nest(results.get("pre"))
         if self.downstream is not None:
             results["downstream_curve"] = getattr(self, "downstream_curve", None)
+        self.write_request_scores()
         return self.recorder.write_json("metrics.json", results)
 
     def restore_run(self, state: dict) -> None:
@@ -101,6 +103,7 @@ class ResumableRun:
         self.batch_sizes = list(history["batch_sizes"])
         self.results = history["results"]
         self.stop_reason = history["stop_reason"]
+        self.request_scores = history.get("request_scores", {"pre": {}, "immediate": {}})   # older states: none
         self.started = time.perf_counter() - history["seconds"]   # the time spent before the interruption counts
         self.recorder.restore_steps(history["steps"])
         if history["downstream"] is not None and self.downstream is not None:
