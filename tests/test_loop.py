@@ -76,6 +76,9 @@ def test_rollback_restores_every_parameter_bit_exactly(tmp_path, kind):
     steps = (tmp_path / "run" / "steps.csv").read_text().splitlines()
     assert len(steps) == 3 and all(float(v) > 0 for v in _column(steps, next(
         c for c in steps[0].split(",") if c.startswith("update_fro/"))))
+    with open(tmp_path / "run" / "requests.csv") as f:     # with rollback the final scores are the immediate ones
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 4 and all(r["final/token/reliability"] == r["immediate/token/reliability"] != "" for r in rows)
 
 
 def _column(lines, name):

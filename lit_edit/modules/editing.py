@@ -406,6 +406,7 @@ class EditingModule(ResumableRun, SeveralProcesses, L.LightningModule):
         results["immediate"] = self.immediate.compute() if self.immediate.counts.sum() > 0 else None
         if self.hparams.rollback:
             results["final"] = results["immediate"]   # each edit was scored before its rollback
+            self.request_scores["final"] = self.request_scores["immediate"]
             results["final_source"] = "immediate scores (the model is restored after every step)"
         elif evaluate_final and self.applied:
             final_scores = self._score(self.applied)
