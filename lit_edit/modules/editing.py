@@ -369,7 +369,7 @@ class EditingModule(ResumableRun, SeveralProcesses, L.LightningModule):
         if getattr(self.trainer.test_loop, "eval_immediate", True):
             scores = self._score(batch)
             self.immediate.update(scores)
-            self.request_scores["immediate"].update({r.record_id: row for r, row in zip(batch, scores)})
+            self.request_scores["immediate"].update({r.record_id: own for r, own in zip(batch, scores)})
             row.update({f"immediate/{k}": v for k, v in self._mean(scores).items()})
         factor = self.hparams.stop_perplexity_factor
         if factor and row.get("perplexity") and row["perplexity"] > factor * self.pre_monitors["perplexity"]:
@@ -410,7 +410,7 @@ class EditingModule(ResumableRun, SeveralProcesses, L.LightningModule):
             results["final_source"] = "immediate scores (the model is restored after every step)"
         elif evaluate_final and self.applied:
             final_scores = self._score(self.applied)
-            self.request_scores["final"] = {r.record_id: row for r, row in zip(self.applied, final_scores)}
+            self.request_scores["final"] = {r.record_id: own for r, own in zip(self.applied, final_scores)}
             results["final"] = self._mean(final_scores)
             results["final_source"] = "all edits scored after the last step"
         else:
@@ -444,10 +444,11 @@ class EditingModule(ResumableRun, SeveralProcesses, L.LightningModule):
         return results
 
     def write_request_scores(self) -> Path:
-        """``requests.csv``: every applied request's scores before editing, right after its step and at the end."""
-        steps = [step for step, size in enumerate(self.batch_sizes) for _ in range(size)]
+        """``requests.csv``: every applied request's scores before editing, right after its step and at the end
+        (written when the run ends or is interrupted; a run state carries the scores in between)."""
         from lit_edit.results import request_rows
 
+        steps = [step for step, size in enumerate(self.batch_sizes) for _ in range(size)]
         return self.recorder.write_csv("requests.csv", request_rows(self.applied, steps, self.request_scores))
 
     def _plot(self, results: dict, report: dict | None) -> None:
