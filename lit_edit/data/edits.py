@@ -55,8 +55,8 @@ class EditDataModule(L.LightningDataModule):
         shuffle / seed: shuffle the slice with ``random.Random(seed)``.
         batch_size: requests per edit step.
         distinct_subjects: reorder the requests (before taking ``n``) so that no batch names a subject twice
-            (``lit_edit.editing.requests.separate_shared_subjects``): batch methods read one key per subject, so
-            two requests about one subject in a batch conflict. Off: a warning counts such requests.
+            (``lit_edit.editing.requests.separate_shared_subjects``): MEMIT and the methods built on it read one key
+            per subject, so two requests about one subject in a batch conflict. Off: a warning counts such requests.
     """
 
     def __init__(self, path: str = "zsre/zsre_factworld.json", root: str = "data/factworld", format: str = "auto",
@@ -94,8 +94,8 @@ class EditDataModule(L.LightningDataModule):
             hint = ("" if self.hparams.distinct_subjects else
                     "; data.init_args.distinct_subjects true reorders the requests so that no batch does")
             warnings.warn(f"{self.file}: {sum(shared)} requests in {sum(map(bool, shared))} of {len(batches)} batches "
-                          "name a subject another request of their batch names (batch methods read one key per "
-                          f"subject, so such requests conflict){hint}", stacklevel=2)
+                          "name a subject another request of their batch names (MEMIT and the methods built on it "
+                          f"read one key per subject, so such requests conflict){hint}", stacklevel=2)
 
     def test_dataloader(self) -> DataLoader:
         return DataLoader(self.requests, batch_size=self.hparams.batch_size, shuffle=False, collate_fn=list)
