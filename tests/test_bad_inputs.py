@@ -1,10 +1,11 @@
 """Bad inputs named in issues 2–7 that no other test file covers: each gives an error (or warning) whose message
-names the record, field, file and line, option or module at fault (the inventory: ``/work/exp/s15/bad_inputs.md``)."""
+names the record, field, file and line, option or module at fault (the inventory: ``tests/bad_inputs.md``)."""
 
 from __future__ import annotations
 
 import json
 import shutil
+import warnings
 
 import pytest
 import torch
@@ -165,9 +166,9 @@ def test_skipped_records_are_counted_and_reported_in_the_run_record(tiny, tmp_pa
 def test_requests_sharing_a_subject_in_a_batch_are_counted_warned_and_separable(tiny, tmp_path):
     records = json.loads((FACTWORLD / "zsre" / "zsre_factworld.json").read_text())
     first = records[0]
-    twin = next(r for r in records[1:] if r["subject"] != first["subject"])
+    other = next(r for r in records[1:] if r["subject"] != first["subject"])
     same = next(r for r in records[1:] if r["subject"] == first["subject"])   # another fact about the same person
-    (tmp_path / "edits.json").write_text(json.dumps([first, same, twin, twin]))   # batches of 2: [A, A], [B, B]
+    (tmp_path / "edits.json").write_text(json.dumps([first, same, other, other]))   # batches of 2: [A, A], [B, B]
     data = EditDataModule(path=str(tmp_path / "edits.json"), batch_size=2)
     with pytest.warns(UserWarning, match=r"edits.json: 2 requests in 2 of 2 batches name a subject another request "
                       r"of their batch names .*data.init_args.distinct_subjects true reorders"):
@@ -181,7 +182,9 @@ def test_requests_sharing_a_subject_in_a_batch_are_counted_warned_and_separable(
     column = steps[0].split(",").index("shared_subjects")
     assert [line.split(",")[column] for line in steps[1:]] == ["1", "1"]
     separated = EditDataModule(path=str(tmp_path / "edits.json"), batch_size=2, distinct_subjects=True)
-    separated.setup("test")   # [A, B], [A, B]: no warning left to give
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        separated.setup("test")   # [A, B], [A, B]: no warning left to give
     assert separated.order == ["zsre:0", "zsre:2", "zsre:1", "zsre:3"]
 
 
