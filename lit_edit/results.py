@@ -65,14 +65,15 @@ class RunRecorder:
         self.write_csv("steps.csv", self.steps)
 
     def write_csv(self, name: str, rows: list[dict]) -> Path:
-        """``rows`` as a CSV table, the columns in order of first appearance (a missing value is empty)."""
+        """``rows`` (already :func:`_clean`) as a CSV table, the columns in order of first appearance (a missing
+        value is empty)."""
         path = self.directory / name
         if self.writes:
             columns = list(dict.fromkeys(key for r in rows for key in r))
             buffer = io.StringIO()
             writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
             writer.writeheader()
-            writer.writerows(_clean(rows))
+            writer.writerows(rows)
             atomic_write_text(path, buffer.getvalue())
         return path
 
@@ -88,4 +89,4 @@ def request_rows(requests, steps: list[int], scores: dict[str, dict[str, dict]])
         for stage, by_record in scores.items():
             row.update({f"{stage}/{key}": value for key, value in by_record.get(request.record_id, {}).items()})
         rows.append(row)
-    return rows
+    return _clean(rows)
