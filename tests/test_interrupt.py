@@ -10,13 +10,20 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
+import pytest
+import torch
+
+from lit_edit.loops.consecutive import ConsecutiveEditingLoop
 from lit_edit.run_state import STATE_FILE, load_run_state
+from lit_edit.signals import interrupts_deferred
 from tests.conftest import ROOT
 
 
@@ -108,3 +115,42 @@ def test_ctrl_c_writes_partial_results_and_the_run_resumes_to_the_uninterrupted_
     b = json.loads(metrics_path.read_text())
     assert "interrupted" not in b and b["n_edits"] == 10
     assert _without_time(a) == _without_time(b)
+
+
+@pytest.fixture
+def ctrl_c_raises():
+    """SIGINT raises KeyboardInterrupt in this process (a background job starts with SIGINT ignored)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_an_interrupt_inside_the_deferred_block_arrives_after_it(ctrl_c_raises):
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with interrupts_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.01)            # a handler would run here, at the next bytecode
+            done.append("the whole block")
+    assert done == ["the whole block"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler   # the previous handler is back
+
+
+def test_an_interrupt_right_after_the_run_state_is_written_reports_that_state(tmp_path, monkeypatch, ctrl_c_raises):
+    """The race a loaded CI machine hit: the signal lands after the file's rename, before ``_saved_at`` moves;
+    the interrupt then named the previous state (1 batch) while the file held 2, and the resume said 2."""
+    def save_then_interrupt(path, state):
+        torch.save(dict(state), path)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr("lit_edit.loops.consecutive.save_run_state", save_then_interrupt)
+    monkeypatch.setattr("lit_edit.loops.consecutive.new_run_state",
+                        lambda batches, fingerprint, module_state: {"batches_done": batches})
+    loop = ConsecutiveEditingLoop.__new__(ConsecutiveEditingLoop)   # only what _save_state reads
+    loop.trainer = SimpleNamespace(is_global_zero=True)
+    loop.steps_done, loop._saved_at, loop._fingerprint, loop.save_seconds = 2, 1, {}, []
+    module = SimpleNamespace(run_state=dict, recorder=SimpleNamespace(directory=tmp_path))
+    with pytest.raises(KeyboardInterrupt):
+        loop._save_state(module)
+    assert torch.load(tmp_path / STATE_FILE)["batches_done"] == 2
+    assert loop._saved_at == 2 and len(loop.save_seconds) == 1

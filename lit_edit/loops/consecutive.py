@@ -34,6 +34,7 @@ from lightning.pytorch.loops import _EvaluationLoop
 from lightning.pytorch.trainer.states import RunningStage, TrainerFn
 
 from lit_edit.run_state import STATE_FILE, check_fingerprint, load_run_state, new_run_state, restore_rng, save_run_state
+from lit_edit.signals import interrupts_deferred
 
 
 class ConsecutiveEditingLoop(_EvaluationLoop):
@@ -125,13 +126,18 @@ class ConsecutiveEditingLoop(_EvaluationLoop):
             raise StopIteration   # ends the loop's batch iteration cleanly
 
     def _save_state(self, module) -> None:
-        """Write the run state into the run folder (rank zero only: every rank holds the same edits)."""
-        if self.trainer.is_global_zero:
-            started = time.perf_counter()
-            state = new_run_state(self.steps_done, self._fingerprint, module.run_state())
-            save_run_state(module.recorder.directory / STATE_FILE, state)
-            self.save_seconds.append(time.perf_counter() - started)
-        self._saved_at = self.steps_done
+        """Write the run state into the run folder (rank zero only: every rank holds the same edits).
+
+        An interrupt waits until the file and ``_saved_at`` agree: one that came between the file's rename and the
+        counter's update would report (and point a resume at) the previous state while the file holds this one.
+        """
+        with interrupts_deferred():
+            if self.trainer.is_global_zero:
+                started = time.perf_counter()
+                state = new_run_state(self.steps_done, self._fingerprint, module.run_state())
+                save_run_state(module.recorder.directory / STATE_FILE, state)
+                self.save_seconds.append(time.perf_counter() - started)
+            self._saved_at = self.steps_done
 
     def run(self):
         try:
