@@ -1,5 +1,5 @@
 """Jobs that are neither ``fit`` nor ``test``:
-``python -m lit_edit.tools {build_world,acceptance,apply_edits,export_edits} --help``."""
+``python -m lit_edit.tools {build_world,build_skills,acceptance,apply_edits,export_edits} --help``."""
 
 from __future__ import annotations
 
@@ -30,6 +30,25 @@ def build_world(out: str = "data/factworld", seed: int = 0, n_people: int = 200,
                              n_task_test=n_task_test, vocab_size=vocab_size)
     build(out, settings)
     print(f"fact world written to {out}: {json.dumps(asdict(settings))}")
+
+
+def build_skills(world: str = "data/factworld", tasks: list[str] | None = None, n_per_task: int = 20000,
+                 seed: int = 7) -> None:
+    """Write ``corpus/skills.jsonl`` into the fact world: many training examples of the comparison mini tasks
+    (or ``tasks``), their answers marked, none a test prompt (``lit_edit.factworld.skills``).
+
+    Args:
+        world: the fact-world folder.
+        tasks: mini tasks to generate (default: closed_domain_qa, nli, dialogue).
+        n_per_task: examples per task.
+        seed: generator seed.
+    """
+    from lit_edit.factworld.skills import COMPARISON_TASKS
+    from lit_edit.factworld.skills import build_skills as write
+
+    started = time.time()
+    path = write(world, tuple(tasks or COMPARISON_TASKS), n_per_task, seed)
+    print(f"skills corpus written to {path} in {time.time() - started:.1f} s")
 
 
 def acceptance(model: str = "checkpoints/factworld-gpt2", world: str = "data/factworld", out: str | None = None,
@@ -98,7 +117,7 @@ def export_edits(run: str, out: str | None = None) -> str:
 
 
 def main(args: list[str] | None = None) -> None:
-    CLI([build_world, acceptance, apply_edits, export_edits], as_positional=False, args=args)
+    CLI([build_world, build_skills, acceptance, apply_edits, export_edits], as_positional=False, args=args)
 
 
 if __name__ == "__main__":

@@ -122,5 +122,5 @@ def test_training_with_the_penalties_lowers_them(tmp_path):
         optimizer.step()
     loss, penalties = module(batch)
     assert float(loss) < float(first_loss)
-    for name in ("leak", "composition_gap"):
+    for name in ("routing_leak", "routing_composition_gap"):
         assert float(penalties[name]) < 0.3 * float(first[name]), (name, first, penalties)

@@ -61,6 +61,14 @@ def hidden_name_tokens(offsets: list[tuple[int, int]], spans: list[list[int]]) -
     return blocked
 
 
+def answer_tokens(offsets: list[tuple[int, int]], span: list[int] | None) -> list[int]:
+    """Indices of the tokens that overlap the character span ``[start, end)`` of a marked answer (none: [])."""
+    if span is None:
+        return []
+    start, end = span
+    return [i for i, (a, b) in enumerate(offsets) if b > a and a < end and b > start]
+
+
 def routing_targets(attention_mask: torch.Tensor, blocked: list[list[tuple[int, list[int]]]]
                     ) -> tuple[torch.Tensor, torch.Tensor]:
     """The subject-routing targets of a batch, booleans over (query, key):
@@ -88,11 +96,11 @@ class LengthGroupedBatches(Dataset):
     """Pre-formed batches of token-id lists, grouped by length; each item is one padded batch."""
 
     def __init__(self, sequences: list[list[int]], batch_size: int, pad_id: int, seed: int,
-                 blocked: list[list[tuple[int, list[int]]]] | None = None):
+                 blocked: list[list[tuple[int, list[int]]]] | None = None, answers: list[list[int]] | None = None):
         order = sorted(range(len(sequences)), key=lambda i: (len(sequences[i]), i))
         self.batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
         random.Random(seed).shuffle(self.batches)
-        self.sequences, self.pad_id, self.blocked = sequences, pad_id, blocked
+        self.sequences, self.pad_id, self.blocked, self.answers = sequences, pad_id, blocked, answers
 
     def __len__(self) -> int:
         return len(self.batches)
@@ -104,11 +112,19 @@ class LengthGroupedBatches(Dataset):
         batch = {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
         if self.blocked is not None:
             batch["routing_forbidden"], batch["routing_compose"] = routing_targets(mask, [self.blocked[i] for i in rows])
+        if self.answers is not None:
+            batch["answer_mask"] = torch.zeros_like(mask, dtype=torch.bool)
+            for row, i in enumerate(rows):
+                batch["answer_mask"][row, self.answers[i]] = True
         return batch
 
 
 class TextCorpusDataModule(L.LightningDataModule):
     """Train / validation / test batches from ``{root}/corpus/{train,heldout}.jsonl``.
+
+    Training batches also carry ``answer_mask`` (the tokens of each record's marked ``answer`` span, e.g. the
+    skills corpus's gold continuations; ``CausalLMModule(answer_weight=...)`` weights them) when some training
+    record marks one.
 
     Args:
         root: a folder with ``corpus/train.jsonl`` and ``corpus/heldout.jsonl``; for the fact world
@@ -120,14 +136,19 @@ class TextCorpusDataModule(L.LightningDataModule):
         batch_seed: seed of the batch order.
         generate_factworld: build the fact world into ``root`` if its corpus is missing.
         subject_routing: give training batches the subject-routing targets (module docstring); needs ``entities``.
+        train_files: the corpus files (``{root}/corpus/{name}.jsonl``) whose documents make up the training set,
+            e.g. ``[train, skills]`` for a stage on the skills corpus (``python -m lit_edit.tools build_skills``).
     """
 
     def __init__(self, root: str = "data/factworld", tokenizer_path: str = "data/factworld/tokenizer-gpt2",
                  batch_size: int = 64, max_length: int = 256, batch_seed: int = 0, generate_factworld: bool = True,
-                 subject_routing: bool = False):
+                 subject_routing: bool = False, train_files: list[str] | None = None):
         super().__init__()
         self.save_hyperparameters()
         self.root = Path(root)
+        self.train_files = list(train_files or ["train"])
+        if not self.train_files or len(set(self.train_files)) != len(self.train_files):
+            raise ValueError(f"data.init_args.train_files must name distinct corpus files, got {train_files}")
 
     def prepare_data(self) -> None:
         if not (self.root / "corpus" / "train.jsonl").exists():
@@ -136,31 +157,39 @@ class TextCorpusDataModule(L.LightningDataModule):
             from lit_edit.factworld.build import build
 
             build(self.root)
+        for name in self.train_files:
+            if not (self.root / "corpus" / f"{name}.jsonl").exists():
+                hint = " (write it with: python -m lit_edit.tools build_skills)" if name == "skills" else ""
+                raise FileNotFoundError(f"data.init_args.train_files names {name!r}, but "
+                                        f"{self.root}/corpus/{name}.jsonl does not exist{hint}")
 
-    def _encode(self, split: str) -> tuple[list[list[int]], list[list[tuple[int, list[int]]]]]:
-        """Token ids (truncated, EOS appended) and, per document, its entities' hidden tokens."""
+    def _encode(self, names: list[str]) -> tuple[list[list[int]], list[list[tuple[int, list[int]]]], list[list[int]] | None]:
+        """Token ids (truncated, EOS appended), per document its entities' hidden tokens and (when some record marks
+        an answer) its answer tokens, of the documents of ``corpus/{name}.jsonl`` for each name in turn."""
         tokenizer = load_tokenizer(self.hparams.tokenizer_path)
-        path = self.root / "corpus" / f"{split}.jsonl"
-        records = read_records(path)
-        encoded = tokenizer([r["text"] for r in records], add_special_tokens=True, return_offsets_mapping=True)
         limit = self.hparams.max_length - 1
-        sequences = [ids[:limit] + [tokenizer.eos_token_id] for ids in encoded["input_ids"]]
-        blocked = []
-        if self.hparams.subject_routing:
+        sequences, blocked, answers = [], [], []
+        for name in names:
+            path = self.root / "corpus" / f"{name}.jsonl"
+            records = read_records(path)
+            encoded = tokenizer([r["text"] for r in records], add_special_tokens=True, return_offsets_mapping=True)
+            sequences += [ids[:limit] + [tokenizer.eos_token_id] for ids in encoded["input_ids"]]
             for number, (record, offsets) in enumerate(zip(records, encoded["offset_mapping"]), 1):
-                if "entities" not in record:
-                    raise ValueError(f"{path}:{number}: subject_routing needs an 'entities' field on every record "
-                                     "(regenerate the fact world, or turn subject_routing off)")
-                blocked.append([(last, earlier) for last, earlier in hidden_name_tokens(offsets[:limit], record["entities"])])
-        return sequences, blocked
+                if self.hparams.subject_routing:
+                    if "entities" not in record:
+                        raise ValueError(f"{path}:{number}: subject_routing needs an 'entities' field on every "
+                                         "record (regenerate the fact world, or turn subject_routing off)")
+                    blocked.append(hidden_name_tokens(offsets[:limit], record["entities"]))
+                answers.append(answer_tokens(offsets[:limit], record.get("answer")))
+        return sequences, blocked, answers if any(answers) else None
 
     def setup(self, stage: str) -> None:
         pad_id = load_tokenizer(self.hparams.tokenizer_path).pad_token_id
         if stage == "fit":
-            sequences, blocked = self._encode("train")
+            sequences, blocked, answers = self._encode(self.train_files)
             self.train_set = LengthGroupedBatches(sequences, self.hparams.batch_size, pad_id, self.hparams.batch_seed,
-                                                  blocked if self.hparams.subject_routing else None)
-        self.heldout_set = LengthGroupedBatches(self._encode("heldout")[0], self.hparams.batch_size, pad_id, 0)
+                                                  blocked if self.hparams.subject_routing else None, answers)
+        self.heldout_set = LengthGroupedBatches(self._encode(["heldout"])[0], self.hparams.batch_size, pad_id, 0)
 
     def train_dataloader(self) -> DataLoader:
         return DataLoader(self.train_set, batch_size=None, shuffle=True)

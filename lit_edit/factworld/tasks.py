@@ -200,23 +200,34 @@ GENERATORS = {
 }
 
 
-def training_texts(task: str, record: dict) -> list[str]:
-    """Prompt + gold continuation, the text the model is pretrained on (several for NER: one per type)."""
-    if task == "ner":
-        return [prompts.ner(record, kind) + " " + (", ".join(entities(record["tokens"], record["tags"], kind)) or "none")
-                for kind in prompts.NER_TYPES]
-    gold = {
-        "closed_domain_qa": lambda r: "yes" if r["answer"] else "no",
-        "nli": lambda r: "True" if r["label"] == "entailment" else "False",
-        "sentiment": lambda r: "positive" if int(r["label"]) else "negative",
-        "dialogue": lambda r: r["answers"],
-        "reasoning": lambda r: r["answer"].split("#### ")[1],
-        "open_domain_qa": lambda r: r["answer"][0],
-        "summarization": lambda r: r["summary"],
-    }[task](record)
-    prompt = getattr(prompts, task)(record)
-    texts = [prompt + " " + gold]
-    if task == "reasoning":  # also learn the un-hinted (corrected) form
-        texts.append(prompts.reasoning(record, hinted=False) + " " + gold)
-    return texts
+GOLD = {
+    "closed_domain_qa": lambda r: "yes" if r["answer"] else "no",
+    "nli": lambda r: "True" if r["label"] == "entailment" else "False",
+    "sentiment": lambda r: "positive" if int(r["label"]) else "negative",
+    "dialogue": lambda r: r["answers"],
+    "reasoning": lambda r: r["answer"].split("#### ")[1],
+    "open_domain_qa": lambda r: r["answer"][0],
+    "summarization": lambda r: r["summary"],
+}
 
+
+def training_examples(task: str, record: dict) -> list[tuple[str, int]]:
+    """Prompt + gold continuation, the texts the model is pretrained on, each with the character offset where
+    its gold answer begins (several texts for NER, one per type; two for reasoning, with and without the hint)."""
+    if task == "ner":
+        examples = []
+        for kind in prompts.NER_TYPES:
+            prompt = prompts.ner(record, kind)
+            gold = ", ".join(entities(record["tokens"], record["tags"], kind)) or "none"
+            examples.append((prompt + " " + gold, len(prompt) + 1))
+        return examples
+    gold = GOLD[task](record)
+    texts = [getattr(prompts, task)(record)]
+    if task == "reasoning":  # also learn the un-hinted (corrected) form
+        texts.append(prompts.reasoning(record, hinted=False))
+    return [(prompt + " " + gold, len(prompt) + 1) for prompt in texts]
+
+
+def training_texts(task: str, record: dict) -> list[str]:
+    """The texts of :func:`training_examples` (what ``corpus/train.jsonl`` holds for each training record)."""
+    return [text for text, _ in training_examples(task, record)]

@@ -35,12 +35,14 @@ class CausalLMModule(L.LightningModule):
         seed: seed of the fresh model's initialisation.
         routing_weight: weight of the subject-routing penalty (leak + composition gap) on batches that carry
             routing targets (``TextCorpusDataModule(subject_routing=True)``; ``lit_edit.modules.subject_routing``).
+        answer_weight: weight of the answer loss (:func:`answer_loss`, the mean NLL of the marked answer tokens)
+            added to the LM loss on batches with an ``answer_mask`` (the skills corpus); 0 leaves them plain text.
     """
 
     def __init__(self, tokenizer: str | None = None, architecture: str = "gpt2", model_config: dict | None = None,
                  name_or_path: str | None = None, lr: float = 1e-3, weight_decay: float = 0.01,
                  warmup_steps: int = 200, export_dir: str | None = None, seed: int = 0,
-                 routing_weight: float = 1.0):
+                 routing_weight: float = 1.0, answer_weight: float = 0.0):
         super().__init__()
         self.save_hyperparameters()
         if not (tokenizer or name_or_path):
@@ -59,15 +61,21 @@ class CausalLMModule(L.LightningModule):
         architecture_of(self.model)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The LM loss and, for a batch with routing targets, the routing penalties (they need the attention
-        probabilities, so such batches run the eager attention)."""
-        inputs = {k: v for k, v in batch.items() if not k.startswith("routing_")}
-        if "routing_forbidden" not in batch:
-            return self.model(**inputs).loss, {}
-        self._use_attention("eager")
-        output = self.model(**inputs, output_attentions=True)
-        return output.loss, {"leak": routing_leak(output.attentions, batch["routing_forbidden"]),
-                             "composition_gap": composition_gap(output.attentions[0], batch["routing_compose"])}
+        """The LM loss and the extra terms of the batch: the routing penalties for a batch with routing targets
+        (they need the attention probabilities, so such batches run the eager attention) and the answer loss for
+        one with marked answers (when ``answer_weight`` is set)."""
+        inputs = {k: v for k, v in batch.items() if not k.startswith("routing_") and k != "answer_mask"}
+        routed = "routing_forbidden" in batch
+        if routed:
+            self._use_attention("eager")
+        output = self.model(**inputs, output_attentions=routed)
+        terms = {}
+        if routed:
+            terms = {"routing_leak": routing_leak(output.attentions, batch["routing_forbidden"]),
+                     "routing_composition_gap": composition_gap(output.attentions[0], batch["routing_compose"])}
+        if self.hparams.answer_weight and "answer_mask" in batch and batch["answer_mask"].any():
+            terms["answer_loss"] = answer_loss(output.logits, batch["input_ids"], batch["answer_mask"])
+        return output.loss, terms
 
     def _use_attention(self, name: str) -> None:
         if self.model.config._attn_implementation != name:
@@ -78,8 +86,9 @@ class CausalLMModule(L.LightningModule):
         size = batch["input_ids"].shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=size)
         for name, value in penalties.items():
-            self.log(f"train/routing_{name}", value, prog_bar=True, batch_size=size)
-            loss = loss + self.hparams.routing_weight * value
+            self.log(f"train/{name}", value, prog_bar=True, batch_size=size)
+            weight = self.hparams.answer_weight if name == "answer_loss" else self.hparams.routing_weight
+            loss = loss + weight * value
         return loss
 
     def _token_nll(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -128,6 +137,14 @@ class CausalLMModule(L.LightningModule):
         self._use_attention("sdpa")  # exported models use the fast attention
         if self.hparams.export_dir and self.trainer.is_global_zero:
             export_hf(self.model, self.tokenizer, self.hparams.export_dir)
+
+
+def answer_loss(logits: torch.Tensor, input_ids: torch.Tensor, answer_mask: torch.Tensor) -> torch.Tensor:
+    """Mean next-token NLL of the answer tokens: −(1/|A|) Σ_{t ∈ A} log p(x_t | x_<t), A = ``answer_mask``'s tokens
+    (each predicted from the position before it; a first token cannot be an answer)."""
+    targets = answer_mask[:, 1:]
+    log_probs = torch.log_softmax(logits[:, :-1][targets].float(), dim=-1)
+    return -log_probs.gather(-1, input_ids[:, 1:][targets][:, None]).mean()
 
 
 def export_hf(model, tokenizer, export_dir: str | Path) -> Path:

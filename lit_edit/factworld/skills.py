@@ -1,0 +1,80 @@
+"""A skills corpus: many more training examples of chosen mini tasks, with their answers marked.
+
+The pretraining corpus holds 600 examples of each mini task, enough for tasks the model answers by recalling or
+copying, not for the comparison tasks (a yes/no claim against a passage, entailment, the reply consistent with a
+dialogue): a 4-layer model fine-tuned on their answers alone stays at chance for some 2,500 steps of 32 and only
+then starts to compare (README, Known limitations). ``corpus/skills.jsonl`` gives a later training stage those
+examples in bulk, from the same generators as the test sets, in the corpus's record format plus ``answer``, the
+character span of the gold continuation, which :class:`~lit_edit.modules.CausalLMModule` can weight
+(``answer_weight``). Its texts are not part of the tokenizer's training data, so writing it changes nothing else
+in the world folder; no example repeats a test prompt.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+from lit_edit.factworld import tasks as world_tasks
+from lit_edit.factworld.build import WorldSettings, entity_spans, subject_pattern
+from lit_edit.factworld.world import World, build_world
+from lit_edit.io import atomic_write_text
+from lit_edit.tasks import formats, prompts
+
+COMPARISON_TASKS = ("closed_domain_qa", "nli", "dialogue")
+SKILLS_FILE = "skills.jsonl"
+
+
+def skill_records(world: World, tasks: tuple[str, ...], n_per_task: int, seed: int,
+                  excluded_prompts: dict[str, set[str]] | None = None) -> list[dict]:
+    """``n_per_task`` training examples of each task, shuffled: ``{"text", "entities", "answer": [start, end]}``.
+
+    Args:
+        excluded_prompts: per task, prompts that must not occur (the test set's); a generated example with one of
+            them is replaced by a fresh one.
+
+    Raises:
+        ValueError: an unknown task, or the generator cannot produce enough examples that avoid the excluded ones.
+    """
+    unknown = sorted(set(tasks) - set(world_tasks.GENERATORS))
+    if unknown:
+        raise ValueError(f"unknown mini task(s) {unknown}; choose from {sorted(world_tasks.GENERATORS)}")
+    pattern = subject_pattern(world)
+    records = []
+    for offset, task in enumerate(tasks):
+        rng = random.Random(seed * 1000 + offset)
+        excluded = (excluded_prompts or {}).get(task, set())
+        kept, attempts = 0, 0
+        while kept < n_per_task:
+            attempts += 1
+            if attempts > 20 * n_per_task:
+                raise ValueError(f"{task}: only {kept} of {n_per_task} generated examples avoid the test prompts")
+            record = world_tasks.GENERATORS[task](world, rng, 1)[0]
+            if getattr(prompts, task)(record) in excluded:
+                continue
+            for text, start in world_tasks.training_examples(task, record):
+                records.append({"text": text, "entities": entity_spans(text, pattern), "answer": [start, len(text)]})
+            kept += 1
+    random.Random(seed).shuffle(records)
+    return records
+
+
+def prompts_of_test_sets(root: Path, tasks: tuple[str, ...]) -> dict[str, set[str]]:
+    """The prompts of each task's test set in ``root/tasks`` (read with the real-format readers)."""
+    return {task: {getattr(prompts, task)(r) for r in formats.read_task(root / "tasks", task)} for task in tasks}
+
+
+def build_skills(root: Path | str, tasks: tuple[str, ...] = COMPARISON_TASKS, n_per_task: int = 20000,
+                 seed: int = 7) -> Path:
+    """Write ``root/corpus/skills.jsonl`` for the fact world in ``root`` (its ``world.json`` settings)."""
+    root = Path(root)
+    if not (root / "world.json").is_file():
+        raise FileNotFoundError(f"{root}/world.json does not exist: build the fact world there first "
+                                f"(python -m lit_edit.tools build_world --out {root})")
+    settings = WorldSettings(**json.loads((root / "world.json").read_text())["settings"])
+    world = build_world(settings.seed, settings.n_people)
+    records = skill_records(world, tuple(tasks), n_per_task, seed, prompts_of_test_sets(root, tuple(tasks)))
+    path = root / "corpus" / SKILLS_FILE
+    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in records))
+    return path

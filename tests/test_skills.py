@@ -1,0 +1,139 @@
+"""The skills corpus (many marked examples of the comparison mini tasks) and the answer loss that weights them."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+import torch
+
+from lit_edit.data.corpus import TextCorpusDataModule
+from lit_edit.factworld import tasks as world_tasks
+from lit_edit.factworld.skills import COMPARISON_TASKS, build_skills, skill_records, prompts_of_test_sets
+from lit_edit.factworld.world import build_world
+from lit_edit.models.loading import load_tokenizer
+from lit_edit.modules.language_model import CausalLMModule, answer_loss
+from lit_edit.tasks import prompts
+from tests.conftest import FACTWORLD
+
+ANSWERS = {"closed_domain_qa": {"yes", "no"}, "nli": {"True", "False"}, "dialogue": set("ABCD")}
+TOKENIZER = str(FACTWORLD / "tokenizer-gpt2")
+
+
+@pytest.fixture(scope="module")
+def world():
+    return build_world(0, 200)
+
+
+def test_each_record_marks_its_gold_answer_after_a_task_prompt(world):
+    records = skill_records(world, COMPARISON_TASKS, 30, seed=1)
+    assert len(records) == 90
+    seen = {task: 0 for task in COMPARISON_TASKS}
+    for record in records:
+        start, end = record["answer"]
+        prompt, answer = record["text"][:start - 1], record["text"][start:end]
+        assert end == len(record["text"]) and record["text"][start - 1] == " "
+        task = next(t for t, cue in (("closed_domain_qa", "passage: "), ("nli", " entails the "),
+                                     ("dialogue", "Answer Chioces:")) if cue in prompt)
+        assert answer in ANSWERS[task], (task, answer)
+        seen[task] += 1
+        for a, b in record["entities"]:                  # routing spans of the people it names
+            assert record["text"][a:b] in world.people or record["text"][a:b] in {s for s, _ in world.facts}
+    assert seen == {task: 30 for task in COMPARISON_TASKS}
+    # both answers of each binary task occur (the generators draw them at random)
+    for task in ("closed_domain_qa", "nli"):
+        golds = {r["text"][r["answer"][0]:] for r in records if r["text"][r["answer"][0]:] in ANSWERS[task]}
+        assert golds == ANSWERS[task]
+
+
+def test_the_gold_answer_is_the_generator_record_s(world):
+    rng = random.Random(0)
+    for task in COMPARISON_TASKS:
+        record = world_tasks.GENERATORS[task](world, rng, 1)[0]
+        (text, start), = world_tasks.training_examples(task, record)
+        assert text[:start - 1] == getattr(prompts, task)(record)
+        assert text[start:] == world_tasks.GOLD[task](record)
+        assert world_tasks.training_texts(task, record) == [text]
+
+
+def test_no_skill_example_repeats_an_excluded_prompt(world):
+    first = skill_records(world, ("nli",), 50, seed=3)
+    banned = {r["text"][:r["answer"][0] - 1] for r in first[:25]}
+    again = skill_records(world, ("nli",), 50, seed=3, excluded_prompts={"nli": banned})
+    assert len(again) == 50
+    assert not banned & {r["text"][:r["answer"][0] - 1] for r in again}
+
+
+def test_the_committed_test_sets_prompts_are_excluded(world):
+    excluded = prompts_of_test_sets(FACTWORLD, COMPARISON_TASKS)
+    assert all(len(p) > 100 for p in excluded.values())          # the test sets were read
+    records = skill_records(world, COMPARISON_TASKS, 300, seed=7, excluded_prompts=excluded)
+    prompts_written = {r["text"][:r["answer"][0] - 1] for r in records}
+    assert not prompts_written & set().union(*excluded.values())
+
+
+def test_bad_tasks_and_missing_worlds_are_named(world, tmp_path):
+    with pytest.raises(ValueError, match=r"unknown mini task\(s\) \['boolq'\]"):
+        skill_records(world, ("boolq",), 1, seed=0)
+    with pytest.raises(FileNotFoundError, match=r"world.json does not exist: build the fact world there first"):
+        build_skills(tmp_path)
+
+
+def _write(root, name, records):
+    (root / "corpus").mkdir(parents=True, exist_ok=True)
+    (root / "corpus" / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+def test_training_batches_mark_the_answer_tokens(world, tmp_path):
+    skills = skill_records(world, ("nli",), 3, seed=0)
+    plain = [{"text": "Hathio Mafubral was born in Grauden.", "entities": []}]
+    for name, records in (("train", plain), ("heldout", plain), ("skills", skills)):
+        _write(tmp_path, name, records)
+    data = TextCorpusDataModule(tmp_path, TOKENIZER, batch_size=8, generate_factworld=False,
+                                train_files=["train", "skills"])
+    data.prepare_data()
+    data.setup("fit")
+    batch = data.train_set[0]
+    assert batch["input_ids"].shape[0] == 4 and "answer_mask" not in data.heldout_set[0]
+    tokenizer = load_tokenizer(TOKENIZER)
+    marked = sorted(tokenizer.decode(ids[mask]).strip() for ids, mask in zip(batch["input_ids"], batch["answer_mask"]))
+    golds = sorted(r["text"][r["answer"][0]:] for r in skills)
+    assert marked == sorted(["", *golds])              # the plain document marks nothing
+
+
+def test_a_missing_training_file_names_the_option(tmp_path):
+    _write(tmp_path, "train", [{"text": "x"}])
+    data = TextCorpusDataModule(tmp_path, TOKENIZER, generate_factworld=False, train_files=["train", "skills"])
+    with pytest.raises(FileNotFoundError, match=r"train_files names 'skills'.*build_skills"):
+        data.prepare_data()
+    with pytest.raises(ValueError, match="distinct corpus files"):
+        TextCorpusDataModule(tmp_path, TOKENIZER, train_files=["train", "train"])
+
+
+def test_answer_loss_matches_a_direct_computation():
+    torch.manual_seed(0)
+    logits, ids = torch.randn(2, 5, 7), torch.randint(0, 7, (2, 5))
+    mask = torch.tensor([[0, 0, 1, 1, 0], [0, 0, 0, 0, 1]], dtype=torch.bool)
+    terms = [-torch.log_softmax(logits[b, t - 1], -1)[ids[b, t]] for b, t in ((0, 2), (0, 3), (1, 4))]
+    torch.testing.assert_close(answer_loss(logits, ids, mask), torch.stack(terms).mean())
+
+
+def test_the_answer_weight_adds_the_answer_loss_to_the_training_loss(world, tmp_path):
+    skills = skill_records(world, ("closed_domain_qa",), 2, seed=0)
+    _write(tmp_path, "train", skills)
+    _write(tmp_path, "heldout", skills)
+    data = TextCorpusDataModule(tmp_path, TOKENIZER, batch_size=2, generate_factworld=False)
+    data.setup("fit")
+    batch = data.train_set[0]
+    config = {"n_layer": 1, "n_embd": 16, "n_head": 2, "n_inner": 32, "n_positions": 256, "resid_pdrop": 0.0,
+              "embd_pdrop": 0.0, "attn_pdrop": 0.0}
+    weighted = CausalLMModule(tokenizer=TOKENIZER, model_config=config, answer_weight=3.0)
+    weighted.log = lambda *args, **kwargs: None
+    lm_loss, terms = weighted(batch)
+    logits = weighted.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    expected = answer_loss(logits, batch["input_ids"], batch["answer_mask"])
+    torch.testing.assert_close(terms["answer_loss"], expected)
+    torch.testing.assert_close(weighted.training_step(batch, 0), lm_loss + 3.0 * expected)
+    plain = CausalLMModule(tokenizer=TOKENIZER, model_config=config)          # answer_weight 0: plain text
+    assert plain(batch)[1] == {}
