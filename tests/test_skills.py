@@ -10,7 +10,7 @@ import torch
 
 from lit_edit.data.corpus import TextCorpusDataModule
 from lit_edit.factworld import tasks as world_tasks
-from lit_edit.factworld.skills import COMPARISON_TASKS, build_skills, skill_records, prompts_of_test_sets
+from lit_edit.factworld.skills import COMPARISON_TASKS, build_skills, prompts_of_test_sets, skill_records
 from lit_edit.factworld.world import build_world
 from lit_edit.models.loading import load_tokenizer
 from lit_edit.modules.language_model import CausalLMModule, answer_loss
