@@ -17,8 +17,9 @@ import random
 from pathlib import Path
 
 from lit_edit.factworld import tasks as world_tasks
-from lit_edit.factworld.build import WorldSettings, entity_spans, subject_pattern
-from lit_edit.factworld.world import World, build_world
+from lit_edit.factworld.acceptance import load_world
+from lit_edit.factworld.build import entity_spans, subject_pattern
+from lit_edit.factworld.world import World
 from lit_edit.io import atomic_write_text
 from lit_edit.tasks import formats, prompts
 
@@ -67,13 +68,12 @@ def prompts_of_test_sets(root: Path, tasks: tuple[str, ...]) -> dict[str, set[st
 
 def build_skills(root: Path | str, tasks: tuple[str, ...] = COMPARISON_TASKS, n_per_task: int = 20000,
                  seed: int = 7) -> Path:
-    """Write ``root/corpus/skills.jsonl`` for the fact world in ``root`` (its ``world.json`` settings)."""
+    """Write ``root/corpus/skills.jsonl`` for the fact world in ``root`` (its ``world.json``)."""
     root = Path(root)
     if not (root / "world.json").is_file():
         raise FileNotFoundError(f"{root}/world.json does not exist: build the fact world there first "
                                 f"(python -m lit_edit.tools build_world --out {root})")
-    settings = WorldSettings(**json.loads((root / "world.json").read_text())["settings"])
-    world = build_world(settings.seed, settings.n_people)
+    world = load_world(root)
     records = skill_records(world, tuple(tasks), n_per_task, seed, prompts_of_test_sets(root, tuple(tasks)))
     path = root / "corpus" / SKILLS_FILE
     atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in records))
