@@ -33,8 +33,8 @@ def build_world(out: str = "data/factworld", seed: int = 0, n_people: int = 200,
 
 
 def build_skills(world: str = "data/factworld", tasks: list[str] | None = None, n_per_task: int = 20000,
-                 seed: int = 7) -> None:
-    """Write ``corpus/skills.jsonl`` into the fact world: many training examples of the comparison mini tasks
+                 seed: int = 7, name: str = "skills") -> None:
+    """Write ``corpus/{name}.jsonl`` into the fact world: many training examples of the comparison mini tasks
     (or ``tasks``), their answers marked, none a test prompt (``lit_edit.factworld.skills``).
 
     Args:
@@ -42,12 +42,13 @@ def build_skills(world: str = "data/factworld", tasks: list[str] | None = None, 
         tasks: mini tasks to generate (default: closed_domain_qa, nli, dialogue).
         n_per_task: examples per task.
         seed: generator seed.
+        name: the file's name in ``corpus/`` (a fit config lists it in ``data.init_args.train_files``).
     """
     from lit_edit.factworld.skills import COMPARISON_TASKS
     from lit_edit.factworld.skills import build_skills as write
 
     started = time.time()
-    path = write(world, tuple(tasks or COMPARISON_TASKS), n_per_task, seed)
+    path = write(world, tuple(tasks or COMPARISON_TASKS), n_per_task, seed, name)
     print(f"skills corpus written to {path} in {time.time() - started:.1f} s")
 
 

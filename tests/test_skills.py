@@ -14,7 +14,7 @@ from lit_edit.factworld.skills import COMPARISON_TASKS, build_skills, prompts_of
 from lit_edit.factworld.world import build_world
 from lit_edit.models.loading import load_tokenizer
 from lit_edit.modules.language_model import CausalLMModule, answer_loss
-from lit_edit.tasks import prompts
+from lit_edit.tasks import formats, prompts
 from tests.conftest import FACTWORLD
 
 ANSWERS = {"closed_domain_qa": {"yes", "no"}, "nli": {"True", "False"}, "dialogue": set("ABCD")}
@@ -78,6 +78,27 @@ def test_bad_tasks_and_missing_worlds_are_named(world, tmp_path):
         skill_records(world, ("boolq",), 1, seed=0)
     with pytest.raises(FileNotFoundError, match=r"world.json does not exist: build the fact world there first"):
         build_skills(tmp_path)
+
+
+def test_a_named_skills_file_is_written_beside_the_corpus_and_reserved_names_are_refused(tmp_path):
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "world.json").write_text((FACTWORLD / "world.json").read_text())
+    (tmp_path / "tasks").symlink_to(FACTWORLD / "tasks")
+    path = build_skills(tmp_path, ("reasoning",), 4, seed=0, name="skills_reasoning")
+    assert path == tmp_path / "corpus" / "skills_reasoning.jsonl"
+    texts = [json.loads(line)["text"] for line in path.read_text().splitlines()]
+    assert len(texts) == 8                    # each reasoning example twice: with and without the solution
+    assert not (tmp_path / "corpus" / "skills.jsonl").exists()
+    for bad in ("train", "heldout", "../train", ""):
+        with pytest.raises(ValueError, match="skills file name"):
+            build_skills(tmp_path, ("reasoning",), 1, seed=0, name=bad)
+
+
+def test_reasoning_skills_avoid_the_test_questions_in_both_prompt_forms(world):
+    excluded = prompts_of_test_sets(FACTWORLD, ("reasoning",))
+    test_questions = {r["question"] for r in formats.read_task(FACTWORLD / "tasks", "reasoning")}
+    records = skill_records(world, ("reasoning",), 400, seed=7, excluded_prompts=excluded)
+    assert not any(question in r["text"] for r in records for question in test_questions)
 
 
 def _write(root, name, records):

@@ -159,7 +159,8 @@ class TextCorpusDataModule(L.LightningDataModule):
             build(self.root)
         for name in self.train_files:
             if not (self.root / "corpus" / f"{name}.jsonl").exists():
-                hint = " (write it with: python -m lit_edit.tools build_skills)" if name == "skills" else ""
+                hint = "" if name == "train" else f" (a skills file? write it with: python -m lit_edit.tools " \
+                                                   f"build_skills --name {name})"
                 raise FileNotFoundError(f"data.init_args.train_files names {name!r}, but "
                                         f"{self.root}/corpus/{name}.jsonl does not exist{hint}")
 

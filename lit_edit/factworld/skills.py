@@ -24,7 +24,8 @@ from lit_edit.io import atomic_write_text
 from lit_edit.tasks import formats, prompts
 
 COMPARISON_TASKS = ("closed_domain_qa", "nli", "dialogue")
-SKILLS_FILE = "skills.jsonl"
+SKILLS_NAME = "skills"                     # corpus/skills.jsonl, named in a fit config's data.init_args.train_files
+RESERVED_NAMES = frozenset({"train", "heldout"})
 
 
 def skill_records(world: World, tasks: tuple[str, ...], n_per_task: int, seed: int,
@@ -67,14 +68,21 @@ def prompts_of_test_sets(root: Path, tasks: tuple[str, ...]) -> dict[str, set[st
 
 
 def build_skills(root: Path | str, tasks: tuple[str, ...] = COMPARISON_TASKS, n_per_task: int = 20000,
-                 seed: int = 7) -> Path:
-    """Write ``root/corpus/skills.jsonl`` for the fact world in ``root`` (its ``world.json``)."""
+                 seed: int = 7, name: str = SKILLS_NAME) -> Path:
+    """Write ``root/corpus/{name}.jsonl`` for the fact world in ``root`` (its ``world.json``).
+
+    Raises:
+        ValueError: ``name`` is one of the world's own corpus files (``train``, ``heldout``) or not a plain name.
+    """
+    if name in RESERVED_NAMES or not name.replace("_", "").replace("-", "").isalnum():
+        raise ValueError(f"skills file name {name!r}: choose a plain name (letters, digits, '_' or '-') other than "
+                         f"{sorted(RESERVED_NAMES)}, the world's own corpus files")
     root = Path(root)
     if not (root / "world.json").is_file():
         raise FileNotFoundError(f"{root}/world.json does not exist: build the fact world there first "
                                 f"(python -m lit_edit.tools build_world --out {root})")
     world = load_world(root)
     records = skill_records(world, tuple(tasks), n_per_task, seed, prompts_of_test_sets(root, tuple(tasks)))
-    path = root / "corpus" / SKILLS_FILE
+    path = root / "corpus" / f"{name}.jsonl"
     atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in records))
     return path
