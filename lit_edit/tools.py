@@ -73,7 +73,9 @@ def acceptance(model: str = "checkpoints/factworld-gpt2", world: str = "data/fac
                 "heldout_perplexity"):
         print(f"{key:32s} {report[key]:.4f}")
     for task, r in report["tasks"].items():
-        extra = f"  (unhinted {r['score_unhinted']:.3f})" if "score_unhinted" in r else ""
+        extra = f"  p {r['p_value']:.1e}" if "p_value" in r else ""
+        if "score_unhinted" in r:
+            extra += f"  (unhinted {r['score_unhinted']:.3f}, p {r['p_value_unhinted']:.1e})"
         print(f"{task:18s} {r['metric']:12s} {r['score']:.3f}  chance {r['chance']:.3f}{extra}")
     if out:
         atomic_write_text(out, json.dumps(report, indent=2))

@@ -72,3 +72,16 @@ def test_subject_patching_probe_moves_answers_when_it_patches_where_the_fact_is_
     assert at_last_token[-1] >= 0.95
     assert min(at_subject[:2]) >= 0.9
     assert max(at_subject[2:]) <= 0.1
+
+
+def test_binomial_tail_matches_a_direct_sum_and_refuses_impossible_counts():
+    from math import comb
+
+    from lit_edit.factworld.acceptance import binomial_upper_tail
+
+    for n, correct, chance in [(3, 2, 0.5), (10, 7, 0.58), (40, 0, 0.3), (40, 40, 0.9), (200, 150, 0.58)]:
+        direct = sum(comb(n, i) * chance ** i * (1 - chance) ** (n - i) for i in range(correct, n + 1))
+        assert binomial_upper_tail(n, correct, chance) == pytest.approx(direct, rel=1e-9, abs=1e-300)
+    assert binomial_upper_tail(3, 2, 0.5) == pytest.approx(0.5)          # (3 + 1) / 8 by hand
+    with pytest.raises(ValueError, match="between 0 and n=5"):
+        binomial_upper_tail(5, 6, 0.5)

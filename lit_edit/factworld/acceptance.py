@@ -53,6 +53,20 @@ def heldout_perplexity(model, tokenizer, texts: list[str], batch_size: int = 64)
     return math.exp(total_nll / max(total_tokens, 1))
 
 
+def binomial_upper_tail(n: int, correct: int, chance: float) -> float:
+    """P(X >= correct) for X ~ Binomial(n, chance): the one-sided p-value of ``correct`` right answers out of ``n``
+    when each is right with probability ``chance`` (a model answering at the majority-class rate). Summed exactly
+    in log space, so small tails do not underflow to a wrong 0 before they are tiny."""
+    if not 0 <= correct <= n:
+        raise ValueError(f"correct answers must be between 0 and n={n}, got {correct}")
+    if chance <= 0.0 or chance >= 1.0:
+        return float(correct <= n * chance) if chance >= 1.0 else float(correct == 0)
+    log_terms = [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1)
+                 + i * math.log(chance) + (n - i) * math.log1p(-chance) for i in range(correct, n + 1)]
+    peak = max(log_terms)
+    return min(1.0, math.exp(peak) * sum(math.exp(t - peak) for t in log_terms))
+
+
 def _f1(tp: int, fp: int, fn: int) -> float:
     return 2 * tp / max(2 * tp + fp + fn, 1)
 
@@ -100,9 +114,12 @@ def score_task(model, tokenizer, task: str, records: list[dict], rng: random.Ran
                      for r, o in zip(records, shuffled)) / len(records)
         return {"metric": "exact_match", "score": scores[0], "chance": chance}
     majority = Counter(str(parsing.gold_label(task, r)) for r in records).most_common(1)[0][1] / len(records)
-    result = {"metric": "accuracy", "score": scores[0], "chance": majority}
+    n = len(records)
+    result = {"metric": "accuracy", "score": scores[0], "chance": majority, "n": n,
+              "p_value": binomial_upper_tail(n, round(scores[0] * n), majority)}
     if task == "reasoning":
         result["score_unhinted"] = scores[1]
+        result["p_value_unhinted"] = binomial_upper_tail(n, round(scores[1] * n), majority)
     return result
 
 
