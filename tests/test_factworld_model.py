@@ -34,14 +34,30 @@ def test_fact_recall_on_training_templates(folder, model_type):
     assert recall_accuracy(model, tokenizer, fact_questions(load_world(FACTWORLD), heldout=False)) >= 0.95
 
 
-# The comparison tasks (closed_domain_qa, nli, dialogue) are at chance level so far (README, Known limitations).
-@pytest.mark.parametrize("task", ["sentiment", "reasoning", "open_domain_qa", "summarization", "ner"])
-def test_mini_tasks_beat_chance_on_a_sample(shipped, task):
+AT_CHANCE = pytest.mark.xfail(strict=True, reason="BoolQ and RTE are still at chance (README, Known limitations 4)")
+MINI_TASKS = ["sentiment", "reasoning", "open_domain_qa", "summarization", "ner", "dialogue",
+              pytest.param("closed_domain_qa", marks=AT_CHANCE), pytest.param("nli", marks=AT_CHANCE)]
+
+
+ACCURACY_TASKS = {"sentiment", "reasoning", "closed_domain_qa", "nli", "dialogue"}
+
+
+@pytest.mark.parametrize("task", MINI_TASKS)
+def test_mini_tasks_clearly_beat_chance(shipped, task):
+    """An accuracy task beats its majority class with a one-sided binomial p-value below 1e-3 on all 200 test
+    examples (reasoning: with and without the solution in the prompt); the others, whose chance is a shuffled
+    reference, by 0.2 on a sample."""
     model, tokenizer = shipped
+    records = formats.read_task(FACTWORLD / "tasks", task)
     short_answers = parsing.MAX_NEW_TOKENS[task] <= 5      # cheap to score on more examples
-    records = formats.read_task(FACTWORLD / "tasks", task)[:200 if short_answers else 60]
-    result = score_task(model, tokenizer, task, records, random.Random(0))
-    assert result["score"] >= result["chance"] + 0.2, result
+    sample = records if task in ACCURACY_TASKS or short_answers else records[:60]
+    result = score_task(model, tokenizer, task, sample, random.Random(0))
+    if task in ACCURACY_TASKS:
+        assert result["n"] == 200 and result["p_value"] < 1e-3, result
+        if task == "reasoning":
+            assert result["p_value_unhinted"] < 1e-3, result
+    else:
+        assert result["score"] >= result["chance"] + 0.2, result
 
 
 @pytest.mark.slow
