@@ -37,8 +37,6 @@ def test_fact_recall_on_training_templates(folder, model_type):
 AT_CHANCE = pytest.mark.xfail(strict=True, reason="BoolQ and RTE are still at chance (README, Known limitations 4)")
 MINI_TASKS = ["sentiment", "reasoning", "open_domain_qa", "summarization", "ner", "dialogue",
               pytest.param("closed_domain_qa", marks=AT_CHANCE), pytest.param("nli", marks=AT_CHANCE)]
-
-
 ACCURACY_TASKS = {"sentiment", "reasoning", "closed_domain_qa", "nli", "dialogue"}
 
 
@@ -95,7 +93,8 @@ def test_binomial_tail_matches_a_direct_sum_and_refuses_impossible_counts():
 
     from lit_edit.factworld.acceptance import binomial_upper_tail
 
-    for n, correct, chance in [(3, 2, 0.5), (10, 7, 0.58), (40, 0, 0.3), (40, 40, 0.9), (200, 150, 0.58)]:
+    for n, correct, chance in [(3, 2, 0.5), (10, 7, 0.58), (40, 0, 0.3), (40, 40, 0.9), (200, 150, 0.58),
+                               (5, 0, 0.0), (5, 1, 0.0), (5, 5, 1.0)]:
         direct = sum(comb(n, i) * chance ** i * (1 - chance) ** (n - i) for i in range(correct, n + 1))
         assert binomial_upper_tail(n, correct, chance) == pytest.approx(direct, rel=1e-9, abs=1e-300)
     assert binomial_upper_tail(3, 2, 0.5) == pytest.approx(0.5)          # (3 + 1) / 8 by hand

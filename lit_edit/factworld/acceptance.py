@@ -55,12 +55,15 @@ def heldout_perplexity(model, tokenizer, texts: list[str], batch_size: int = 64)
 
 def binomial_upper_tail(n: int, correct: int, chance: float) -> float:
     """P(X >= correct) for X ~ Binomial(n, chance): the one-sided p-value of ``correct`` right answers out of ``n``
-    when each is right with probability ``chance`` (a model answering at the majority-class rate). Summed exactly
-    in log space, so small tails do not underflow to a wrong 0 before they are tiny."""
+    when each is right with probability ``chance`` (a model answering at the majority-class rate). The terms
+    C(n, i) chance^i (1 - chance)^(n - i) are summed in log space, relative to the largest, so no binomial
+    coefficient overflows for large n."""
     if not 0 <= correct <= n:
         raise ValueError(f"correct answers must be between 0 and n={n}, got {correct}")
-    if chance <= 0.0 or chance >= 1.0:
-        return float(correct <= n * chance) if chance >= 1.0 else float(correct == 0)
+    if chance >= 1.0:
+        return 1.0
+    if chance <= 0.0:
+        return float(correct == 0)
     log_terms = [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1)
                  + i * math.log(chance) + (n - i) * math.log1p(-chance) for i in range(correct, n + 1)]
     peak = max(log_terms)
