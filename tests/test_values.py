@@ -64,6 +64,17 @@ def test_optimisation_lowers_the_loss_and_respects_the_clamp(model_and_tokenizer
     assert (delta_norm <= 0.75 * result.initial_outputs.norm(dim=1) + 1e-6).all()
 
 
+def test_parameters_get_no_gradient_and_stay_unchanged(model_and_tokenizer):
+    """Only δ is differentiated: a model whose parameters require grad (as loaded) gets no ``.grad`` from value
+    optimisation and keeps its weights."""
+    model, tokenizer = model_and_tokenizer
+    assert all(p.requires_grad for p in model.parameters())
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    optimize_values(model, tokenizer, _module(model, "block"), TARGETS, ValueHyperparams(steps=3, lr=0.01), TEMPLATES)
+    assert all(p.grad is None for p in model.parameters())
+    assert all(torch.equal(p, before[name]) for name, p in model.named_parameters())
+
+
 def test_the_first_template_must_be_the_bare_prompt(model_and_tokenizer):
     model, tokenizer = model_and_tokenizer
     with pytest.raises(ValueError, match="bare"):

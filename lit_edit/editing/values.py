@@ -191,8 +191,9 @@ def optimize_values(model, tokenizer, module: str, targets: Sequence[ValueTarget
             active &= loss >= hp.stop_loss
         if step == hp.steps - 1 or not active.any():
             break
-        optimizer.zero_grad()
-        loss[active].sum().backward()
+        # the gradient of δ alone: no parameter gradients are computed or accumulated, whether or not the
+        # model's parameters require grad
+        (delta.grad,) = torch.autograd.grad(loss[active].sum(), [delta])
         frozen = delta.detach()[~active].clone()
         optimizer.step()
         with torch.no_grad():
