@@ -10,6 +10,7 @@ import torch
 
 from lit_edit.data.corpus import TextCorpusDataModule
 from lit_edit.factworld import tasks as world_tasks
+from lit_edit.factworld.render import statement
 from lit_edit.factworld.skills import COMPARISON_TASKS, build_skills, prompts_of_test_sets, skill_records
 from lit_edit.factworld.world import build_world
 from lit_edit.models.loading import load_tokenizer
@@ -71,6 +72,40 @@ def test_the_committed_test_sets_prompts_are_excluded(world):
     records = skill_records(world, COMPARISON_TASKS, 300, seed=7, excluded_prompts=excluded)
     prompts_written = {r["text"][:r["answer"][0] - 1] for r in records}
     assert not prompts_written & set().union(*excluded.values())
+
+
+def test_direct_variants_answer_by_the_one_statement_they_give(world):
+    """The direct BoolQ/RTE records: the passage (premise) is the true statement of one fact; the gold answer is
+    yes (entailment) exactly when the claim (hypothesis) gives that fact's object."""
+    rng = random.Random(5)
+    relations = world_tasks.PERSON_RELATIONS
+    boolq = world_tasks.closed_domain_qa_direct(world, rng, 300)
+    for r in boolq:
+        assert any(r["passage"] == statement(x.train_statements[0], r["title"], world.object_of(r["title"], x.name))
+                   for x in relations)
+        assert r["answer"] == (r["question"].lower() == "is it true that " + r["passage"][:-1].lower())
+    assert {r["answer"] for r in boolq} == {True, False}
+    assert 0.2 < sum(r["title"] in r["question"] for r in boolq) / len(boolq) < 0.5      # a third keep the casing
+    premises = {statement(x.train_statements[0], p, world.object_of(p, x.name)): (p, x)
+                for p in world.people for x in relations}
+    rte = world_tasks.nli_direct(world, rng, 300)
+    same_wording = 0
+    for r in rte:
+        person, relation = premises[r["sentence1"]]
+        truth = world.object_of(person, relation.name)
+        entailed = r["sentence2"] in {statement(t, person, truth) for t in relation.train_statements[:2]}
+        assert entailed == (r["label"] == "entailment")
+        same_wording += r["sentence2"].startswith(relation.train_statements[0].format(person) + " ")
+    assert {r["label"] for r in rte} == {"entailment", "not_entailment"}
+    assert 0.2 < same_wording / len(rte) < 0.5
+    # through the skills corpus they take their task's prompt and answer words
+    records = skill_records(world, ("closed_domain_qa_direct", "nli_direct"), 20, seed=2,
+                            excluded_prompts=prompts_of_test_sets(FACTWORLD, ("closed_domain_qa_direct",)))
+    assert len(records) == 40
+    for record in records:
+        start = record["answer"][0]
+        prompt, answer = record["text"][:start - 1], record["text"][start:]
+        assert answer in (ANSWERS["closed_domain_qa"] if prompt.startswith("Please answer") else ANSWERS["nli"])
 
 
 def test_bad_tasks_and_missing_worlds_are_named(world, tmp_path):

@@ -33,38 +33,49 @@ def skill_records(world: World, tasks: tuple[str, ...], n_per_task: int, seed: i
     """``n_per_task`` training examples of each task, shuffled: ``{"text", "entities", "answer": [start, end]}``.
 
     Args:
+        tasks: mini tasks (``tasks.GENERATORS``) or direct variants (``tasks.DIRECT_VARIANTS``: the comparison with
+            only the relevant statement in the passage, written in their task's format and prompt).
         excluded_prompts: per task, prompts that must not occur (the test set's); a generated example with one of
             them is replaced by a fresh one.
 
     Raises:
         ValueError: an unknown task, or the generator cannot produce enough examples that avoid the excluded ones.
     """
-    unknown = sorted(set(tasks) - set(world_tasks.GENERATORS))
+    generators = {**world_tasks.GENERATORS, **{name: gen for name, (_, gen) in world_tasks.DIRECT_VARIANTS.items()}}
+    unknown = sorted(set(tasks) - set(generators))
     if unknown:
-        raise ValueError(f"unknown mini task(s) {unknown}; choose from {sorted(world_tasks.GENERATORS)}")
+        raise ValueError(f"unknown mini task(s) {unknown}; choose from {sorted(generators)}")
     pattern = subject_pattern(world)
     records = []
     for offset, task in enumerate(tasks):
         rng = random.Random(seed * 1000 + offset)
-        excluded = (excluded_prompts or {}).get(task, set())
+        base = base_task(task)
+        excluded = (excluded_prompts or {}).get(base, set())
         kept, attempts = 0, 0
         while kept < n_per_task:
             attempts += 1
             if attempts > 20 * n_per_task:
                 raise ValueError(f"{task}: only {kept} of {n_per_task} generated examples avoid the test prompts")
-            record = world_tasks.GENERATORS[task](world, rng, 1)[0]
-            if getattr(prompts, task)(record) in excluded:
+            record = generators[task](world, rng, 1)[0]
+            if getattr(prompts, base)(record) in excluded:
                 continue
-            for text, start in world_tasks.training_examples(task, record):
+            for text, start in world_tasks.training_examples(base, record):
                 records.append({"text": text, "entities": entity_spans(text, pattern), "answer": [start, len(text)]})
             kept += 1
     random.Random(seed).shuffle(records)
     return records
 
 
+def base_task(task: str) -> str:
+    """The mini task whose format and prompt ``task`` uses (itself, or a direct variant's task)."""
+    return world_tasks.DIRECT_VARIANTS[task][0] if task in world_tasks.DIRECT_VARIANTS else task
+
+
 def prompts_of_test_sets(root: Path, tasks: tuple[str, ...]) -> dict[str, set[str]]:
-    """The prompts of each task's test set in ``root/tasks`` (read with the real-format readers)."""
-    return {task: {getattr(prompts, task)(r) for r in formats.read_task(root / "tasks", task)} for task in tasks}
+    """The prompts of each task's test set in ``root/tasks`` (read with the real-format readers); a direct
+    variant is checked against its task's test set."""
+    return {task: {getattr(prompts, task)(r) for r in formats.read_task(root / "tasks", task)}
+            for task in dict.fromkeys(base_task(t) for t in tasks)}
 
 
 def build_skills(root: Path | str, tasks: tuple[str, ...] = COMPARISON_TASKS, n_per_task: int = 20000,

@@ -60,6 +60,41 @@ def nli(world: World, rng: random.Random, n: int) -> list[dict]:
     return records
 
 
+def closed_domain_qa_direct(world: World, rng: random.Random, n: int) -> list[dict]:
+    """BoolQ records whose passage is only the statement the claim is about, in the claim's own wording; a third
+    of the questions keep the passage's casing. The comparison without the search: a training warm-up (skills
+    corpus), never a test set."""
+    records = []
+    for _ in range(n):
+        person = rng.choice(world.people)
+        relation = rng.choice(PERSON_RELATIONS)
+        truth = world.object_of(person, relation.name)
+        answer = rng.random() < 0.5
+        obj = truth if answer else _other(rng, POOLS[relation.pool], truth)
+        claim = statement(relation.train_statements[0], person, obj)[:-1]
+        cased = rng.random() < 1 / 3
+        records.append({"question": f"is it true that {claim if cased else claim.lower()}", "title": person,
+                        "answer": answer, "passage": statement(relation.train_statements[0], person, truth)})
+    return records
+
+
+def nli_direct(world: World, rng: random.Random, n: int) -> list[dict]:
+    """RTE records whose premise is one statement and whose hypothesis restates it (a third in the same
+    wording) with the true or another object: the entailment without the search, a training warm-up."""
+    records = []
+    for i in range(n):
+        person = rng.choice(world.people)
+        relation = rng.choice(PERSON_RELATIONS)
+        truth = world.object_of(person, relation.name)
+        entailed = rng.random() < 0.5
+        obj = truth if entailed else _other(rng, POOLS[relation.pool], truth)
+        wording = relation.train_statements[0 if rng.random() < 1 / 3 else 1]
+        records.append({"index": i, "sentence1": statement(relation.train_statements[0], person, truth),
+                        "sentence2": statement(wording, person, obj),
+                        "label": "entailment" if entailed else "not_entailment"})
+    return records
+
+
 def sentiment(world: World, rng: random.Random, n: int) -> list[dict]:
     frames = ["the {instrument} concert by {person} was {adj} .", "{person} 's {food} tasted {adj} .",
               "a {adj} evening with {person} and a {pet} .", "{person} gave a {adj} talk about {language} poetry ."]
@@ -199,6 +234,12 @@ GENERATORS = {
     "reasoning": reasoning, "open_domain_qa": open_domain_qa, "summarization": summarization, "ner": ner,
 }
 
+
+# Easier training-only versions of two comparison tasks: name -> (the task whose format and prompt they use, generator)
+DIRECT_VARIANTS = {
+    "closed_domain_qa_direct": ("closed_domain_qa", closed_domain_qa_direct),
+    "nli_direct": ("nli", nli_direct),
+}
 
 GOLD = {
     "closed_domain_qa": lambda r: "yes" if r["answer"] else "no",
