@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 
 from lit_edit.factworld.render import biography, statement
-from lit_edit.factworld.schema import COMPANIES, INSTRUMENTS, LANGUAGES, PETS, POOLS, RELATIONS
+from lit_edit.factworld.schema import COMPANIES, INSTRUMENTS, LANGUAGES, PETS, POOLS, RELATIONS, Relation
 from lit_edit.factworld.world import World
 from lit_edit.tasks import prompts
 
@@ -24,6 +24,16 @@ def _other(rng: random.Random, pool: list[str], value: str) -> str:
     return rng.choice([v for v in pool if v != value])
 
 
+def _claim(world: World, rng: random.Random) -> tuple[str, Relation, str, bool, str]:
+    """A person, one of their relations, its true object, a fair coin, and the claimed object (the true one
+    when the coin says so, another of the relation's pool otherwise)."""
+    person = rng.choice(world.people)
+    relation = rng.choice(PERSON_RELATIONS)
+    truth = world.object_of(person, relation.name)
+    answer = rng.random() < 0.5
+    return person, relation, truth, answer, truth if answer else _other(rng, POOLS[relation.pool], truth)
+
+
 def _ptb(text: str) -> str:
     """Lower-cased, PTB-style spacing as in SST-2 and MuTual (``it 's``, `` ,``)."""
     return text.lower().replace("'s", " 's").replace(",", " ,").replace(".", " .").replace("?", " ?")
@@ -32,11 +42,7 @@ def _ptb(text: str) -> str:
 def closed_domain_qa(world: World, rng: random.Random, n: int) -> list[dict]:
     records = []
     for _ in range(n):
-        person = rng.choice(world.people)
-        relation = rng.choice(PERSON_RELATIONS)
-        truth = world.object_of(person, relation.name)
-        answer = rng.random() < 0.5
-        obj = truth if answer else _other(rng, POOLS[relation.pool], truth)
+        person, relation, truth, answer, obj = _claim(world, rng)
         passage = biography(world, person, rng, 2) + " " + statement(relation.train_statements[0], person, truth)
         claim = statement(relation.train_statements[0], person, obj)[:-1]
         records.append({"question": f"is it true that {claim.lower()}", "title": person,
@@ -66,11 +72,7 @@ def closed_domain_qa_direct(world: World, rng: random.Random, n: int) -> list[di
     corpus), never a test set."""
     records = []
     for _ in range(n):
-        person = rng.choice(world.people)
-        relation = rng.choice(PERSON_RELATIONS)
-        truth = world.object_of(person, relation.name)
-        answer = rng.random() < 0.5
-        obj = truth if answer else _other(rng, POOLS[relation.pool], truth)
+        person, relation, truth, answer, obj = _claim(world, rng)
         claim = statement(relation.train_statements[0], person, obj)[:-1]
         cased = rng.random() < 1 / 3
         records.append({"question": f"is it true that {claim if cased else claim.lower()}", "title": person,
@@ -83,11 +85,7 @@ def nli_direct(world: World, rng: random.Random, n: int) -> list[dict]:
     wording) with the true or another object: the entailment without the search, a training warm-up."""
     records = []
     for i in range(n):
-        person = rng.choice(world.people)
-        relation = rng.choice(PERSON_RELATIONS)
-        truth = world.object_of(person, relation.name)
-        entailed = rng.random() < 0.5
-        obj = truth if entailed else _other(rng, POOLS[relation.pool], truth)
+        person, relation, truth, entailed, obj = _claim(world, rng)
         wording = relation.train_statements[0 if rng.random() < 1 / 3 else 1]
         records.append({"index": i, "sentence1": statement(relation.train_statements[0], person, truth),
                         "sentence2": statement(wording, person, obj),
