@@ -15,7 +15,9 @@ All requests run in one padded batch with one row of δ per request. The per-req
 separable and Adam is per-coordinate, so the joint run equals independent runs (checked in the tests
 to 1e-5); rows that stopped are restored after every step so that momentum cannot move them. For the
 same reason a large batch can be optimised in chunks of ``requests_per_pass`` requests: the activations
-saved for the backward pass scale with the rows of one pass, the result does not change.
+saved for the backward pass scale with the rows of one pass, the result does not change. Only δ is
+differentiated (``torch.autograd.grad``), so the backward pass stops at the edited module and no parameter
+gradient is computed or left behind, whether or not the model's parameters require grad.
 """
 
 from __future__ import annotations
