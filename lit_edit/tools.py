@@ -40,7 +40,8 @@ def build_skills(world: str = "data/factworld", tasks: list[str] | None = None, 
     Args:
         world: the fact-world folder.
         tasks: mini tasks to generate (default: closed_domain_qa, nli, dialogue), or the direct variants
-            closed_domain_qa_direct, nli_direct (the passage or premise holds only the statement in question).
+            closed_domain_qa_direct, nli_direct (the passage or premise holds only the statement in question) and
+            closed_domain_qa_search, nli_search (that statement among one or two of the person's other facts).
         n_per_task: examples per task.
         seed: generator seed.
         name: the file's name in ``corpus/`` (a fit config lists it in ``data.init_args.train_files``).

@@ -11,6 +11,7 @@ import torch
 from lit_edit.data.corpus import TextCorpusDataModule
 from lit_edit.factworld import tasks as world_tasks
 from lit_edit.factworld.render import statement
+from lit_edit.factworld.schema import POOLS
 from lit_edit.factworld.skills import COMPARISON_TASKS, build_skills, prompts_of_test_sets, skill_records
 from lit_edit.factworld.world import build_world
 from lit_edit.models.loading import load_tokenizer
@@ -106,6 +107,31 @@ def test_direct_variants_answer_by_the_one_statement_they_give(world):
         start = record["answer"][0]
         prompt, answer = record["text"][:start - 1], record["text"][start:]
         assert answer in (ANSWERS["closed_domain_qa"] if prompt.startswith("Please answer") else ANSWERS["nli"])
+
+
+def test_search_variants_hide_the_statement_among_the_person_s_other_facts(world):
+    rng = random.Random(6)
+    relations = world_tasks.PERSON_RELATIONS
+    generate_boolq = world_tasks.DIRECT_VARIANTS["closed_domain_qa_search"][1]
+    generate_rte = world_tasks.DIRECT_VARIANTS["nli_search"][1]
+    places = set()
+    for passage, person, claimed in (
+            [(r["passage"], r["title"], r["question"]) for r in generate_boolq(world, rng, 200)]
+            + [(r["sentence1"], next(p for p in world.people if p in r["sentence1"]), r["sentence2"])
+               for r in generate_rte(world, rng, 200)]):
+        true_statements = {statement(x.train_statements[0], person, world.object_of(person, x.name)): x
+                           for x in relations}
+        sentences = [s + "." for s in passage[:-1].split(". ")]
+        assert 2 <= len(sentences) <= 3 and all(s in true_statements for s in sentences), passage
+        assert len({true_statements[s].name for s in sentences}) == len(sentences)      # distinct relations
+        claim = claimed.lower().removeprefix("is it true that ").removesuffix(".")
+        about = [i for i, s in enumerate(sentences)
+                 if any(claim == statement(true_statements[s].train_statements[w], person, o)[:-1].lower()
+                        for w in (0, 1) for o in POOLS[true_statements[s].pool])]
+        assert len(about) == 1          # the claim's relation is stated exactly once
+        places.add(about[0])
+    assert places == {0, 1, 2}          # anywhere in the passage
+    assert {r["label"] for r in generate_rte(world, rng, 50)} == {"entailment", "not_entailment"}
 
 
 def test_bad_tasks_and_missing_worlds_are_named(world, tmp_path):

@@ -8,6 +8,7 @@ would generate after each prompt; the corpus builder appends it to the prompt fo
 from __future__ import annotations
 
 import random
+from functools import partial
 
 from lit_edit.factworld.render import biography, statement
 from lit_edit.factworld.schema import COMPANIES, INSTRUMENTS, LANGUAGES, PETS, POOLS, RELATIONS, Relation
@@ -66,28 +67,44 @@ def nli(world: World, rng: random.Random, n: int) -> list[dict]:
     return records
 
 
-def closed_domain_qa_direct(world: World, rng: random.Random, n: int) -> list[dict]:
-    """BoolQ records whose passage is only the statement the claim is about, in the claim's own wording; a third
-    of the questions keep the passage's casing. The comparison without the search: a training warm-up (skills
-    corpus), never a test set."""
+def _statements_around(world: World, rng: random.Random, person: str, relation: Relation, truth: str,
+                       others: tuple[int, int]) -> str:
+    """The true statement of ``relation`` among ``others[0]``–``others[1]`` true statements of the person's other
+    relations (first wording each), at a random place; the statement alone when ``others`` is (0, 0)."""
+    relevant = statement(relation.train_statements[0], person, truth)
+    if not others[1]:
+        return relevant
+    pool = [r for r in PERSON_RELATIONS if r.name != relation.name]
+    texts = [statement(r.train_statements[0], person, world.object_of(person, r.name))
+             for r in rng.sample(pool, rng.randint(*others))]
+    texts.insert(rng.randint(0, len(texts)), relevant)
+    return " ".join(texts)
+
+
+def closed_domain_qa_direct(world: World, rng: random.Random, n: int, others: tuple[int, int] = (0, 0)) -> list[dict]:
+    """BoolQ records whose passage is the statement the claim is about, in the claim's own wording, among
+    ``others`` statements of the person's other facts; a third of the questions keep the passage's casing. The
+    comparison without the search (``others`` (0, 0)) or with a short one: a training warm-up (skills corpus),
+    never a test set."""
     records = []
     for _ in range(n):
         person, relation, truth, answer, obj = _claim(world, rng)
         claim = statement(relation.train_statements[0], person, obj)[:-1]
         cased = rng.random() < 1 / 3
         records.append({"question": f"is it true that {claim if cased else claim.lower()}", "title": person,
-                        "answer": answer, "passage": statement(relation.train_statements[0], person, truth)})
+                        "answer": answer, "passage": _statements_around(world, rng, person, relation, truth, others)})
     return records
 
 
-def nli_direct(world: World, rng: random.Random, n: int) -> list[dict]:
-    """RTE records whose premise is one statement and whose hypothesis restates it (a third in the same
-    wording) with the true or another object: the entailment without the search, a training warm-up."""
+def nli_direct(world: World, rng: random.Random, n: int, others: tuple[int, int] = (0, 0)) -> list[dict]:
+    """RTE records whose premise is one statement (among ``others`` statements of the person's other facts) and
+    whose hypothesis restates it (a third in the same wording) with the true or another object: the entailment
+    without the search (``others`` (0, 0)) or with a short one, a training warm-up."""
     records = []
     for i in range(n):
         person, relation, truth, entailed, obj = _claim(world, rng)
         wording = relation.train_statements[0 if rng.random() < 1 / 3 else 1]
-        records.append({"index": i, "sentence1": statement(relation.train_statements[0], person, truth),
+        records.append({"index": i, "sentence1": _statements_around(world, rng, person, relation, truth, others),
                         "sentence2": statement(wording, person, obj),
                         "label": "entailment" if entailed else "not_entailment"})
     return records
@@ -237,6 +254,8 @@ GENERATORS = {
 DIRECT_VARIANTS = {
     "closed_domain_qa_direct": ("closed_domain_qa", closed_domain_qa_direct),
     "nli_direct": ("nli", nli_direct),
+    "closed_domain_qa_search": ("closed_domain_qa", partial(closed_domain_qa_direct, others=(1, 2))),
+    "nli_search": ("nli", partial(nli_direct, others=(1, 2))),
 }
 
 GOLD = {
