@@ -11,17 +11,26 @@ from pathlib import Path
 from typing import IO, Any
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: Path | str, write: Callable[[IO[bytes]], None]) -> None:
     """Call ``write`` on a temporary file in ``path``'s folder, then rename it over ``path`` in one step.
 
     The temporary file is flushed and fsynced before the rename and the folder after it, so a kill (or a crash of
     the machine) at any moment leaves either the previous ``path`` or the complete new one, never a mix; a failed
-    ``write`` removes the temporary file and leaves ``path`` as it was.
+    ``write`` removes the temporary file and leaves ``path`` as it was. The file gets the permissions ``open``
+    would give it (0o666 less the umask), not the temporary file's private 0o600.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -68,10 +77,11 @@ def atomic_torch_save(path: Path | str, obj: Any) -> None:
 @contextmanager
 def atomic_directory(path: Path | str) -> Iterator[Path]:
     """Yield a temporary sibling folder to fill; on success it replaces ``path``, on error it is removed (the
-    previous ``path`` stays)."""
+    previous ``path`` stays). The folder gets the permissions ``mkdir`` would give it (0o777 less the umask)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+    os.chmod(tmp, 0o777 & ~_umask())
     try:
         yield tmp
         if path.exists():

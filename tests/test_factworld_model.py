@@ -34,9 +34,7 @@ def test_fact_recall_on_training_templates(folder, model_type):
     assert recall_accuracy(model, tokenizer, fact_questions(load_world(FACTWORLD), heldout=False)) >= 0.95
 
 
-AT_CHANCE = pytest.mark.xfail(strict=True, reason="BoolQ and RTE are still at chance (README, Known limitations 4)")
-MINI_TASKS = ["sentiment", "reasoning", "open_domain_qa", "summarization", "ner", "dialogue",
-              pytest.param("closed_domain_qa", marks=AT_CHANCE), pytest.param("nli", marks=AT_CHANCE)]
+MINI_TASKS = ["sentiment", "reasoning", "open_domain_qa", "summarization", "ner", "dialogue", "closed_domain_qa", "nli"]
 ACCURACY_TASKS = {"sentiment", "reasoning", "closed_domain_qa", "nli", "dialogue"}
 
 
