@@ -12,6 +12,7 @@ from typing import IO, Any
 
 
 def _umask() -> int:
+    """The process's umask (read by setting it and putting it back)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask
