@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
 
-def _umask() -> int:
-    """The process's umask (read by setting it and putting it back)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def _temporary_sibling(path: Path, suffix: str = "") -> Path:
+    """A fresh hidden name beside ``path`` (created exclusively by the caller, so a clash raises)."""
+    return path.parent / f".{path.name}.{secrets.token_hex(8)}{suffix}"
 
 
 def atomic_write(path: Path | str, write: Callable[[IO[bytes]], None]) -> None:
@@ -23,15 +21,14 @@ def atomic_write(path: Path | str, write: Callable[[IO[bytes]], None]) -> None:
 
     The temporary file is flushed and fsynced before the rename and the folder after it, so a kill (or a crash of
     the machine) at any moment leaves either the previous ``path`` or the complete new one, never a mix; a failed
-    ``write`` removes the temporary file and leaves ``path`` as it was. The file gets the permissions ``open``
-    would give it (0o666 less the umask), not the temporary file's private 0o600.
+    ``write`` removes the temporary file and leaves ``path`` as it was. The temporary file is created as ``open``
+    creates files (0o666 less the umask), so the result is as readable as a plain write's.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = _temporary_sibling(path, ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
-        if hasattr(os, "fchmod"):
-            os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -78,11 +75,11 @@ def atomic_torch_save(path: Path | str, obj: Any) -> None:
 @contextmanager
 def atomic_directory(path: Path | str) -> Iterator[Path]:
     """Yield a temporary sibling folder to fill; on success it replaces ``path``, on error it is removed (the
-    previous ``path`` stays). The folder gets the permissions ``mkdir`` would give it (0o777 less the umask)."""
+    previous ``path`` stays). The folder is created as ``mkdir`` creates folders (0o777 less the umask)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
-    os.chmod(tmp, 0o777 & ~_umask())
+    tmp = _temporary_sibling(path)
+    tmp.mkdir()
     try:
         yield tmp
         if path.exists():
