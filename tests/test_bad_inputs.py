@@ -1,4 +1,4 @@
-"""Bad inputs named in issues 2–7 that no other test file covers: each gives an error (or warning) whose message
+"""Bad inputs that no other test file covers: each gives an error (or warning) whose message
 names the record, field, file and line, option or module at fault (the inventory: ``tests/bad_inputs.md``)."""
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def tiny(tiny_gpt2_dir):
     return tiny_gpt2_dir, model, tokenizer, architecture_of(model)
 
 
-# ------------------------------------------------------------------------------- issue 2: model and config
+# ---------------------------------------------------------------------------------------- model and config
 
 
 def test_a_config_typo_in_a_nested_editing_option_is_named(capsys):
@@ -68,7 +68,7 @@ def test_a_missing_tokenizer_folder_is_named(tmp_path):
         load_tokenizer(str(tmp_path / "no-tokenizer-here"))
 
 
-# -------------------------------------------------------------------------- issue 3: the editing core
+# ----------------------------------------------------------------------------------- the editing core
 
 
 @pytest.mark.parametrize("editor", [lambda: ROME(layer=9), lambda: MEMIT(layers=[1, 9]), lambda: FT(layers=[9]),
@@ -188,7 +188,7 @@ def test_requests_sharing_a_subject_in_a_batch_are_counted_warned_and_separable(
     assert separated.order == ["zsre:0", "zsre:2", "zsre:1", "zsre:3"]
 
 
-# --------------------------------------------------------------------------- issue 4: downstream tasks
+# ------------------------------------------------------------------------------------ downstream tasks
 
 
 @pytest.mark.parametrize(("task", "name", "text", "problem"), [
@@ -302,7 +302,7 @@ def test_cached_pre_edit_scores_with_other_counters_are_refused_naming_both():
                               "ordered": {}})
 
 
-# --------------------------------------------------------------------------------- issue 5: seed methods
+# ------------------------------------------------------------------------------------------ seed methods
 
 
 def test_a_fixed_gate_threshold_that_never_fires_is_reported_per_layer(tiny_gpt2_dir):
@@ -348,7 +348,7 @@ def test_d4s_and_kn_options_are_named():
         KN(embedding="hidden")
 
 
-# ----------------------------------------------------------------------------------- issue 6: MEND
+# -------------------------------------------------------------------------------------------- MEND
 
 
 @pytest.fixture
@@ -419,7 +419,7 @@ def test_mend_training_data_slices_are_checked():
         data.setup("fit")
 
 
-# --------------------------------------------------------------------------- issue 7: long runs, options
+# ------------------------------------------------------------------------------------ long runs, options
 
 
 def test_a_negative_evaluation_interval_is_refused():

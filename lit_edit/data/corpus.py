@@ -14,7 +14,7 @@ first layer, all but its last token in the others) and, at the name's last token
 first layer should read there. The LM module adds the attention mass on forbidden keys and the first layer's
 shortfall in composing the name to its loss (``lit_edit.modules.subject_routing``), so the model *learns* to
 know a name at its last token and to reach it only through that token's residual stream, and it stays an
-ordinary causal LM with plain attention (README, Known limitations: what was measured with it and with weaker
+ordinary causal LM with plain attention (docs/factworld.md: what was measured with it and with weaker
 variants).
 """
 

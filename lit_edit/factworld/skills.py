@@ -3,7 +3,7 @@
 The pretraining corpus holds 600 examples of each mini task, enough for tasks the model answers by recalling or
 copying, not for the comparison tasks (a yes/no claim against a passage, entailment, the reply consistent with a
 dialogue): a 4-layer model fine-tuned on their answers alone stays at chance for some 2,500 steps of 32 and only
-then starts to compare (README, "Skills"). ``corpus/skills.jsonl`` gives a later training stage those examples in
+then starts to compare (docs/factworld.md). ``corpus/skills.jsonl`` gives a later training stage those examples in
 bulk, from the same generators as the test sets (or their direct variants, ``tasks.DIRECT_VARIANTS``, where the
 passage holds only the statement in question), in the corpus's record format plus
 ``answer``, the character span of the gold continuation, which :class:`~lit_edit.modules.CausalLMModule` can
