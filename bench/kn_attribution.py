@@ -1,7 +1,7 @@
 """KN attribution: all layers × integration steps × target sub-tokens batched into few passes vs the reference's loop
 (one layer and one sub-token at a time, S scaled copies per pass in chunks of 20).
 
-Both compute the same integrated gradients (methods.md §4, §12 item 8); the script prints the wall times of both
+Both compute the same integrated gradients (docs/methods.md §4, §12 item 8); the script prints the wall times of both
 on the same requests, the ratio, and the largest difference of the results relative to their largest value.
 Two models: the shipped fact-world GPT-2 and a random GPT-2-medium-shaped model (d=1024, m=4096, 16 heads; the
 depth is ``--random-layers``, since the cost of both grows linearly with it).

@@ -1,6 +1,6 @@
 """Sharing the work of a run across processes (DDP): which part a rank does and how the parts are put together.
 
-The edit stream is never sharded: every rank applies every edit, so all ranks hold the same weights (lightning.md
+The edit stream is never sharded: every rank applies every edit, so all ranks hold the same weights (docs/lightning.md
 §2.2; the editing module compares a digest of every rank's edited weights at the end of a run). What is sharded is
 the work around the edits that does not change the model: scoring the edit metrics (:func:`map_chunks`) and
 collecting the statistics C (``lit_edit.stats``; the sums are added over ranks with :meth:`Ranks.sum_`). The

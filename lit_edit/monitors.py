@@ -1,4 +1,4 @@
-"""Collapse monitors, cheap enough for every edit step (evaluation.md "Collapse monitors").
+"""Collapse monitors, cheap enough for every edit step (docs/evaluation.md "Collapse monitors").
 
 - per edited matrix: ‖W‖₁ / numel (the D4S figure), ‖W − W₀‖_F (drift from the unedited weights);
 - per step: ‖ΔW‖_F of the update;

@@ -1,6 +1,6 @@
 """Second-moment statistics C = E[k kᵀ] of the keys at the input of each edited FFN output projection.
 
-methods.md §0.5: a per-token, uncentred second moment, ``C = Σ_t k_t k_tᵀ / N``, accumulated over a
+docs/methods.md §0.5: a per-token, uncentred second moment, ``C = Σ_t k_t k_tᵀ / N``, accumulated over a
 text corpus with padded positions removed. Unlike the reference code (one full pass per layer), all
 requested layers are collected in **one** forward pass that stops after the deepest of them (§12.2).
 

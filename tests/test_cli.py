@@ -94,7 +94,7 @@ def test_fit_exports_a_loadable_model_and_resumes(tmp_path, tiny_world, architec
 
 
 def test_the_main_job_edits_and_writes_the_run_folder(tmp_path):
-    """configs/edit/default.yaml, shortened to two batches of 5: the folder holds everything evaluation.md asks."""
+    """configs/edit/default.yaml, shortened to two batches of 5: the folder holds everything docs/evaluation.md asks."""
     folder = tmp_path / "run"
     result = run_main("test", "--config", "configs/edit/default.yaml", "--trainer.logger.init_args.save_dir",
                       str(tmp_path / "logs"), "--trainer.enable_progress_bar", "false", "--data.init_args.n", "10",

@@ -1,7 +1,7 @@
 """A multi-GPU-shaped run on CPU: two processes (gloo), the same numbers as one process.
 
 The default suite checks the sharing functions (``lit_edit.distributed``, the sharded statistics pass) in two
-spawned processes; the ``slow`` tests run the CLI in a subprocess with ``strategy: ddp`` (lightning.md §2.2).
+spawned processes; the ``slow`` tests run the CLI in a subprocess with ``strategy: ddp`` (docs/lightning.md §2.2).
 """
 
 from __future__ import annotations

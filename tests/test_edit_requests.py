@@ -1,4 +1,4 @@
-"""Edit requests, the ZsRE and CounterFact readers (methods.md §0.1, §11.4) and the edit-order selection."""
+"""Edit requests, the ZsRE and CounterFact readers (docs/methods.md §0.1, §11.4) and the edit-order selection."""
 
 from __future__ import annotations
 

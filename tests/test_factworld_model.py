@@ -70,8 +70,8 @@ def test_full_acceptance_report(shipped):
 def test_subject_patching_probe_moves_answers_when_it_patches_where_the_fact_is_read(shipped, monkeypatch):
     """The acceptance probe's machinery: patched at the *last prompt token* of the last layer, A's next-token
     distribution is B's, so the rate there is B's recall (1.0). At the subject's last token the shipped model,
-    trained with subject routing, carries the fact in the early layers and no longer after them (docs/
-    factworld.md): that is what lets ROME and MEMIT edit it at layers 0-1."""
+    trained with subject routing, carries the fact in the early layers and no longer after them
+    (docs/factworld.md): that is what lets ROME and MEMIT edit it at layers 0-1."""
     from lit_edit.factworld import acceptance
 
     model, tokenizer = shipped

@@ -14,7 +14,8 @@ from tests.conftest import ROOT, run_edit_cli
 @pytest.mark.xfail(strict=True, raises=AssertionError,
                    reason="100 edits in one batch leak onto other subjects' keys in this 4-layer model, and 27 of them "
                    "share a subject with another (docs/limitations.md, item 1): on the shipped model at λ 300, "
-                   "the config's 25 value steps, token reliability 0.495, locality 0.835 (stage-2 model, 40 steps: 0.69 / 0.62)")
+                   "the config's 25 value steps, token reliability 0.495, locality 0.835 "
+                   "(stage-2 model, 40 steps: 0.69 / 0.62)")
 def test_batch_single_memit_on_100_edits_flips_them_and_keeps_locality(tmp_path):
     run_edit_cli(tmp_path, "--config", str(ROOT / "configs/edit/factworld/memit.yaml"),
                  "--config", str(ROOT / "configs/edit/modes/batch_single.yaml"),

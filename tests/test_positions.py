@@ -1,4 +1,4 @@
-"""The fact-token position rule (methods.md §0.3) against a direct incremental tokenisation."""
+"""The fact-token position rule (docs/methods.md §0.3) against a direct incremental tokenisation."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ names (``"entities": [[start, end], ...]``). A small model trained on plain text
 answer position, reading the raw name tokens with its first attention layer, so nothing computed at the
 subject matters and locate-and-edit methods have nothing to edit; large models instead gather what they know
 about a subject at its last token in early-to-middle FFN layers and later positions read it from there
-(causal tracing, methods.md §2). With ``subject_routing`` on, each training batch carries the
+(causal tracing, docs/methods.md §2). With ``subject_routing`` on, each training batch carries the
 routing targets (:func:`routing_targets`): keys that queries after a name must not read (the whole name in the
 first layer, all but its last token in the others) and, at the name's last token, its earlier tokens, which the
 first layer should read there. The LM module adds the attention mass on forbidden keys and the first layer's

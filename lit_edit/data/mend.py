@@ -1,4 +1,4 @@
-"""A LightningDataModule of ZsRE-format edits for training the MEND editor network (methods.md §5, "Data").
+"""A LightningDataModule of ZsRE-format edits for training the MEND editor network (docs/methods.md §5, "Data").
 
 Batches are lists of :class:`~lit_edit.editing.requests.EditRequest`; the training module tokenises them. The
 default splits the fact-world edit set so that MEND never trains on the records the editing configs edit

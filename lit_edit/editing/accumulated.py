@@ -1,4 +1,4 @@
-"""Least squares over every edit so far, with an incremental inverse (D4S, COMEBA-HK; methods.md §7, §8.1, §12.4).
+"""Least squares over every edit so far, with an incremental inverse (D4S, COMEBA-HK; docs/methods.md §7, §8.1, §12.4).
 
 For one edited layer, the methods that remember earlier edits keep
 

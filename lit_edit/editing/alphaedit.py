@@ -1,4 +1,4 @@
-"""AlphaEdit: MEMIT with the update projected onto the null space of the preserved keys (methods.md §9).
+"""AlphaEdit: MEMIT with the update projected onto the null space of the preserved keys (docs/methods.md §9).
 
 Per edited layer: P = U Uᵀ, where U spans the eigenvectors of C = E[k kᵀ] with eigenvalue below τ
 (``nullspace_threshold``, 2e-2 in the paper). With G = K Kᵀ + Σ_prev K_p K_pᵀ (the keys of earlier batches)

@@ -1,4 +1,4 @@
-"""COMEBA-HK: consecutive batch editing with accumulated keys and hook layers (methods.md §8).
+"""COMEBA-HK: consecutive batch editing with accumulated keys and hook layers (docs/methods.md §8).
 
 Per edited layer l: C_accu^l = λC^l + Σ_{i≤n} K_iK_iᵀ (eqs. 14–15) and the update of step n
 

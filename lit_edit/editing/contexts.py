@@ -1,4 +1,4 @@
-"""Context templates: short model-generated prefixes put before the edit prompt (methods.md §0.4).
+"""Context templates: short model-generated prefixes put before the edit prompt (docs/methods.md §0.4).
 
 The reference samples them on every process start (top-k = 5) and caches them in a module global, so
 they differ between runs. Here they are sampled once from the *unedited* model with a fixed seed, and

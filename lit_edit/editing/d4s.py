@@ -1,4 +1,4 @@
-"""D4S (Dump for Sequence): sequential editing as the batch solution over every edit so far (methods.md §7).
+"""D4S (Dump for Sequence): sequential editing as the batch solution over every edit so far (docs/methods.md §7).
 
 Per edited layer l the state is S_l = Σ_i R_i K_iᵀ (``[d, m]``) and A_l = λC_l + Σ_i K_i K_iᵀ
 (:class:`~lit_edit.editing.accumulated.AccumulatedKeys`); nothing per edit is stored. At every step the model

@@ -1,4 +1,4 @@
-"""FT: constrained fine-tuning of the FFN output projection of chosen layers (methods.md §1).
+"""FT: constrained fine-tuning of the FFN output projection of chosen layers (docs/methods.md §1).
 
 Only the weight and bias of ``arch.ffn_out_at(l)`` for l in ``layers`` are trained (exact module names; the
 reference's substring match, which also catches ``h.2x`` for ``h.2``, is not reproduced). Adam with L2 inside
@@ -10,7 +10,7 @@ step each trained tensor is clamped element-wise to ``[W0 − ε, W0 + ε]`` (th
 Losses:
 - ``"prompt_last"`` (FT-L, the reference default): every target token's log-probability is read from the
   next-token distribution at the *last prompt token*. This is the reference's loss as written — exact for
-  single-token targets, a bag-of-tokens objective for longer ones (methods.md §13); kept so that FT-L numbers
+  single-token targets, a bag-of-tokens objective for longer ones (docs/methods.md §13); kept so that FT-L numbers
   are comparable with the papers.
 - ``"target_new"`` (FT-M): teacher-forced cross-entropy over the target tokens of ``prompt + target``, mean per
   request, then over the chunk.

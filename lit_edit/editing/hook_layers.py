@@ -1,4 +1,4 @@
-"""Hook layers of COMEBA-HK: edited FFN weights beside the frozen originals, switched on per token (methods.md §8.2–8.3).
+"""Hook layers of COMEBA-HK: edited FFN weights beside the frozen originals, gated per token (docs/methods.md §8.2).
 
 For each edited layer l the hook keeps W_h^l = W0^l + ΔW^l (a float32 master of ΔW; the model's own weight W0 is
 never modified) and a threshold α^l. On the FFN output projection's input k_t (token t of a sequence) the

@@ -1,4 +1,4 @@
-"""Keys k: the input of the edited FFN output projection at the subject token (methods.md §0.1, §3).
+"""Keys k: the input of the edited FFN output projection at the subject token (docs/methods.md §0.1, §3).
 
 A request's key is averaged over context templates: within each group of templates first, then over
 the groups (MEMIT's groups are the bare prompt and the generated prefixes, so the bare prompt gets half

@@ -1,4 +1,4 @@
-"""KN: knowledge neurons (Dai et al., 2022), in the EasyEdit variant, with its quirks fixed (methods.md §4, §13).
+"""KN: knowledge neurons (Dai et al., 2022), in the EasyEdit variant, with its quirks fixed (docs/methods.md §4, §13).
 
 For a prompt x and the *old* answer g = g_1..g_T, let a_l ∈ R^m be the FFN activation of layer l ("input_ff":
 GPT-2 ``c_fc``, GPT-J ``fc_in``, LLaMA ``gate_proj``; before the nonlinearity, so the zero baseline switches the
@@ -17,7 +17,7 @@ Edit: o = o_1..o_T the model's greedy completion of the edit prompt, t = t_1..t_
 
     w ← w + c · (Σ_j E[t_j] − Σ_j E[o_j]),     c = 2 if T = 1 else 1 (the reference; ``scale`` overrides)     (5)
 
-Deliberate departures from the reference code (methods.md §13), each fixed on purpose:
+Deliberate departures from the reference code (docs/methods.md §13), each fixed on purpose:
 
 - Sub-token j is scored by *teacher forcing* on prompt + g_{<j} for every architecture. The reference extends the
   prompt with its own greedy argmax instead of g_j, and for GPT-2/GPT-J does not extend it at all (its
@@ -28,7 +28,7 @@ Deliberate departures from the reference code (methods.md §13), each fixed on p
 - E defaults to the *output* embedding (the unembedding ``lm_head``), the space the value vectors write into; the
   reference uses the input embedding, which differs from it for untied models such as LLaMA-2 (``embedding="input"``
   restores it). For tied models (GPT-2) both are the same matrix.
-- Attribution is batched: rows (layer, α-step, sub-token) share forward/backward passes (methods.md §12 item 8), see
+- Attribution is batched: rows (layer, α-step, sub-token) share forward/backward passes (docs/methods.md §12.8), see
   :func:`integrated_gradients`. :func:`integrated_gradients_per_layer` keeps the reference's loop structure.
 """
 

@@ -1,4 +1,4 @@
-"""MEMIT (Meng et al., 2023): a batch of requests spread over several layers (methods.md §3).
+"""MEMIT (Meng et al., 2023): a batch of requests spread over several layers (docs/methods.md §3).
 
 1. z_i = h_i^{L} + δ_i: value optimisation with δ at the block output of the last edited layer L, for all
    requests at once (:func:`optimize_values`).

@@ -1,4 +1,4 @@
-"""MEND's gradient factorisation and its low-rank edit (methods.md §5; Mitchell et al., 2022, §3).
+"""MEND's gradient factorisation and its low-rank edit (docs/methods.md §5; Mitchell et al., 2022, §3).
 
 For a linear layer ``out = x W + b`` run over tokens t, the gradient of a loss is a sum of rank-one terms,
 ``∇W = Σ_t x_t δ_tᵀ`` with ``x_t`` the layer input and ``δ_t = ∂L/∂out_t`` (MEND Eq. 2). MEND maps each pair
@@ -123,7 +123,7 @@ def pseudo_gradient(inputs: torch.Tensor, output_grads: torch.Tensor, input_by_o
 
 def weight_delta(inputs: torch.Tensor, output_grads: torch.Tensor, lr: torch.Tensor | float,
                  input_by_output: bool) -> torch.Tensor:
-    """``ΔW = −η ∇̃W`` (the MEND paper's descent sign; the reference code adds ``+η∇̃W`` — methods.md §13)."""
+    """``ΔW = −η ∇̃W`` (the MEND paper's descent sign; the reference code adds ``+η∇̃W`` — docs/methods.md §13)."""
     return -lr * pseudo_gradient(inputs, output_grads, input_by_output)
 
 

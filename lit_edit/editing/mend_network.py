@@ -1,4 +1,4 @@
-"""The MEND editor network (methods.md §5; Mitchell et al., 2022, §3.1).
+"""The MEND editor network (docs/methods.md §5; Mitchell et al., 2022, §3.1).
 
 One :class:`GradientTransform` per weight shape serves every edited layer of that shape (``shared``), told
 apart by a per-layer *mode* that scales and shifts its hidden units. A transform normalises the layer input

@@ -1,4 +1,4 @@
-"""The fact-token position rule (``fact_token``, methods.md §0.3), from a fast tokenizer's character offsets.
+"""The fact-token position rule (``fact_token``, docs/methods.md §0.3), from a fast tokenizer's character offsets.
 
 The memit repo tokenises prefix, subject and suffix separately, which is only right for BPE without BOS;
 EasyEdit tokenises incrementally and its ``subject_first`` is a negative index (quirk, §0.3). Here the
@@ -22,7 +22,7 @@ def fill_subject(prompt_template: str, subject: str) -> tuple[str, int, int]:
 
     The text equals ``prompt_template.format(subject)`` for a template with one ``{}`` and no other braces.
     A template without ``{}`` is taken as the filled prompt, with the subject at its first occurrence
-    (methods.md §0.1).
+    (docs/methods.md §0.1).
     """
     if not subject:
         raise ValueError(f"the subject is empty (prompt {prompt_template!r})")
@@ -85,7 +85,7 @@ def subject_token_index(tokenizer: PreTrainedTokenizerBase, prompt_template: str
                         rule: str = "subject_last") -> int:
     """Index into ``tokenizer(prompt_template.format(subject), add_special_tokens=True)["input_ids"]``.
 
-    Rules (methods.md §0.3): ``subject_last`` the last token overlapping the subject (the default
+    Rules (docs/methods.md §0.3): ``subject_last`` the last token overlapping the subject (the default
     everywhere); ``subject_first`` the first one; ``subject_first_after_last`` the token after the last
     subject token, or the last subject token when the subject ends the prompt; ``last`` the last token
     of the prompt (not for MEMIT, §0.3). A token that straddles the subject boundary (``{}ian`` with

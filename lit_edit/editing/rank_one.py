@@ -1,4 +1,4 @@
-"""ROME's rank-one update (Meng et al., 2022, eq. 2; methods.md §2).
+"""ROME's rank-one update (Meng et al., 2022, eq. 2; docs/methods.md §2).
 
 With k* the key of the edited subject (bare prompt), o* = W k* + b the module's output there, v* the
 optimised value and k̄ the key averaged over the context templates, ROME inserts (k*, v*) with

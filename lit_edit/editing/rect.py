@@ -1,4 +1,4 @@
-"""RECT: keep only the largest relative weight changes of an update (methods.md §6).
+"""RECT: keep only the largest relative weight changes of an update (docs/methods.md §6).
 
 For the update ΔW of one matrix W (W as it was before the step):
 

@@ -1,8 +1,8 @@
-"""Edit requests and the readers of the published ZsRE and CounterFact edit sets (methods.md §0.1, §11.4).
+"""Edit requests and the readers of the published ZsRE and CounterFact edit sets (docs/methods.md §0.1, §11.4).
 
 A request is ``prompt`` with one ``{}`` subject slot, the ``subject``, the new target and the evaluation
 probes. Readers return an :class:`EditSet` that records the source file, its sha256 and every skipped
-record with the reason, so a run can say exactly which edits it made (evaluation.md, "Reproducibility").
+record with the reason, so a run can say exactly which edits it made (docs/evaluation.md, "Reproducibility").
 Errors name the file, the record index, the record id and the source field.
 """
 
@@ -48,8 +48,8 @@ class EditRequest:
     """One fact to edit, with its evaluation probes.
 
     Normalisation in ``__post_init__``: a prompt without ``{}`` gets its first occurrence of the subject
-    replaced by ``{}`` (methods.md §0.1); targets lose surrounding whitespace, since the leading space
-    belongs to the tokenisation step (``scoring.encode_pairs``; methods.md §0.1 quirk E-ROME/E-FT);
+    replaced by ``{}`` (docs/methods.md §0.1); targets lose surrounding whitespace, since the leading space
+    belongs to the tokenisation step (``scoring.encode_pairs``; docs/methods.md §0.1 quirk E-ROME/E-FT);
     lists become tuples.
     """
 
@@ -212,10 +212,10 @@ def _check_unique(requests: list[EditRequest], path: Path | str) -> None:
 
 
 def read_zsre(path: Path | str, id_prefix: str = "zsre") -> EditSet:
-    """Read an EasyEdit/MEND ZsRE file (methods.md §11.4), e.g. ``zsre_mend_eval_portability_gpt4.json``.
+    """Read an EasyEdit/MEND ZsRE file (docs/methods.md §11.4), e.g. ``zsre_mend_eval_portability_gpt4.json``.
 
     prompt = ``src``, target_new = ``alt`` (EasyEdit; the memit repo edits to ``answers[0]`` instead,
-    methods.md §11.3 and §13), target_true = ``answers[0]``, rephrase = ``rephrase``, locality =
+    docs/methods.md §11.3 and §13), target_true = ``answers[0]``, rephrase = ``rephrase``, locality =
     (``loc`` without its leading "nq question: ", ``loc_ans``), portability from ``portability``.
     Records with an empty ``alt`` are skipped, as in EasyEdit, and listed in ``EditSet.skipped``.
     Record ids are ``{id_prefix}:{index in the file}``.
@@ -245,7 +245,7 @@ def read_zsre(path: Path | str, id_prefix: str = "zsre") -> EditSet:
 
 
 def read_counterfact(path: Path | str, id_prefix: str = "counterfact") -> EditSet:
-    """Read a CounterFact file (``counterfact.json``/``multi_counterfact.json``; methods.md §11.4).
+    """Read a CounterFact file (``counterfact.json``/``multi_counterfact.json``; docs/methods.md §11.4).
 
     rephrases = ``paraphrase_prompts`` (all of them; EasyEdit's runner uses only the first), locality =
     ``neighborhood_prompts`` with ``target_true`` as the answer, ``generation_prompts`` kept. Record ids

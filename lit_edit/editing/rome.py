@@ -1,4 +1,4 @@
-"""ROME (Meng et al., 2022): one rank-one update per request, applied sequentially (methods.md §2).
+"""ROME (Meng et al., 2022): one rank-one update per request, applied sequentially (docs/methods.md §2).
 
 For request i on layer l: v* from value optimisation with δ at the FFN output of layer l; k̄ the key
 averaged over the context templates; k*, o* the FFN output projection's input and output at the

@@ -1,6 +1,6 @@
 """Value optimisation ("compute_z" / "compute_v"), batched across all requests of an edit batch.
 
-methods.md §0.6. For request i a vector δ_i ∈ R^d is added, at the subject's last token, to the output
+docs/methods.md §0.6. For request i a vector δ_i ∈ R^d is added, at the subject's last token, to the output
 of one module (the block output h^{L*} for MEMIT-style methods, the FFN output for ROME) and optimised:
 
     L_i(δ_i) = mean_{templates} NLL(target_new | prompt)                  (rewriting loss)
@@ -43,7 +43,7 @@ class ValueTarget:
 
 @dataclass
 class ValueHyperparams:
-    """Hyperparameters of value optimisation (methods.md §0.6; GPT-2 XL MEMIT values as defaults).
+    """Hyperparameters of value optimisation (docs/methods.md §0.6; GPT-2 XL MEMIT values as defaults).
 
     Attributes:
         steps: S; at most S−1 Adam steps are taken.
@@ -168,7 +168,7 @@ def optimize_values(model, tokenizer, module: str, targets: Sequence[ValueTarget
         out[arange, lookup] = out[arange, lookup] + delta[owner].to(out.dtype)
         return out
 
-    # only the positions the loss reads go through the unembedding (methods.md §12.1): the scored target tokens,
+    # only the positions the loss reads go through the unembedding (docs/methods.md §12.1): the scored target tokens,
     # then the KL prompts' subject positions
     score_rows = torch.cat([tok_row, kl_rows])
     score_positions = torch.cat([tok_pos, lookup[kl_rows]])

@@ -1,4 +1,4 @@
-"""KN (knowledge neurons) as an editor (methods.md §4; the math and the fixed quirks in ``lit_edit.editing.kn``)."""
+"""KN (knowledge neurons) as an editor (docs/methods.md §4; the math and the fixed quirks: ``lit_edit.editing.kn``)."""
 
 from __future__ import annotations
 

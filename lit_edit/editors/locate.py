@@ -1,4 +1,4 @@
-"""ROME, MEMIT and FT as editors (methods.md §1–3)."""
+"""ROME, MEMIT and FT as editors (docs/methods.md §1–3)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def value_diagnostics(values: ValueResult) -> dict[str, float]:
 
 
 class ContextTemplates:
-    """Context templates sampled once from the unedited model with a fixed seed (methods.md §0.4)."""
+    """Context templates sampled once from the unedited model with a fixed seed (docs/methods.md §0.4)."""
 
     def __init__(self, per_seed: int, new_tokens: int, seed: int):
         self.per_seed, self.new_tokens, self.seed = per_seed, new_tokens, seed
@@ -79,7 +79,7 @@ class ROME(Editor):
 
 
 class MEMIT(Editor):
-    """MEMIT: a batch of requests spread over ``layers`` (methods.md §3).
+    """MEMIT: a batch of requests spread over ``layers`` (docs/methods.md §3).
 
     Args:
         layers: the edited layers.

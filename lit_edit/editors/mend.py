@@ -1,4 +1,4 @@
-"""MEND as an editor: a trained editor network turns the edit's gradient into a weight change (methods.md §5).
+"""MEND as an editor: a trained editor network turns the edit's gradient into a weight change (docs/methods.md §5).
 
 A batch of requests is one edit: the loss is the sum over requests of each one's mean target NLL (so a request
 weighs the same in a batch as alone, as during training), and every edited matrix changes once,

@@ -1,4 +1,4 @@
-"""RECT as a wrapper around any editor (methods.md §6; the math in ``lit_edit/editing/rect.py``)."""
+"""RECT as a wrapper around any editor (docs/methods.md §6; the math in ``lit_edit/editing/rect.py``)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The editors that remember earlier edits: D4S, COMEBA-HK (with and without hook layers) and AlphaEdit
-(methods.md §7–9). Each is MEMIT's layer loop with its own update rule and state; the math is in
+(docs/methods.md §7–9). Each is MEMIT's layer loop with its own update rule and state; the math is in
 ``lit_edit.editing.{d4s, comeba, alphaedit}``."""
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ class _Accumulating(MEMIT):
 
 
 class D4S(_Accumulating):
-    """D4S: every step solves the batch least squares over all edits so far from running sums (methods.md §7).
+    """D4S: every step solves the batch least squares over all edits so far from running sums (docs/methods.md §7).
 
     Args:
         layers / preservation_weight / values / templates: as MEMIT.
@@ -102,7 +102,7 @@ class D4S(_Accumulating):
 
 
 class COMEBA(_Accumulating):
-    """COMEBA-HK: consecutive batch editing with accumulated keys, in hook layers gated per token (methods.md §8).
+    """COMEBA-HK: consecutive batch editing with accumulated keys, in hook layers gated per token (docs/methods.md §8).
 
     Args:
         layers / preservation_weight / values / templates: as MEMIT (paper: λ = 15000).
@@ -214,7 +214,7 @@ def _median(values: list[float]) -> float | None:
 
 class AlphaEdit(_Accumulating):
     """AlphaEdit: MEMIT with the update projected onto the null space of C, remembering earlier batches' keys
-    (methods.md §9).
+    (docs/methods.md §9).
 
     Args:
         layers / values / templates: as MEMIT.

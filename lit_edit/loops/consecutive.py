@@ -1,12 +1,12 @@
 """The consecutive editing loop: Lightning's evaluation loop with autograd allowed and an evaluation schedule.
 
-Lightning 2.x has no public loop API (lightning.md §1). The loop subclasses the private ``_EvaluationLoop``,
+Lightning 2.x has no public loop API (docs/lightning.md §1). The loop subclasses the private ``_EvaluationLoop``,
 only *adds* behaviour around ``on_run_start``, ``_evaluation_step`` and ``on_run_end`` (each calls ``super()``),
 and is installed by :class:`EditTrainer`, so everything else of ``trainer.test`` — callbacks, loggers, progress
 bar, ``limit_test_batches``, strategies — keeps working. ``tests/test_loop.py`` holds a canary test on the
 private signatures it relies on (pinned range: lightning>=2.1,<2.7).
 
-Schedules (evaluation.md): ``immediate`` scores each batch right after it is applied; ``every k batches`` scores
+Schedules (docs/evaluation.md): ``immediate`` scores each batch right after it is applied; ``every k batches`` scores
 all edits so far (and the first and latest cohorts of k batches: the retention curve); ``final`` scores all
 edits after the last batch.
 
@@ -210,7 +210,7 @@ class EditTrainer(Trainer):
             editor state, position, RNG, history) atomically every N batches and after the last; null: never.
         resume_from: continue the run whose state is this file or run folder; the batches it holds are skipped.
             Refused, naming each differing field, when the state comes from another model or configuration.
-        use_distributed_sampler: default False — the edit stream is never sharded (lightning.md §2.2).
+        use_distributed_sampler: default False — the edit stream is never sharded (docs/lightning.md §2.2).
     """
 
     def __init__(self, *args, eval_pre: bool = True, eval_immediate: bool = True, eval_every_n_batches: int = 0,

@@ -1,4 +1,4 @@
-"""Edit metrics: reliability, generality, locality, portability in three labelled families (evaluation.md).
+"""Edit metrics: reliability, generality, locality, portability in three labelled families (docs/evaluation.md).
 
 - ``token`` (ZsRE / EasyEdit style): teacher-forced token accuracy of ``prompt + " " + answer``; locality is
   the fraction of argmax tokens on ``locality prompt + answer`` equal to the *pre-edit* model's.

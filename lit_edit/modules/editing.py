@@ -290,7 +290,7 @@ class EditingModule(ResumableRun, SeveralProcesses, L.LightningModule):
         return {"downstream": per_task, "downstream_curve": self.downstream_curve, "downstream_setup": setup}
 
     def provenance(self) -> dict:
-        """What a reader needs to reproduce the run (evaluation.md "Reproducibility of a run")."""
+        """What a reader needs to reproduce the run (docs/evaluation.md "Reproducibility of a run")."""
         import platform
         import subprocess
 

@@ -1,4 +1,4 @@
-"""The LightningModule that trains MEND's editor network (``fit``; methods.md §5, "Training objective").
+"""The LightningModule that trains MEND's editor network (``fit``; docs/methods.md §5, "Training objective").
 
 The base model is frozen and kept outside the module tree: Lightning and DDP see only the editor network, so
 checkpoints hold the network alone and DDP synchronises only its gradients. Each training example is its own

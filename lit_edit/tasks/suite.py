@@ -3,7 +3,7 @@
 ``DownstreamConfig`` is the ``model.downstream`` block of an editing config. :class:`DownstreamSuite` reads the
 records once (this process's shard of them when several processes run), scores a model on every task with one
 :class:`~lit_edit.tasks.metrics.DownstreamMetric` per task (gathered across processes), and keeps the pre-edit
-scores on disk keyed by the model, the records and the scoring settings (``evaluation.md``: computed once on the
+scores on disk keyed by the model, the records and the scoring settings (``docs/evaluation.md``: computed once on the
 unedited model).
 """
 

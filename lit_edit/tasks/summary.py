@@ -1,6 +1,6 @@
 """Per-example scores of one task on one model, and what an editing run reports from two of them: the pre- and
-post-edit numbers, their difference, and a paired bootstrap interval of the difference (``evaluation.md``:
-"a bootstrap confidence interval where the set is small")."""
+post-edit numbers, their difference, and a paired bootstrap interval of the difference (``docs/evaluation.md`` §6:
+the downstream sets are small)."""
 
 from __future__ import annotations
 
