@@ -183,10 +183,11 @@ class OpenDomainQATask(DownstreamTask):
 
 class SummarizationTask(DownstreamTask):
     """SAMSum. corrected: ROUGE-1/2/L F (``rouge-score``, stemming) of the continuation cut at EOS (no newline
-    cut, as the reference); paper: the mean of ``rouge`` 1.0.1's R1/R2/RL on the reference's 13-character cut."""
+    cut, as the reference); paper: the mean of R1/R2/RL from the ``rouge`` 1.0.1 package on the reference's
+    13-character cut, and ``unscorable``: how many predictions the package refused (dots only; scored 0)."""
 
     name = "summarization"
-    counters = ("n", "rouge1", "rouge2", "rougeL", "paper/rouge_avg")
+    counters = ("n", "rouge1", "rouge2", "rougeL", "paper/rouge_avg", "paper/unscorable")
     primary = {"corrected": "rougeL", "paper": "rouge_avg"}
 
     def __init__(self):
@@ -198,13 +199,14 @@ class SummarizationTask(DownstreamTask):
     def score(self, record, generations, after_edit, option_nll=None):
         generation = generations["corrected"]
         scores = self._scorer.score(record["summary"], generation.continuation)
-        paper_prediction = generation.reference_text.split("DR:")[-1]
+        paper = legacy.summarization(generation.reference_text.split("DR:")[-1], record["summary"])
         return {"n": 1, **{k: scores[k].fmeasure for k in ("rouge1", "rouge2", "rougeL")},
-                "paper/rouge_avg": legacy.summarization(paper_prediction, record["summary"])["rouge_avg"]}
+                "paper/rouge_avg": paper["rouge_avg"], "paper/unscorable": paper["unscorable"]}
 
     def summarize(self, sums, ordered=None):
         return {"corrected": {k: _ratio(sums[k], sums["n"]) for k in ("rouge1", "rouge2", "rougeL")},
-                "paper": {"rouge_avg": _ratio(sums["paper/rouge_avg"], sums["n"])}}
+                "paper": {"rouge_avg": _ratio(sums["paper/rouge_avg"], sums["n"]),
+                          "unscorable": sums["paper/unscorable"]}}
 
 
 class NERTask(DownstreamTask):
