@@ -32,33 +32,35 @@ def _after(full_text: str, marker: str, index: int) -> str:
     return parts[index] if len(parts) > index else ""
 
 
+def _four_counters(says_positive: bool, says_negative: bool, gold_positive: bool) -> dict[str, int]:
+    """The reference's ``if``/``elif`` over (positive & gold, negative & not gold, negative & gold, positive & not
+    gold): parsed when either word was found, correct when the gold's word was — so an answer holding both words is
+    correct whatever the gold."""
+    if not (says_positive or says_negative):
+        return {"correct": 0, "parsed": 0}
+    return {"correct": int(says_positive if gold_positive else says_negative), "parsed": 1}
+
+
 def closed_domain_qa(full_text: str, gold: bool, after_edit: bool) -> dict[str, int]:
-    """BoolQ (§2): the text after the first ``answer:``; exact `` yes``/`` no`` before editing, substring after.
+    """BoolQ (§2): the text between the first ``answer:`` and the next; exact `` yes``/`` no`` before editing,
+    substring after.
 
     Returns the reference's counters: ``correct`` (its TP + "FN"), ``parsed`` (TP+FN+TN+FP)."""
     predict = _after(full_text, "answer:", 1).lower()
     if after_edit:
-        says_yes, says_no = "yes" in predict, "no" in predict
-    else:
-        says_yes, says_no = predict == " yes", predict == " no"
-    if says_yes:          # checked first, as in the reference
-        return {"correct": int(gold), "parsed": 1}
-    if says_no:
-        return {"correct": int(not gold), "parsed": 1}
-    return {"correct": 0, "parsed": 0}
+        return _four_counters("yes" in predict, "no" in predict, gold)
+    return _four_counters(predict == " yes", predict == " no", gold)
 
 
 def _substring_pair(predict: str, positive: str, negative: str, gold_positive: bool) -> dict[str, int]:
     predict = predict.lower()
-    if positive in predict:
-        return {"correct": int(gold_positive), "parsed": 1}
-    if negative in predict:
-        return {"correct": int(not gold_positive), "parsed": 1}
-    return {"correct": 0, "parsed": 0}
+    return _four_counters(positive in predict, negative in predict, gold_positive)
 
 
 def nli(full_text: str, gold_entailment: bool) -> dict[str, int]:
-    """RTE (§3): substring ``true`` / ``false`` in the text after the last ``answer:`` (``untrue`` is true)."""
+    """RTE (§3): substring ``true`` / ``false`` in the text after the last ``answer:`` (``untrue`` is true). The
+    reference's two ``if`` (not ``elif``) add an answer holding both words to two of its counters; here it is one
+    parsed answer (a one-token answer never holds both)."""
     return _substring_pair(_after(full_text, "answer:", -1), "true", "false", gold_entailment)
 
 
