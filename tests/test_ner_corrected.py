@@ -73,7 +73,8 @@ def test_macro_and_micro_f1_equal_hand_counts():
                {"PER": " Carl", "LOC": ' ""', "ORG": " Acme.", "MISC": " None"}]
     scores = []
     for record, output in zip([first, second], outputs):
-        generations = {kind: Generation([], [], text, prompts.ner(record, kind) + text) for kind, text in output.items()}
+        generations = {kind: Generation([], [], text, prompts.ner(record, kind) + text)
+                       for kind, text in output.items()}
         scores.append(TASKS["ner"].score(record, generations, after_edit=False))
     metric = DownstreamMetric("ner")
     metric.update(scores, [0, 1])

@@ -147,7 +147,8 @@ def test_mutual(output, after_edit, expected):
 # reference: the prompt carries the gold solution; predict = text.split("Therefore, the answer (arabic numerals)
 # is:")[1] (the FIRST); correct when the raw gold string after "#### " is a substring. Corrected: the question alone,
 # the first number compared numerically.
-GSM = {"question": "Janet sells 16 eggs and eats 3. How many are left?", "answer": "She has 16 - 3 = 13 eggs left.\n#### 13"}
+GSM = {"question": "Janet sells 16 eggs and eats 3. How many are left?",
+       "answer": "She has 16 - 3 = 13 eggs left.\n#### 13"}
 MARKER = "Therefore, the answer (arabic numerals) is:"
 
 
@@ -174,7 +175,8 @@ def test_gsm8k_paper_prompt_holds_the_solution_and_the_corrected_one_does_not():
 # reference: predict = normalize(text.split("Answer:")[-1]) over prompt + continuation (its prompt has no "Answer:");
 # +1 if words[0] or words[-1] is a gold; else +1 for every single word at positions 0..len-2 that is a gold, and the
 # first multi-word n-gram match sets a global flag that is never reset; once set, only n-grams from words[0] count.
-FRANCE = {"question": "what is the capital of france", "answer": ["Paris"], "output": ["Paris is the capital of France."]}
+FRANCE = {"question": "what is the capital of france", "answer": ["Paris"],
+          "output": ["Paris is the capital of France."]}
 NEW_YORK = {"question": "where does she live", "answer": ["New York"], "output": ["She moved last year."]}
 LONDON = {"question": "which city is it", "answer": ["London"], "output": ["Answer: London is big."]}
 
@@ -270,7 +272,8 @@ class ScriptedModel(torch.nn.Module):
 
 
 def scripted(tokenizer, text: str) -> ScriptedModel:
-    return ScriptedModel(len(tokenizer), tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id])
+    script = tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    return ScriptedModel(len(tokenizer), script)
 
 
 def test_generated_text_reaches_both_parsers_with_the_prompt_and_the_eos_text():

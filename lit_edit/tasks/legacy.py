@@ -144,9 +144,9 @@ def summarization_prediction(continuation_with_eos: str) -> str:
 
 def rouge_package_f(hypothesis: str, reference: str) -> dict[str, float]:
     """ROUGE-1/2/L F of one pair, from the ``rouge`` 1.0.1 package called as the reference's summarization script
-    calls it (§8): ``Rouge().get_scores(hypothesis, reference)`` with its defaults (one score per pair, n-grams and
-    LCS words as sets), the ``f`` of ``rouge-1``, ``rouge-2``, ``rouge-l``. Raises the package's ``ValueError`` when
-    either text has nothing but dots."""
+    calls it (``docs/fidelity.md``): ``Rouge().get_scores(hypothesis, reference)`` with its defaults (one score per
+    pair, n-grams and LCS words as sets), the ``f`` of ``rouge-1``, ``rouge-2``, ``rouge-l``. Raises the package's
+    ``ValueError`` when either text has nothing but dots."""
     score = Rouge().get_scores(hypothesis, reference)[0]
     return {"rouge1": score["rouge-1"]["f"], "rouge2": score["rouge-2"]["f"], "rougeL": score["rouge-l"]["f"]}
 

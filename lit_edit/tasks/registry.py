@@ -205,7 +205,7 @@ class SummarizationTask(DownstreamTask):
     def summarize(self, sums, ordered=None):
         return {"corrected": {k: _ratio(sums[k], sums["n"]) for k in ("rouge1", "rouge2", "rougeL")},
                 "paper": {"rouge_avg": _ratio(sums["paper/rouge_avg"], sums["n"]),
-                          "unscorable": sums["paper/unscorable"]}}
+                          "unscorable": int(round(sums["paper/unscorable"]))}}
 
 
 class NERTask(DownstreamTask):
