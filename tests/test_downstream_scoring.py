@@ -73,14 +73,16 @@ def test_nq_corrected_em_and_span_em():
     assert (score["em"], score["span_em"]) == (1, 1)
 
 
-def test_rouge_v1_matches_a_hand_computation():
+def test_rouge_package_f_matches_a_hand_computation():
     # hyp words: [the, cat, sat] ; ref words: [the, cat, ran] (sets); R1: 2/3 each -> F=2/3; R2: {the cat} 1/2
-    scores = legacy.rouge_v1("the cat sat", "the cat ran")
+    scores = legacy.rouge_package_f("the cat sat", "the cat ran")
     assert scores["rouge1"] == pytest.approx(2 / 3, abs=1e-6)
     assert scores["rouge2"] == pytest.approx(0.5, abs=1e-6)
     assert scores["rougeL"] == pytest.approx(2 / 3, abs=1e-6)
-    assert legacy.rouge_v1("The cat", "the cat")["rouge1"] == pytest.approx(0.5, abs=1e-6)   # case-sensitive
-    assert legacy.rouge_v1("...", "the cat") == {"rouge1": 0.0, "rouge2": 0.0, "rougeL": 0.0}
+    assert legacy.rouge_package_f("The cat", "the cat")["rouge1"] == pytest.approx(0.5, abs=1e-6)   # case-sensitive
+    with pytest.raises(ValueError, match="Hypothesis is empty"):
+        legacy.rouge_package_f("...", "the cat")
+    assert legacy.summarization("...<|endoftext|>", "the cat") == {"rouge_avg": 0.0, "unscorable": 1}
     # the 13-character cut assumes "<|endoftext|>" ends the text
     assert legacy.summarization_prediction(" the cat sat<|endoftext|>") == " the cat sat"
     assert legacy.summarization(" ab", "the cat")["rouge_avg"] == 0.0                          # ≤ 1 character

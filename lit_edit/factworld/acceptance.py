@@ -21,7 +21,6 @@ from lit_edit.data.corpus import read_texts
 from lit_edit.editing.positions import subject_token_index
 from lit_edit.factworld.edits import fact_questions
 from lit_edit.factworld.schema import ONE_HOP, RELATION_BY_NAME
-from lit_edit.factworld.tasks import entities
 from lit_edit.factworld.world import World
 from lit_edit.generation import greedy_continuations
 from lit_edit.hooks import record, rewrite_output
@@ -70,10 +69,6 @@ def binomial_upper_tail(n: int, correct: int, chance: float) -> float:
     return min(1.0, math.exp(peak) * sum(math.exp(t - peak) for t in log_terms))
 
 
-def _f1(tp: int, fp: int, fn: int) -> float:
-    return 2 * tp / max(2 * tp + fp + fn, 1)
-
-
 def score_task(model, tokenizer, task: str, records: list[dict], rng: random.Random) -> dict:
     """Corrected score of one mini task and its measured chance level."""
     new_tokens = parsing.MAX_NEW_TOKENS[task]
@@ -84,12 +79,13 @@ def score_task(model, tokenizer, task: str, records: list[dict], rng: random.Ran
         for kind in prompts.NER_TYPES:
             outs = greedy_continuations(model, tokenizer, [prompts.ner(r, kind) for r in records], new_tokens)
             for out, record, other in zip(outs, records, shuffled):
-                gold = set(entities(record["tokens"], record["tags"], kind))
+                gold = parsing.gold_entities(record["tokens"], record["tags"], kind)
                 for i, c in enumerate(parsing.ner_counts(parsing.parse_entities(out), gold)):
                     counts[i] += c
-                for i, c in enumerate(parsing.ner_counts(set(entities(other["tokens"], other["tags"], kind)), gold)):
+                for i, c in enumerate(parsing.ner_counts(parsing.gold_entities(other["tokens"], other["tags"], kind),
+                                                         gold)):
                     chance_counts[i] += c
-        return {"metric": "entity_f1", "score": _f1(*counts), "chance": _f1(*chance_counts)}
+        return {"metric": "entity_f1", "score": parsing.entity_f1(*counts), "chance": parsing.entity_f1(*chance_counts)}
     if task == "reasoning":
         build = [lambda r: prompts.reasoning(r, hinted=True), lambda r: prompts.reasoning(r, hinted=False)]
     elif task == "open_domain_qa":

@@ -70,7 +70,8 @@ GOLD_FIELDS = {   # task: (field, what the scorer needs of it, check) -- the fie
     "closed_domain_qa": ("answer", "true or false", lambda v: isinstance(v, bool) or str(v).lower() in ("true", "false")),
     "nli": ("label", "'entailment' or 'not_entailment'", lambda v: v in ("entailment", "not_entailment")),
     "sentiment": ("label", "0 or 1", lambda v: v in ("0", "1")),
-    "summarization": ("summary", "a string", lambda v: isinstance(v, str)),
+    "summarization": ("summary", "a string with more than dots (the paper score's ROUGE cannot read one of dots only)",
+                      lambda v: isinstance(v, str) and v.replace(".", "") != ""),
 }
 
 

@@ -8,6 +8,8 @@ generation.
 
 from __future__ import annotations
 
+from rouge import Rouge
+
 from lit_edit.tasks.parsing import normalize_answer
 
 _CLEAN_UP = ((" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"), (" 'm", "'m"),
@@ -30,33 +32,35 @@ def _after(full_text: str, marker: str, index: int) -> str:
     return parts[index] if len(parts) > index else ""
 
 
+def _four_counters(says_positive: bool, says_negative: bool, gold_positive: bool) -> dict[str, int]:
+    """The reference's ``if``/``elif`` over (positive & gold, negative & not gold, negative & gold, positive & not
+    gold): parsed when either word was found, correct when the gold's word was — so an answer holding both words is
+    correct whatever the gold."""
+    if not (says_positive or says_negative):
+        return {"correct": 0, "parsed": 0}
+    return {"correct": int(says_positive if gold_positive else says_negative), "parsed": 1}
+
+
 def closed_domain_qa(full_text: str, gold: bool, after_edit: bool) -> dict[str, int]:
-    """BoolQ (§2): the text after the first ``answer:``; exact `` yes``/`` no`` before editing, substring after.
+    """BoolQ (§2): the text between the first ``answer:`` and the next; exact `` yes``/`` no`` before editing,
+    substring after.
 
     Returns the reference's counters: ``correct`` (its TP + "FN"), ``parsed`` (TP+FN+TN+FP)."""
     predict = _after(full_text, "answer:", 1).lower()
     if after_edit:
-        says_yes, says_no = "yes" in predict, "no" in predict
-    else:
-        says_yes, says_no = predict == " yes", predict == " no"
-    if says_yes:          # checked first, as in the reference
-        return {"correct": int(gold), "parsed": 1}
-    if says_no:
-        return {"correct": int(not gold), "parsed": 1}
-    return {"correct": 0, "parsed": 0}
+        return _four_counters("yes" in predict, "no" in predict, gold)
+    return _four_counters(predict == " yes", predict == " no", gold)
 
 
 def _substring_pair(predict: str, positive: str, negative: str, gold_positive: bool) -> dict[str, int]:
     predict = predict.lower()
-    if positive in predict:
-        return {"correct": int(gold_positive), "parsed": 1}
-    if negative in predict:
-        return {"correct": int(not gold_positive), "parsed": 1}
-    return {"correct": 0, "parsed": 0}
+    return _four_counters(positive in predict, negative in predict, gold_positive)
 
 
 def nli(full_text: str, gold_entailment: bool) -> dict[str, int]:
-    """RTE (§3): substring ``true`` / ``false`` in the text after the last ``answer:`` (``untrue`` is true)."""
+    """RTE (§3): substring ``true`` / ``false`` in the text after the last ``answer:`` (``untrue`` is true). The
+    reference's two ``if`` (not ``elif``) add an answer holding both words to two of its counters; here it is one
+    parsed answer (a one-token answer never holds both)."""
     return _substring_pair(_after(full_text, "answer:", -1), "true", "false", gold_entailment)
 
 
@@ -138,70 +142,27 @@ def summarization_prediction(continuation_with_eos: str) -> str:
     return continuation_with_eos[0:-13]
 
 
-def _rouge_sentences(text: str) -> list[list[str]]:
-    return [sentence.split(" ") for sentence in text.split(".") if len(sentence) > 0]
-
-
-def _ngrams(words: list[str], n: int) -> set[tuple[str, ...]]:
-    return {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
-
-
-def _f(overlap: int, hyp_count: int, ref_count: int) -> float:
-    precision = overlap / hyp_count if hyp_count else 0.0
-    recall = overlap / ref_count if ref_count else 0.0
-    return 2 * precision * recall / (precision + recall + 1e-8)
-
-
-def _lcs_table(x: list[str], y: list[str]) -> list[list[int]]:
-    table = [[0] * (len(y) + 1) for _ in range(len(x) + 1)]
-    for i in range(1, len(x) + 1):
-        for j in range(1, len(y) + 1):
-            table[i][j] = table[i - 1][j - 1] + 1 if x[i - 1] == y[j - 1] else max(table[i - 1][j], table[i][j - 1])
-    return table
-
-
-def _lcs_union(reference: list[str], hypotheses: list[list[str]]) -> int:
-    union: set[int] = set()
-    for hyp in hypotheses:
-        table = _lcs_table(reference, hyp)
-        i, j = len(reference), len(hyp)
-        while i > 0 and j > 0:
-            if reference[i - 1] == hyp[j - 1]:
-                union.add(i - 1)
-                i, j = i - 1, j - 1
-            elif table[i - 1][j] >= table[i][j - 1]:
-                i -= 1
-            else:
-                j -= 1
-    return len(union)
-
-
-def rouge_v1(hypothesis: str, reference: str) -> dict[str, float]:
-    """ROUGE-1/2/L F as the ``rouge`` 1.0.1 package computes them (§8): sentences split on ``.``, words on single
-    spaces (punctuation stays), case-sensitive, n-grams as sets, ROUGE-L as the summary-level union LCS, and
-    F = 2PR/(P+R+1e-8). A hypothesis of only dots raises ``ValueError`` there; here it scores 0."""
-    hyp_sentences, ref_sentences = _rouge_sentences(hypothesis), _rouge_sentences(reference)
-    if not hyp_sentences or not ref_sentences:
-        return {"rouge1": 0.0, "rouge2": 0.0, "rougeL": 0.0}
-    hyp_words = [w for s in hyp_sentences for w in s]
-    ref_words = [w for s in ref_sentences for w in s]
-    scores = {}
-    for n, name in [(1, "rouge1"), (2, "rouge2")]:
-        hyp, ref = _ngrams(hyp_words, n), _ngrams(ref_words, n)
-        scores[name] = _f(len(hyp & ref), len(hyp), len(ref))
-    hits = sum(_lcs_union(ref_sentence, hyp_sentences) for ref_sentence in ref_sentences)
-    scores["rougeL"] = _f(hits, len(hyp_words), len(ref_words))
-    return scores
+def rouge_package_f(hypothesis: str, reference: str) -> dict[str, float]:
+    """ROUGE-1/2/L F of one pair, from the ``rouge`` 1.0.1 package called as the reference's summarization script
+    calls it (``docs/fidelity.md``): ``Rouge().get_scores(hypothesis, reference)`` with its defaults (one score per
+    pair, n-grams and LCS words as sets), the ``f`` of ``rouge-1``, ``rouge-2``, ``rouge-l``. Raises the package's
+    ``ValueError`` when either text has nothing but dots."""
+    score = Rouge().get_scores(hypothesis, reference)[0]
+    return {"rouge1": score["rouge-1"]["f"], "rouge2": score["rouge-2"]["f"], "rougeL": score["rouge-l"]["f"]}
 
 
 def summarization(continuation_with_eos: str, reference: str) -> dict[str, float]:
-    """The reference's per-example score: (R1 + R2 + RL) / 3 of :func:`rouge_v1`, 0 for a prediction of ≤ 1
-    character."""
+    """The reference's per-example score: (R1 + R2 + RL) / 3 of :func:`rouge_package_f`, 0 for a prediction of ≤ 1
+    character. A prediction the package cannot score (dots only: ``ValueError: Hypothesis is empty.``, which stops
+    the reference's run) scores 0 and sets ``unscorable``, so that a run can say how many there were."""
     predict = summarization_prediction(continuation_with_eos)
     if len(predict) <= 1:
-        return {"rouge_avg": 0.0}
-    scores = rouge_v1(predict, reference)
-    return {"rouge_avg": (scores["rouge1"] + scores["rouge2"] + scores["rougeL"]) / 3}
+        return {"rouge_avg": 0.0, "unscorable": 0}
+    try:
+        scores = rouge_package_f(predict, reference)
+    except ValueError:
+        return {"rouge_avg": 0.0, "unscorable": 1}
+    return {"rouge_avg": (scores["rouge1"] + scores["rouge2"] + scores["rougeL"]) / 3, "unscorable": 0}
 
 
 def ner_gold(words: list[str], tags: list[str], entity_type: str) -> list[str]:

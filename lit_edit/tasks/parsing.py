@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import string
 
+from lit_edit.factworld.tasks import entities
 from lit_edit.tasks.prompts import NER_TYPES
 
 MAX_NEW_TOKENS = {"closed_domain_qa": 1, "nli": 1, "sentiment": 1, "dialogue": 1, "reasoning": 5,
@@ -48,11 +49,34 @@ def parse_number(continuation: str) -> float | None:
     return float(match.group(0).replace(",", "")) if match else None
 
 
+def normalize_entity(text: str) -> str:
+    """One entity as it is compared, gold and prediction alike: surrounding spaces and quotes off (``"…"``, a pair of
+    ``'…'``), one space between words, a stand-alone ``.`` or ``,`` glued to the word before it (the rule the prompt
+    writes the sentence with, :func:`lit_edit.tasks.prompts.ner_sentence`: CoNLL's ``Salomon Bros .`` is shown as
+    ``Salomon Bros.``), and no final full stop (``Acme.`` ending a list is ``Acme``)."""
+    text = text.strip().strip('"').strip()
+    if len(text) >= 2 and text[0] == text[-1] == "'":
+        text = text[1:-1]
+    text = re.sub(r" ([.,])(?= |$)", r"\1", " ".join(text.split()))
+    return text.rstrip(".").rstrip()
+
+
+def _is_entity(item: str) -> bool:
+    return item != "" and item.lower() != "none"
+
+
 def parse_entities(continuation: str) -> set[str]:
-    """Entities listed after ``Entity:``: cut at newline, split on ``,``/``;``/`` and ``; ``none`` is empty."""
-    text = continuation.split("\n")[0]
-    parts = re.split(r",|;| and ", text)
-    return {" ".join(p.strip().strip('"').split()) for p in parts if p.strip() and p.strip().lower() != "none"}
+    """Entities listed after ``Entity:``: cut at newline, split on ``,``/``;``/`` and ``, each item normalised
+    (:func:`normalize_entity`) before the empty ones and ``none`` are dropped. A set: an entity named twice counts
+    once."""
+    parts = re.split(r",|;| and ", continuation.split("\n")[0])
+    return {item for item in map(normalize_entity, parts) if _is_entity(item)}
+
+
+def gold_entities(tokens: list[str], tags: list[str], entity_type: str) -> set[str]:
+    """The gold entities of one type (IOB2 spans of CoNLL tokens) through the same :func:`normalize_entity`; a set,
+    so an entity that occurs twice in the sentence counts once."""
+    return {item for item in map(normalize_entity, entities(tokens, tags, entity_type)) if item}
 
 
 def gold_label(task: str, record: dict):
@@ -95,5 +119,10 @@ def ner_counts(predicted: set[str], gold: set[str]) -> tuple[int, int, int]:
     return len(predicted & gold), len(predicted - gold), len(gold - predicted)
 
 
-__all__ = ["MAX_NEW_TOKENS", "NER_TYPES", "classification_correct", "gold_label", "ner_counts", "normalize_answer",
-           "open_qa_exact_match", "parse_entities"]
+def entity_f1(tp: float, fp: float, fn: float) -> float:
+    """Entity-level F1 = 2·tp / (2·tp + fp + fn); 0 when there is nothing to count."""
+    return 2 * tp / max(2 * tp + fp + fn, 1)
+
+
+__all__ = ["MAX_NEW_TOKENS", "NER_TYPES", "classification_correct", "entity_f1", "gold_entities", "gold_label",
+           "ner_counts", "normalize_answer", "normalize_entity", "open_qa_exact_match", "parse_entities"]

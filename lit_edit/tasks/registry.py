@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 from rouge_score import rouge_scorer
 
-from lit_edit.factworld.tasks import entities
 from lit_edit.generation import Generation
 from lit_edit.tasks import legacy, parsing, prompts
 
@@ -183,10 +182,11 @@ class OpenDomainQATask(DownstreamTask):
 
 class SummarizationTask(DownstreamTask):
     """SAMSum. corrected: ROUGE-1/2/L F (``rouge-score``, stemming) of the continuation cut at EOS (no newline
-    cut, as the reference); paper: the mean of ``rouge`` 1.0.1's R1/R2/RL on the reference's 13-character cut."""
+    cut, as the reference); paper: the mean of R1/R2/RL from the ``rouge`` 1.0.1 package on the reference's
+    13-character cut, and ``unscorable``: how many predictions the package refused (dots only; scored 0)."""
 
     name = "summarization"
-    counters = ("n", "rouge1", "rouge2", "rougeL", "paper/rouge_avg")
+    counters = ("n", "rouge1", "rouge2", "rougeL", "paper/rouge_avg", "paper/unscorable")
     primary = {"corrected": "rougeL", "paper": "rouge_avg"}
 
     def __init__(self):
@@ -198,24 +198,27 @@ class SummarizationTask(DownstreamTask):
     def score(self, record, generations, after_edit, option_nll=None):
         generation = generations["corrected"]
         scores = self._scorer.score(record["summary"], generation.continuation)
-        paper_prediction = generation.reference_text.split("DR:")[-1]
+        paper = legacy.summarization(generation.reference_text.split("DR:")[-1], record["summary"])
         return {"n": 1, **{k: scores[k].fmeasure for k in ("rouge1", "rouge2", "rougeL")},
-                "paper/rouge_avg": legacy.summarization(paper_prediction, record["summary"])["rouge_avg"]}
+                "paper/rouge_avg": paper["rouge_avg"], "paper/unscorable": paper["unscorable"]}
 
     def summarize(self, sums, ordered=None):
         return {"corrected": {k: _ratio(sums[k], sums["n"]) for k in ("rouge1", "rouge2", "rougeL")},
-                "paper": {"rouge_avg": _ratio(sums["paper/rouge_avg"], sums["n"])}}
+                "paper": {"rouge_avg": _ratio(sums["paper/rouge_avg"], sums["n"]),
+                          "unscorable": int(round(sums["paper/unscorable"]))}}
 
 
 class NERTask(DownstreamTask):
-    """CoNLL-2003, four prompts per sentence. corrected: entity-level F1 per type from IOB2 spans (micro over
-    sentences, ``-DOCSTART-`` skipped), macro over the types; paper: the reference's per-type substring hit rate
-    with its span bug and MISC denominator, and their mean."""
+    """CoNLL-2003, four prompts per sentence. corrected: entity-level F1 from IOB2 spans, gold and listed items
+    through one normalisation (:func:`parsing.normalize_entity`), each distinct entity of a sentence counted once,
+    ``-DOCSTART-`` skipped: per type (``f1_PER`` ...), ``micro_f1`` over all entities of all types (primary, CoNLL's
+    usual headline) and ``macro_f1``, the mean of the four types; paper: the reference's per-type substring hit
+    rate with its span bug and MISC denominator, and their mean."""
 
     name = "ner"
     counters = ("n",) + tuple(f"{c}/{t}" for t in prompts.NER_TYPES for c in ("tp", "fp", "fn")) + tuple(
         f"paper/{c}/{t}" for t in prompts.NER_TYPES for c in ("hits", "total"))
-    primary = {"corrected": "macro_f1", "paper": "acc_total"}
+    primary = {"corrected": "micro_f1", "paper": "acc_total"}
 
     def queries(self, record):
         return [Query(kind, prompts.ner(record, kind), parsing.MAX_NEW_TOKENS["ner"]) for kind in prompts.NER_TYPES]
@@ -227,7 +230,7 @@ class NERTask(DownstreamTask):
             generation = generations[kind]
             if not docstart:
                 predicted = parsing.parse_entities(generation.continuation)
-                gold = set(entities(record["tokens"], record["tags"], kind))
+                gold = parsing.gold_entities(record["tokens"], record["tags"], kind)
                 for name, value in zip(("tp", "fp", "fn"), parsing.ner_counts(predicted, gold)):
                     out[f"{name}/{kind}"] = value
             counts = legacy.ner(generation.reference_text, record["tokens"], record["tags"], kind)
@@ -235,11 +238,13 @@ class NERTask(DownstreamTask):
         return out
 
     def summarize(self, sums, ordered=None):
-        f1 = {kind: 2 * sums[f"tp/{kind}"] / max(2 * sums[f"tp/{kind}"] + sums[f"fp/{kind}"] + sums[f"fn/{kind}"], 1)
-              for kind in prompts.NER_TYPES}
+        kinds = prompts.NER_TYPES
+        f1 = {kind: parsing.entity_f1(sums[f"tp/{kind}"], sums[f"fp/{kind}"], sums[f"fn/{kind}"]) for kind in kinds}
+        micro = parsing.entity_f1(*(sum(sums[f"{c}/{kind}"] for kind in kinds) for c in ("tp", "fp", "fn")))
         hit_rate = {kind: _ratio(sums[f"paper/hits/{kind}"], sums[f"paper/total/{kind}"]) for kind in prompts.NER_TYPES}
         rates = [r for r in hit_rate.values() if r is not None]
-        return {"corrected": {"macro_f1": sum(f1.values()) / len(f1), **{f"f1_{k}": v for k, v in f1.items()}},
+        return {"corrected": {"micro_f1": micro, "macro_f1": sum(f1.values()) / len(f1),
+                              **{f"f1_{k}": v for k, v in f1.items()}},
                 "paper": {"acc_total": sum(rates) / len(rates) if rates else None,
                           **{f"acc_{k}": v for k, v in hit_rate.items()}}}
 

@@ -23,7 +23,7 @@ from lit_edit.tasks.metrics import DownstreamMetric
 from lit_edit.tasks.registry import TASK_NAMES, get_task
 from lit_edit.tasks.summary import TaskScores
 
-SCORING_VERSION = 2
+SCORING_VERSION = 3
 """Bumped whenever a change to prompts, decoding or counters makes cached pre-edit scores stale."""
 
 
