@@ -166,8 +166,8 @@ def summarization(continuation_with_eos: str, reference: str) -> dict[str, float
 
 
 def ner_gold(words: list[str], tags: list[str], entity_type: str) -> list[str]:
-    """The reference's gold entities of one type (§9): a span runs from ``B-X`` to the next ``O`` (so it swallows
-    an adjacent entity and drops the last token of a sentence-final one, which can leave an empty string)."""
+    """The reference's gold entities of one type (docs/tasks.md §9): a span runs from ``B-X`` to the next ``O`` (so
+    it swallows an adjacent entity and drops the last token of a sentence-final one, which can leave an empty string)."""
     entities, k = [], 0
     while k < len(tags):
         if tags[k] == f"B-{entity_type}":
@@ -186,8 +186,8 @@ def ner_gold(words: list[str], tags: list[str], entity_type: str) -> list[str]:
 
 
 def ner(full_text: str, words: list[str], tags: list[str], entity_type: str) -> dict[str, int]:
-    """One sentence and type of the reference's NER "accuracy" (§9): ``hits`` gold strings found as substrings of
-    the text after ``Entity:``, over ``total`` = the number of gold strings; for MISC only, a sentence without
+    """One sentence and type of the reference's NER "accuracy" (docs/tasks.md §9): ``hits`` gold strings found as
+    substrings of the text after ``Entity:``, over ``total`` = the number of gold strings; for MISC only, a sentence without
     gold MISC adds 1 to the total; an empty continuation with no gold is a hit out of 1."""
     predict = _after(full_text, "Entity:", 1)
     gold = ner_gold(words, tags, entity_type)
