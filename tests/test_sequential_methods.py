@@ -155,3 +155,34 @@ def test_alphaedit_accumulates_previous_keys_and_leaves_the_preserved_space_alon
         change = _math(model, arch, layer) - w0[layer]
         assert change.abs().max() > 1e-6
         assert (change @ kept).abs().max() < 1e-9 * change.abs().max().clamp_min(1)
+
+
+def test_comeba_gate_statistics_warns_unless_values_are_optimised_one_request_at_a_time():
+    import warnings
+
+    one_at_a_time = ValueHyperparams(requests_per_pass=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ComebaHyperparams()                                           # the default rule needs nothing
+        ComebaHyperparams(gate_statistics="all_positions", values=one_at_a_time)
+    for per_pass in (None, 4):
+        with pytest.warns(UserWarning, match=f"requests_per_pass {per_pass}.*requests_per_pass: 1"):
+            ComebaHyperparams(gate_statistics="all_positions", values=ValueHyperparams(requests_per_pass=per_pass))
+    with pytest.raises(ValueError, match="gate_statistics 'padded'"):
+        ComebaHyperparams(gate_statistics="padded")
+
+
+def test_the_comeba_editor_builds_its_hook_gate_with_the_chosen_statistics(tiny, monkeypatch):
+    from lit_edit.editors import COMEBA, locate
+    from lit_edit.editors.base import EditContext
+
+    folder, moments = tiny
+    model, tokenizer, arch = _fresh(folder)
+    monkeypatch.setattr(locate, "second_moments_for", lambda *args, **kwargs: {k: moments[k] for k in (0, 1)})
+    for rule in ("real_tokens", "all_positions"):
+        editor = COMEBA(layers=[0, 1], values=ValueHyperparams(requests_per_pass=1), template_tokens=3,
+                        gate_statistics=rule)
+        editor.setup(model, tokenizer, arch, EditContext("tiny", progress=False))
+        assert editor.hp.gate_statistics == rule and editor.bank.gate_statistics == rule
+        assert editor.hyperparameters()["hp"]["gate_statistics"] == rule     # in the run's fingerprint
+        editor.bank.remove()
