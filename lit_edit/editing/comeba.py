@@ -50,7 +50,8 @@ class ComebaHyperparams:
             ``real_tokens`` (default) or ``all_positions``, padding included, as the reference code. With
             padding a row's z depends on the padded length of its pass, so reproducing the reference also needs
             ``values.requests_per_pass: 1`` (the reference optimises the values one request at a time); any
-            other setting warns.
+            other setting warns. The residual's h^L is then read in a pass over the bare prompts alone, as
+            there (``spread_over_layers(bare_pass=True)``).
     """
 
     layers: tuple[int, ...] = (3, 4, 5, 6, 7, 8)
@@ -111,7 +112,8 @@ def apply_comeba(model, tokenizer, arch: Architecture, targets: Sequence[ValueTa
 
     try:
         updates = spread_over_layers(model, tokenizer, arch, targets, values.values, hp.layers, template_groups,
-                                     hp.values.fact_token, update)
+                                     hp.values.fact_token, update,
+                                     bare_pass=bank is not None and hp.gate_statistics == "all_positions")
     finally:
         if bank is not None:
             bank.set_mode("validated")

@@ -19,8 +19,9 @@ difference only (§12.11), so the hooked output O_t = P_t + D_t. Modes:
    "all_positions"`` restores the reference's rule: every position counts as a token, padding included (its z
    enters the per-sequence max of the threshold update, as there). A row's z then depends on how far the batch
    pads it, so the values, optimised in padded passes under the validated gate, equal the reference's only
-   when they are optimised one request at a time as there (``values.requests_per_pass: 1``; see
-   ``docs/fidelity.md``, "COMEBA-HK").
+   when they are optimised one request at a time as there (``values.requests_per_pass: 1``), and COMEBA-HK
+   then reads the residual's h^L in a pass over the bare prompts alone, as there (``docs/fidelity.md``,
+   "COMEBA-HK").
 2. **Generation with a KV cache.** The reference computes z over the chunk it is given, so a decoding step
    (one token, std over one value) never swaps. Here the statistics of a sequence are kept across the
    forward passes of a generation: token t is scored against M over the real tokens at positions
