@@ -7,12 +7,15 @@ random tiny LLaMA (``docs/results/value_optimisation.md``). Three measurements, 
    token in each layer — real ZsRE records vs fact-world records.
 2. ``swap``: value optimisation with ``configs/edit/factworld/memit.yaml``'s settings (δ at block 1's output, the
    bare prompt) on requests whose prompt, subject and target each come from the real or the fact-world records.
-3. ``penalty``: a random tiny LLaMA (``bench/gpu_check.py``'s, or the tests' with ``--tiny tests``), ROME's δ at the
+3. ``free``: on the real records, ROME's δ at the FFN output of ``--layer`` (40 steps, the bare prompt) with the
+   config's penalty, KL term and clamp, and without them at lr 0.5 and 5: can any δ at the subject move the NLL?
+4. ``penalty``: a random tiny LLaMA (``bench/gpu_check.py``'s, or the tests' with ``--tiny tests``), ROME's δ at the
    FFN output of ``--layer``: the final loss split into the NLL of the target, the penalty and the KL term (the
    rest), with weight decay 0.5 (the reference), 0, and 0.5 with lr 0.005.
 
     python bench/value_optimisation.py gradient --model checkpoints/factworld-gpt2
     python bench/value_optimisation.py swap --model checkpoints/factworld-gpt2
+    python bench/value_optimisation.py free --model checkpoints/factworld-gpt2 --n 5
     python bench/value_optimisation.py penalty --tiny bench --layer 1
 """
 
@@ -102,6 +105,22 @@ def swap(args) -> None:
                       f"{result.last_loss.mean():6.2f}            {moved.median():.2f}")
 
 
+def free(args) -> None:
+    model, tokenizer = load_model_and_tokenizer(args.model)
+    module = architecture_of(model).ffn_at(args.layer)
+    targets = [ValueTarget(r.prompt, r.subject, r.target_new) for r in read_zsre(args.zsre).requests[:args.n]]
+    config = {"weight_decay": 0.5, "kl_factor": 0.0625, "clamp_norm_factor": 4.0}
+    unconstrained = {"weight_decay": 0.0, "kl_factor": 0.0, "clamp_norm_factor": 1e6}
+    variants = {"config (weight decay 0.5, KL 0.0625, clamp 4)": config, "no penalty, KL, clamp; lr 0.5":
+                unconstrained, "no penalty, KL, clamp; lr 5": {**unconstrained, "lr": 5.0}}
+    for name, settings in variants.items():
+        hp = ValueHyperparams(**{"steps": 40, "lr": 0.5, **settings})
+        result = optimize_values(model, tokenizer, module, targets, hp, ("{}",))
+        moved = (result.values - result.initial_outputs).norm(dim=1) / result.initial_outputs.norm(dim=1)
+        print(f"{name:46s} loss {result.first_loss.mean():.2f} -> {result.last_loss.mean():.2f}; |δ|/|h| "
+              f"{moved.min():.2f}..{moved.max():.2f}")
+
+
 def tiny_llama(kind: str, folder: Path) -> Path:
     if kind == "tests":
         sys.path.insert(0, str(ROOT))
@@ -140,15 +159,15 @@ def penalty(args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("measurement", choices=["gradient", "swap", "penalty"])
+    parser.add_argument("measurement", choices=["gradient", "swap", "free", "penalty"])
     parser.add_argument("--model", default=str(ROOT / "checkpoints" / "factworld-gpt2"))
     parser.add_argument("--zsre", default=str(REAL), help="the real ZsRE file")
     parser.add_argument("--n", type=int, default=10, help="requests per set")
-    parser.add_argument("--layer", type=int, default=0, help="gradient / penalty: the FFN layer δ is added to")
+    parser.add_argument("--layer", type=int, default=0, help="gradient / free / penalty: the FFN layer δ is added to")
     parser.add_argument("--tiny", choices=["bench", "tests"], default="bench", help="penalty: which tiny LLaMA")
     args = parser.parse_args()
     torch.manual_seed(0)
-    {"gradient": gradient, "swap": swap, "penalty": penalty}[args.measurement](args)
+    {"gradient": gradient, "swap": swap, "free": free, "penalty": penalty}[args.measurement](args)
 
 
 if __name__ == "__main__":
