@@ -264,7 +264,8 @@ class HookBank:
         """α^l ← min(α^l, min over the recorded prompts of their max z^l) (eq. 18).
 
         A prompt whose max z is −inf (fewer than two real tokens, or no spread) cannot be gated and does not
-        lower α (the reference would set α = NaN/−inf and open the gate for every token). Returns, per layer,
+        lower α (in the reference its z is NaN, α becomes NaN, and from then on the gate opens for no token; letting
+        −inf through would open it for every token). Returns, per layer,
         how many recorded prompts stay below the threshold (their edit never shows): 0 with ``dynamic``
         unless a prompt cannot be gated.
         """
