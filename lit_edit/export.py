@@ -8,10 +8,12 @@ the new values make a fresh base plus the file bit-identical to the edited model
 
 For COMEBA-HK, whose edits live in hook layers beside the untouched base (``lit_edit.editing.hook_layers``), the
 file holds the hook bank's state: each edited layer's float32 ΔW master (``hooks.layer{l}.delta``, math layout)
-and threshold α (``hooks.layer{l}.alpha``). The gate needs nothing else: its statistics are computed per
-sequence from ΔW k. :func:`apply_edits` rebuilds a :class:`HookBank` on the fresh base, loads that state,
-installs its hooks and sets them to ``validated`` (the gated mode the run scores with), and returns it: the model
-then computes exactly as the edited one did, generation included; ``bank.remove()`` takes the edits off again.
+and threshold α (``hooks.layer{l}.alpha``), and the metadata names the positions the gate's statistics run over
+(``hook_gate_statistics``; a file without it has the default, ``real_tokens``). The gate needs nothing else: its
+statistics are computed per sequence from ΔW k. :func:`apply_edits` rebuilds a :class:`HookBank` on the fresh
+base, loads that state, installs its hooks and sets them to ``validated`` (the gated mode the run scores with),
+and returns it: the model then computes exactly as the edited one did, generation included; ``bank.remove()``
+takes the edits off again.
 
 The safetensors metadata (str → str) says what the file is for: ``format``/``version``, ``base_model``
 (name_or_path), ``base_weights_sha256`` (:func:`lit_edit.stats.weights_sha256` of the unedited base),
@@ -134,6 +136,8 @@ def save_edits(path: Path | str, *, base_model: str, base_sha256: str, method: s
                 "base_weights_sha256": base_sha256, "base_architecture": architecture or "",
                 "method": method, "n_edits": str(int(n_edits)), "parameters": json.dumps(sorted(weights)),
                 "base_shapes": json.dumps(shapes, sort_keys=True), "hook_layers": json.dumps(hook_layers)}
+    if hooks is not None:
+        metadata["hook_gate_statistics"] = hooks.gate_statistics
     atomic_write_bytes(path, safetensors_bytes(tensors, metadata))
     return Path(path)
 
@@ -207,12 +211,13 @@ def apply_edits(model, path: Path | str, allow_other_base: bool = False) -> Appl
     with torch.no_grad():
         for name in parameters:
             model.get_parameter(name).copy_(tensors[name])
-    bank = _install_hooks(model, tensors, json.loads(metadata["hook_layers"]), str(path))
+    bank = _install_hooks(model, tensors, json.loads(metadata["hook_layers"]), str(path),
+                          metadata.get("hook_gate_statistics", "real_tokens"))
     return AppliedEdits(parameters, bank, dict(metadata))
 
 
 def _install_hooks(model, tensors: Mapping[str, torch.Tensor], hook_layers: Mapping[str, str],
-                   where: str) -> HookBank | None:
+                   where: str, gate_statistics: str) -> HookBank | None:
     """Rebuild, load and install the hook layers of an edits file (None when it has none)."""
     if not hook_layers:
         return None
@@ -221,7 +226,10 @@ def _install_hooks(model, tensors: Mapping[str, torch.Tensor], hook_layers: Mapp
         if arch.ffn_out_at(int(layer)) != module:
             raise EditsFileError(f"{where}: hook layer {layer} sits on {module}, but in {model_name(model)!r} that "
                                  f"layer's FFN output is {arch.ffn_out_at(int(layer))}: another architecture")
-    bank = HookBank(model, arch, [int(layer) for layer in hook_layers])
+    try:
+        bank = HookBank(model, arch, [int(layer) for layer in hook_layers], gate_statistics=gate_statistics)
+    except ValueError as error:
+        raise EditsFileError(f"{where}: metadata hook_gate_statistics: {error}") from None
     bank.load_state_dict({key.removeprefix(HOOKS): value for key, value in tensors.items() if key.startswith(HOOKS)})
     bank.install()
     bank.set_mode("validated")
@@ -253,7 +261,8 @@ def export_run_state(run: Path | str, out: Path | str | None = None) -> Path:
     bank = None
     if hooks:
         layers = sorted({int(key.split(".")[0].removeprefix("layer")) for key in hooks})
-        bank = HookBank(model, architecture_of(model), layers)
+        bank = HookBank(model, architecture_of(model), layers,
+                        gate_statistics=fingerprint.get("model.editor.gate_statistics", "real_tokens"))
         bank.load_state_dict(hooks)
     return save_edits(out or Path(state["path"]).parent / EDITS_FILE, base_model=base, base_sha256=digest,
                       method=fingerprint["model.editor.name"], n_edits=len(json.loads(state["history"])["applied"]),

@@ -207,3 +207,37 @@ def test_a_file_that_is_not_an_edits_file_is_refused(tmp_path):
         read_edits(tmp_path / "other.safetensors")
     with pytest.raises(EditsFileError, match="does not exist"):
         read_edits(tmp_path / "missing.safetensors")
+
+
+@pytest.mark.parametrize("rule", ["real_tokens", "all_positions"])
+def test_an_edits_file_keeps_the_hook_gates_statistics_rule(tmp_path, rule):
+    from lit_edit.editing.hook_layers import HookBank
+    from lit_edit.export import save_edits
+    from lit_edit.models import architecture_of
+
+    folder = make_tiny_model("gpt2", tmp_path, seed=2)
+    model = load_model(str(folder))
+    bank = HookBank(model, architecture_of(model), [0, 1], alpha=1.5, gate_statistics=rule)
+    for hook in bank.layers.values():
+        hook.add(torch.full(hook.delta.shape, 0.01))
+    path = save_edits(tmp_path / EDITS_FILE, base_model="tiny", base_sha256=weights_sha256(model), method="comeba-hk",
+                      n_edits=2, hooks=bank)
+    assert read_edits(path)[1]["hook_gate_statistics"] == rule
+    applied = apply_edits(load_model(str(folder)), path)          # a fresh base
+    assert applied.bank.gate_statistics == rule
+    applied.bank.remove()
+
+
+def test_an_edits_file_with_an_unknown_gate_statistics_rule_is_refused_naming_it(tmp_path):
+    from lit_edit.editing.hook_layers import HookBank
+    from lit_edit.export import save_edits
+    from lit_edit.models import architecture_of
+
+    folder = make_tiny_model("gpt2", tmp_path, seed=2)
+    model = load_model(str(folder))
+    path = save_edits(tmp_path / EDITS_FILE, base_model="tiny", base_sha256=weights_sha256(model), method="comeba-hk",
+                      n_edits=1, hooks=HookBank(model, architecture_of(model), [0]))
+    tensors, metadata = read_edits(path)
+    save_file(tensors, str(path), metadata | {"hook_gate_statistics": "padding"})
+    with pytest.raises(EditsFileError, match=r"edits.safetensors: metadata hook_gate_statistics: unknown gate_stat"):
+        apply_edits(load_model(str(folder)), path)

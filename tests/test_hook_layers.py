@@ -47,8 +47,8 @@ def test_degenerate_windows_never_swap():
     assert (z == float("-inf")).all()
 
 
-def _bank(model, arch, alpha, seed=0):
-    bank = HookBank(model, arch, [0, 2], alpha=alpha).install()
+def _bank(model, arch, alpha, seed=0, **options):
+    bank = HookBank(model, arch, [0, 2], alpha=alpha, **options).install()
     g = torch.Generator().manual_seed(seed)
     for hook in bank.layers.values():
         hook.add(torch.randn(hook.delta.shape, generator=g) * 0.5)
@@ -137,3 +137,67 @@ def test_gate_report_gives_each_prompts_max_z_and_the_change_at_that_token(tmp_p
                 assert max_z[layer][group][i] == pytest.approx(float(z[0, top]), abs=1e-5)
                 assert difference[layer][group][i] == pytest.approx(float(norms[top]), rel=1e-5)
     assert [hook.alpha for hook in bank.layers.values()] == [1.0, 1.0]
+
+
+def _padded_batch(tokenizer):
+    """Two prompts of different lengths, right-padded: row 1 ends in padding, row 0 has none."""
+    return pad_right([tokenizer("alpha beta gamma delta epsilon zeta eta")["input_ids"],
+                      tokenizer("one two three")["input_ids"]], tokenizer.pad_token_id)
+
+
+def _direct_zscores(bank, model, arch, ids, mask, layer, all_positions):
+    """z of M = ‖ΔW k‖ per row, from the FFN inputs k recorded without hooks: over every position (padding
+    included) or over the real tokens only (padding −inf)."""
+    with torch.no_grad(), bank.mode("off"), record(model, [arch.ffn_out_at(layer)]) as seen:
+        model(input_ids=ids, attention_mask=mask)
+    norms = bank.layers[layer].difference(seen[arch.ffn_out_at(layer)].input).norm(dim=-1).double()
+    z = torch.full_like(norms, float("-inf"))
+    for row in range(norms.shape[0]):
+        keep = torch.ones_like(mask[row], dtype=torch.bool) if all_positions else mask[row].bool()
+        values = norms[row][keep]
+        z[row][keep] = (values - values.mean()) / values.std(unbiased=True)
+    return z
+
+
+@pytest.mark.parametrize("gate_statistics", ["real_tokens", "all_positions"])
+def test_gate_statistics_over_real_tokens_or_all_positions_against_a_direct_computation(tmp_path, gate_statistics):
+    model, tokenizer = load_model_and_tokenizer(str(make_tiny_model("gpt2", tmp_path, seed=4)))
+    arch = architecture_of(model)
+    bank = _bank(model, arch, alpha=1.0, gate_statistics=gate_statistics)
+    ids, mask = _padded_batch(tokenizer)
+    assert not mask[1].all() and mask[0].all()
+    recorded = bank.record_scores(ids, mask)
+    for layer in (0, 2):
+        z = recorded[layer][0][0].double()
+        torch.testing.assert_close(z, _direct_zscores(bank, model, arch, ids, mask, layer,
+                                                      gate_statistics == "all_positions").float().double())
+    # the validated gate follows those z: at the first hooked layer, temporary output exactly where z ≥ α
+    ffn = {}
+    for mode in ("off", "temporary", "validated"):
+        with torch.no_grad(), bank.mode(mode), record(model, [arch.ffn_out_at(0)]) as seen:
+            model(input_ids=ids, attention_mask=mask)
+        ffn[mode] = seen[arch.ffn_out_at(0)].output
+    gate = (recorded[0][0][0] >= 1.0).unsqueeze(-1)
+    torch.testing.assert_close(ffn["validated"], torch.where(gate, ffn["temporary"], ffn["off"]))
+
+
+def test_padding_changes_the_gate_statistics_only_where_there_is_padding(tmp_path):
+    model, tokenizer = load_model_and_tokenizer(str(make_tiny_model("gpt2", tmp_path, seed=4)))
+    arch = architecture_of(model)
+    ids, mask = _padded_batch(tokenizer)
+    scores = {}
+    for rule in ("real_tokens", "all_positions"):
+        bank = _bank(model, arch, alpha=1.0, gate_statistics=rule)
+        scores[rule] = bank.record_scores(ids, mask)[0][0][0]
+        bank.remove()
+    real, every = scores["real_tokens"], scores["all_positions"]
+    torch.testing.assert_close(real[0], every[0])                     # no padding: the same statistics
+    padded = mask[1].bool()
+    assert not torch.allclose(real[1][padded], every[1][padded])      # padding shifts mean and std of row 1
+    assert torch.isinf(real[1][~padded]).all() and torch.isfinite(every[1][~padded]).all()
+
+
+def test_an_unknown_gate_statistics_rule_is_refused_naming_the_choices(tmp_path):
+    model, _ = load_model_and_tokenizer(str(make_tiny_model("gpt2", tmp_path, seed=4)))
+    with pytest.raises(ValueError, match="gate_statistics.*'padding'.*real_tokens.*all_positions"):
+        HookBank(model, architecture_of(model), [0], gate_statistics="padding")

@@ -155,3 +155,111 @@ def test_alphaedit_accumulates_previous_keys_and_leaves_the_preserved_space_alon
         change = _math(model, arch, layer) - w0[layer]
         assert change.abs().max() > 1e-6
         assert (change @ kept).abs().max() < 1e-9 * change.abs().max().clamp_min(1)
+
+
+def test_comeba_gate_statistics_warns_unless_values_are_optimised_one_request_at_a_time():
+    import warnings
+
+    one_at_a_time = ValueHyperparams(requests_per_pass=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ComebaHyperparams()                                           # the default rule needs nothing
+        ComebaHyperparams(gate_statistics="all_positions", values=one_at_a_time)
+    for per_pass in (None, 4):
+        with pytest.warns(UserWarning, match=f"requests_per_pass {per_pass}.*requests_per_pass: 1"):
+            ComebaHyperparams(gate_statistics="all_positions", values=ValueHyperparams(requests_per_pass=per_pass))
+    with pytest.raises(ValueError, match="gate_statistics 'padded'"):
+        ComebaHyperparams(gate_statistics="padded")
+
+
+def test_the_comeba_editor_builds_its_hook_gate_with_the_chosen_statistics(tiny, monkeypatch):
+    from lit_edit.editors import COMEBA, locate
+    from lit_edit.editors.base import EditContext
+
+    folder, moments = tiny
+    model, tokenizer, arch = _fresh(folder)
+    monkeypatch.setattr(locate, "second_moments_for", lambda *args, **kwargs: {k: moments[k] for k in (0, 1)})
+    for rule in ("real_tokens", "all_positions"):
+        editor = COMEBA(layers=[0, 1], values=ValueHyperparams(requests_per_pass=1), template_tokens=3,
+                        gate_statistics=rule)
+        editor.setup(model, tokenizer, arch, EditContext("tiny", progress=False))
+        assert editor.hp.gate_statistics == rule and editor.bank.gate_statistics == rule
+        assert editor.hyperparameters()["hp"]["gate_statistics"] == rule     # in the run's fingerprint
+        editor.bank.remove()
+
+
+def _gate_sensitive_to_padding(model, tokenizer, arch, targets, groups):
+    """A hook bank counting padding (layer 0 gated, layer 1 off) whose α lies between the z of one token of the
+    bare prompts batched alone and padded to the width of the keys' pass over every template: the two passes gate
+    that token differently."""
+    from lit_edit.editing.positions import subject_token_indices
+    from lit_edit.scoring import pad_right
+
+    bank = HookBank(model, arch, (0, 1), alpha=0.0, gate_statistics="all_positions").install()
+    g = torch.Generator().manual_seed(1)
+    for hook in bank.layers.values():
+        hook.add(torch.randn(hook.delta.shape, generator=g, dtype=torch.float64) * 0.5)
+    bare = [tokenizer(t.prompt.format(t.subject))["input_ids"] for t in targets]
+    width = max(len(tokenizer(c.format(t.prompt).format(t.subject))["input_ids"]) for group in groups for c in group
+                for t in targets)
+    alone = bank.record_scores(*pad_right(bare, tokenizer.pad_token_id))[0][0][0]
+    padded = bank.record_scores(*pad_right(bare + [[tokenizer.pad_token_id] * width], tokenizer.pad_token_id))
+    padded = padded[0][0][0][: len(bare)]
+    subject = subject_token_indices(tokenizer, [t.prompt for t in targets], [t.subject for t in targets])
+    gap, row, token = max((float((padded[r, t] - alone[r, t]).abs()), r, t) for r in range(len(bare))
+                          for t in range(subject[r] + 1))
+    assert gap > 1e-3
+    bank.layers[0].alpha = float(alone[row, token] + padded[row, token]) / 2
+    bank.set_mode("validated", [0])
+    return bank
+
+
+@pytest.mark.parametrize("bare_pass", [False, True])
+def test_the_residual_is_read_in_a_pass_over_the_bare_prompts_alone_on_request(tiny, bare_pass):
+    """When the gate counts padding, h^L at the bare prompts depends on the width of the pass that reads it: MEMIT's
+    layer loop reads it in the keys' pass over every template (one pass), or, with ``bare_pass``, in a pass over
+    the bare prompts alone (the reference code's order, which COMEBA-HK follows under ``all_positions``)."""
+    from lit_edit.editing.keys import module_io_at_subject, template_keys
+    from lit_edit.editing.memit import spread_over_layers
+
+    folder, _ = tiny
+    model, tokenizer, arch = _fresh(folder)
+    targets = TARGETS[:3]
+    groups = (("{}",), ("A much longer prefix, written to pad the bare prompts by many tokens in the keys' pass. {}",))
+    bank = _gate_sensitive_to_padding(model, tokenizer, arch, targets, groups)
+    prompts, subjects = [t.prompt for t in targets], [t.subject for t in targets]
+    alone = module_io_at_subject(model, tokenizer, arch.layer(1), prompts, subjects)[1].double()
+    together = template_keys(model, tokenizer, arch, 1, prompts, subjects, groups, also=arch.layer(1)).bare_output
+    assert not torch.allclose(alone, together.double(), rtol=1e-4, atol=1e-6)     # the two passes differ here
+    values = torch.zeros_like(alone)
+    read = []
+
+    def update(step):
+        read.append(values - step.residuals.T)
+        return torch.zeros(1)
+
+    spread_over_layers(model, tokenizer, arch, targets, values, (0, 1), groups, "subject_last", update,
+                       bare_pass=bare_pass)
+    for outputs in read:
+        torch.testing.assert_close(outputs, alone if bare_pass else together.double())
+    bank.remove()
+
+
+def test_comeba_reads_the_residual_alone_exactly_when_the_gate_counts_padding(tiny, monkeypatch):
+    import lit_edit.editing.comeba as comeba
+
+    folder, moments = tiny
+    seen = []
+    original = comeba.spread_over_layers
+    monkeypatch.setattr(comeba, "spread_over_layers", lambda *args, **kwargs: seen.append(kwargs.get("bare_pass"))
+                        or original(*args, **kwargs))
+    model, tokenizer, arch = _fresh(folder)
+    for rule, hooks in (("real_tokens", True), ("all_positions", True), ("all_positions", False)):
+        hp = ComebaHyperparams(layers=(0, 1), preservation_weight=LAMBDA, alpha=float("-inf"), gate_statistics=rule,
+                               values=ValueHyperparams(steps=2, lr=0.05, requests_per_pass=1))
+        accumulated = {layer: AccumulatedKeys(LAMBDA * moments[layer]) for layer in (0, 1)}
+        bank = HookBank(model, arch, (0, 1), float("-inf"), rule) if hooks else None
+        apply_comeba(model, tokenizer, arch, TARGETS[:2], hp, GROUPS, accumulated, bank)
+        if bank is not None:
+            bank.remove()
+    assert seen == [False, True, False]

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import torch
 
 from lit_edit.editing.accumulated import AccumulatedKeys
-from lit_edit.editing.hook_layers import HookBank
+from lit_edit.editing.hook_layers import HookBank, check_gate_statistics
 from lit_edit.editing.memit import LayerStep, LayerUpdate, add_to_weight, check_memit_layers, memit_values, spread_over_layers
 from lit_edit.editing.values import ValueHyperparams, ValueResult, ValueTarget
 from lit_edit.models.architectures import Architecture
@@ -46,6 +46,12 @@ class ComebaHyperparams:
         dynamic_threshold: lower α after every step (eq. 18); false keeps α0 (the paper's fixed-α ablation).
         values: value-optimisation settings.
         incremental / refactor_every: the accumulated inverse (``accumulated.py``).
+        gate_statistics: the positions the gate's z-scores are computed over (``hook_layers.py``, decision 1):
+            ``real_tokens`` (default) or ``all_positions``, padding included, as the reference code. With
+            padding a row's z depends on the padded length of its pass, so reproducing the reference also needs
+            ``values.requests_per_pass: 1`` (the reference optimises the values one request at a time); any
+            other setting warns. The residual's h^L is then read in a pass over the bare prompts alone, as
+            there (``spread_over_layers(bare_pass=True)``).
     """
 
     layers: tuple[int, ...] = (3, 4, 5, 6, 7, 8)
@@ -55,6 +61,15 @@ class ComebaHyperparams:
     values: ValueHyperparams = field(default_factory=ValueHyperparams)
     incremental: bool = True
     refactor_every: int = 100
+    gate_statistics: str = "real_tokens"
+
+    def __post_init__(self):
+        check_gate_statistics(self.gate_statistics)
+        if self.gate_statistics == "all_positions" and self.values.requests_per_pass != 1:
+            warnings.warn(f"gate_statistics 'all_positions' with values.requests_per_pass "
+                          f"{self.values.requests_per_pass}: the gate's z-scores include padding, so each request's "
+                          "values depend on how many requests share its padded pass; the reference code optimises "
+                          "them one at a time (set values.requests_per_pass: 1 to reproduce it)", stacklevel=3)
 
 
 @dataclass
@@ -97,7 +112,8 @@ def apply_comeba(model, tokenizer, arch: Architecture, targets: Sequence[ValueTa
 
     try:
         updates = spread_over_layers(model, tokenizer, arch, targets, values.values, hp.layers, template_groups,
-                                     hp.values.fact_token, update)
+                                     hp.values.fact_token, update,
+                                     bare_pass=bank is not None and hp.gate_statistics == "all_positions")
     finally:
         if bank is not None:
             bank.set_mode("validated")

@@ -15,7 +15,13 @@ difference only (§12.11), so the hooked output O_t = P_t + D_t. Modes:
 
 1. The statistics skip padding (the attention mask), where the reference's unbiased std ran over all T
    positions, padding included; std is unbiased, as there. A sequence with fewer than two real tokens, or
-   with all M_t equal, never swaps (z = −inf), where the reference produced NaN.
+   with all M_t equal, never swaps (z = −inf), where the reference produced NaN. ``gate_statistics=
+   "all_positions"`` restores the reference's rule: every position counts as a token, padding included (its z
+   enters the per-sequence max of the threshold update, as there). A row's z then depends on how far the batch
+   pads it, so the values, optimised in padded passes under the validated gate, equal the reference's only
+   when they are optimised one request at a time as there (``values.requests_per_pass: 1``), and COMEBA-HK
+   then reads the residual's h^L in a pass over the bare prompts alone, as there (``docs/fidelity.md``,
+   "COMEBA-HK").
 2. **Generation with a KV cache.** The reference computes z over the chunk it is given, so a decoding step
    (one token, std over one value) never swaps. Here the statistics of a sequence are kept across the
    forward passes of a generation: token t is scored against M over the real tokens at positions
@@ -39,6 +45,16 @@ from lit_edit.hooks import first_tensor, replace_first
 from lit_edit.models.architectures import Architecture
 
 MODES = ("off", "temporary", "validated", "recording")
+GATE_STATISTICS = ("real_tokens", "all_positions")
+
+
+def check_gate_statistics(rule: str) -> str:
+    """``rule`` if it is one of :data:`GATE_STATISTICS`, else a ValueError naming the option and the choices."""
+    if rule not in GATE_STATISTICS:
+        raise ValueError(f"unknown gate_statistics {rule!r}; choose from {GATE_STATISTICS} (real_tokens: the "
+                         "z-scores over the real tokens; all_positions: over every position, padding included, as "
+                         "the reference code)")
+    return rule
 
 
 def gate_zscores(norms: torch.Tensor, mask: torch.Tensor, history: torch.Tensor | None = None,
@@ -122,10 +138,14 @@ class HookBank:
         arch: its architecture description.
         layers: the edited layers.
         alpha: α0, the initial threshold of every layer (the reference's code default 2.2).
+        gate_statistics: the positions z is computed over: ``real_tokens`` (the attention mask; default) or
+            ``all_positions`` (padding included, the reference's rule; decision 1 of the module docstring).
     """
 
-    def __init__(self, model: nn.Module, arch: Architecture, layers: Sequence[int], alpha: float = 2.2):
+    def __init__(self, model: nn.Module, arch: Architecture, layers: Sequence[int], alpha: float = 2.2,
+                 gate_statistics: str = "real_tokens"):
         self.model, self.arch = model, arch
+        self.gate_statistics = check_gate_statistics(gate_statistics)
         self.layers: dict[int, HookLayer] = {}
         for layer in sorted(layers):
             arch.check_layer(model, layer)
@@ -212,8 +232,8 @@ class HookBank:
         difference = hook.difference(k)
         if hook.mode == "temporary":
             return replace_first(output, out + difference)
-        mask = self._mask if self._mask is not None and self._mask.shape == k.shape[:2] else \
-            torch.ones(k.shape[:2], dtype=torch.bool, device=k.device)
+        known = self._mask is not None and self._mask.shape == k.shape[:2] and self.gate_statistics == "real_tokens"
+        mask = self._mask if known else torch.ones(k.shape[:2], dtype=torch.bool, device=k.device)
         norms = difference.float().norm(dim=-1)
         history = hook.history if self._continuing else None
         if history is not None and history.shape[0] != k.shape[0]:
@@ -244,7 +264,8 @@ class HookBank:
         """α^l ← min(α^l, min over the recorded prompts of their max z^l) (eq. 18).
 
         A prompt whose max z is −inf (fewer than two real tokens, or no spread) cannot be gated and does not
-        lower α (the reference would set α = NaN/−inf and open the gate for every token). Returns, per layer,
+        lower α (in the reference its z is NaN, α becomes NaN, and from then on the gate opens for no token; letting
+        −inf through would open it for every token). Returns, per layer,
         how many recorded prompts stay below the threshold (their edit never shows): 0 with ``dynamic``
         unless a prompt cannot be gated.
         """

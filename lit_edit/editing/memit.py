@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from lit_edit.editing.keys import template_keys
+from lit_edit.editing.keys import module_io_at_subject, template_keys
 from lit_edit.editing.least_squares import least_squares_update
 from lit_edit.editing.values import ValueHyperparams, ValueResult, ValueTarget, optimize_values
 from lit_edit.models.architectures import Architecture
@@ -66,20 +66,26 @@ class LayerStep:
 
 def spread_over_layers(model, tokenizer, arch: Architecture, targets: Sequence[ValueTarget], values: torch.Tensor,
                        layers: Sequence[int], template_groups: Sequence[Sequence[str]], fact_token: str,
-                       update: Callable[[LayerStep], torch.Tensor], recompute_residual: bool = True
-                       ) -> list[LayerUpdate]:
+                       update: Callable[[LayerStep], torch.Tensor], recompute_residual: bool = True,
+                       bare_pass: bool = False) -> list[LayerUpdate]:
     """MEMIT's layer loop (step 2 of the module docstring) with the update rule left to the caller.
 
     For each layer, ascending: one forward pass gives the keys at the layer and h^{L} at the bare prompts (§12.5);
     ``update(step)`` solves *and applies* the layer's ΔW (in place, or into a hook layer) and returns it in math
     layout, so that the next layer's keys and residual see it. Shared by MEMIT, D4S, COMEBA-HK and AlphaEdit.
+    ``bare_pass`` reads h^{L} in a second pass over the bare prompts alone, as the reference code does: the same
+    numbers unless a hook gate's statistics count padding (COMEBA-HK's ``gate_statistics: all_positions``), where
+    they depend on how far the pass pads each row.
     """
     layers = sorted(layers)
     last = arch.layer(layers[-1])
     prompts, subjects = [t.prompt for t in targets], [t.subject for t in targets]
     updates, first_outputs = [], None
     for p, layer in enumerate(layers):
-        keys = template_keys(model, tokenizer, arch, layer, prompts, subjects, template_groups, fact_token, also=last)
+        keys = template_keys(model, tokenizer, arch, layer, prompts, subjects, template_groups, fact_token,
+                             also=None if bare_pass else last)
+        if bare_pass:
+            keys.bare_output = module_io_at_subject(model, tokenizer, last, prompts, subjects, fact_token)[1]
         if first_outputs is None:
             first_outputs = keys.bare_output
         outputs = keys.bare_output if recompute_residual else first_outputs

@@ -111,6 +111,9 @@ class COMEBA(_Accumulating):
         hooks: keep the edited weights in hook layers beside the frozen model (COMEBA-HK, default); false: the
             paper's ablation "w/o HK", the same update added to the model's weights.
         incremental / refactor_every: the Woodbury-updated inverse of C_accu.
+        gate_statistics: ``real_tokens`` (default): the gate's z-scores over the real tokens; ``all_positions``:
+            over every position, padding included, as the reference code (needs ``values.requests_per_pass: 1``
+            to reproduce it; see ``docs/fidelity.md``).
     """
 
     name = "comeba"
@@ -118,10 +121,11 @@ class COMEBA(_Accumulating):
     def __init__(self, layers: Sequence[int] = (3, 4, 5, 6, 7, 8), preservation_weight: float = 15000.0,
                  alpha: float = 2.2, dynamic_threshold: bool = True, hooks: bool = True,
                  values: ValueHyperparams | None = None, incremental: bool = True, refactor_every: int = 100,
-                 templates_per_seed: int = 1, template_tokens: int = 10, template_seed: int = 0):
+                 templates_per_seed: int = 1, template_tokens: int = 10, template_seed: int = 0,
+                 gate_statistics: str = "real_tokens"):
         super().__init__(layers, preservation_weight, values, templates_per_seed, template_tokens, template_seed)
         self.hp = ComebaHyperparams(tuple(layers), preservation_weight, alpha, dynamic_threshold, self.hp.values,
-                                    incremental, refactor_every)
+                                    incremental, refactor_every, gate_statistics)
         self.hooks = hooks
         self.name = "comeba-hk" if hooks else "comeba-wohk"
         self._accumulated: dict[int, AccumulatedKeys] | None = None
@@ -134,7 +138,7 @@ class COMEBA(_Accumulating):
                                                     self.hp.incremental, self.hp.refactor_every, where=f"layer {layer}")
                              for layer in self.hp.layers}
         if self.hooks:
-            self.bank = HookBank(model, arch, self.hp.layers, self.hp.alpha).install()
+            self.bank = HookBank(model, arch, self.hp.layers, self.hp.alpha, self.hp.gate_statistics).install()
             self.bank.set_mode("validated")
 
     def effective_weights(self, model, arch: Architecture) -> dict[str, torch.Tensor]:
