@@ -19,6 +19,7 @@ from lit_edit.editing.kn import (
     apply_kn,
     cap_neurons,
     coarse_neurons,
+    edit_scales,
     integrated_gradients,
     integrated_gradients_per_layer,
     refine_neurons,
@@ -224,6 +225,73 @@ def test_value_vector_layout_on_a_direct_computation(tiny):
     assert torch.equal(value_delta(torch.eye(4), [1], [2], 2.0), torch.tensor([0.0, -2.0, 2.0, 0.0]))
     with torch.no_grad():
         weight.copy_(original)
+
+
+def _reference_executed_delta(table: torch.Tensor, old: list[int], new: list[int]) -> torch.Tensor:
+    """What the reference's value-vector update adds to w, written out by its indexing rules: the old answer is
+    indexed by one id when it is one token (a vector, subtracted twice) and by the id list otherwise (rows, each
+    subtracted once); the target is always indexed by its id list (rows, each added once)."""
+    w = torch.zeros(table.shape[1])
+    old_embedding = table[old[0]] if len(old) == 1 else table[old]
+    new_embedding = table[new]
+    if old_embedding.ndim > 1:
+        for row in old_embedding:
+            w -= row
+    else:
+        w -= 2 * old_embedding
+    if new_embedding.ndim > 1:
+        for row in new_embedding:
+            w += row
+    else:
+        w += 2 * new_embedding
+    return w
+
+
+@pytest.mark.parametrize("target_new", ["Grauden", "Port Ivory Bay"])
+def test_one_token_edit_reference_equals_what_the_reference_executes(tiny, target_new):
+    """``one_token_edit="reference"``: w += E[t] − 2E[o] for a one-token target (the reference adds its target's
+    embedding rows once and doubles only the old answer's vector), c_t = c_o = 1 for longer targets; checked on the
+    weights of every selected neuron against the reference's indexing written out."""
+    model, tokenizer, arch = tiny
+    request = EditRequest(prompt=REQUEST.prompt, subject=REQUEST.subject, target_new=target_new,
+                          target_true="Vashti Falls", record_id="r2")
+    layers = list(range(arch.n_layers(model)))
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    prompt, new = _ids(tokenizer, request.text, target_new)
+    old = _greedy(model, prompt, len(new))
+    hp = KnHyperparams(steps=3, threshold=0.5, embedding="input", one_token_edit="reference")
+    [edit] = apply_kn(model, tokenizer, arch, [request], hp)
+    table = model.get_input_embeddings().weight.detach().float()
+    expected = _reference_executed_delta(table, old, new)
+    if len(new) == 1:
+        torch.testing.assert_close(expected, table[new[0]] - 2 * table[old[0]])
+        assert not torch.allclose(expected, 2 * (table[new[0]] - table[old[0]]))
+    torch.testing.assert_close(edit.delta, expected)
+    for layer in layers:
+        name = f"{arch.ffn_out_at(layer)}.weight"
+        delta = arch.to_math(dict(model.named_parameters())[name] - before[name])
+        for i in [i for lay, i in edit.neurons if lay == layer]:
+            torch.testing.assert_close(delta[:, i], expected, rtol=1e-5, atol=1e-6)
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            p.copy_(before[n])
+
+
+def test_one_token_edit_rules_on_a_direct_computation():
+    """(5) on a 4-token identity embedding: the default doubles both terms of a one-token target, the reference rule
+    only the old answer; longer targets are the same under both; scale cannot be combined with the reference rule."""
+    table = torch.eye(4)
+    doubled, reference = KnHyperparams(), KnHyperparams(one_token_edit="reference")
+    assert torch.equal(value_delta(table, [1], [2], *edit_scales(1, doubled)), torch.tensor([0.0, -2.0, 2.0, 0.0]))
+    assert torch.equal(value_delta(table, [1], [2], *edit_scales(1, reference)), torch.tensor([0.0, -2.0, 1.0, 0.0]))
+    for hp in (doubled, reference):
+        assert torch.equal(value_delta(table, [0, 1], [2, 3], *edit_scales(2, hp)), torch.tensor([-1.0, -1.0, 1, 1]))
+    assert edit_scales(1, KnHyperparams(scale=3.0)) == (3.0, 3.0)
+    with pytest.raises(ValueError, match="one_token_edit must be one of"):
+        KnHyperparams(one_token_edit="twice")
+    with pytest.raises(ValueError, match="scale=3.0 sets c_t = c_o"):
+        KnHyperparams(scale=3.0, one_token_edit="reference")
+    assert KN(one_token_edit="reference").hp.one_token_edit == "reference"
 
 
 # ------------------------------------------------------------------------------------------ fact-world model

@@ -51,7 +51,7 @@ def _edit(mom2_adjustment, shipped, n_requests=4):
     arch = architecture_of(model)
     requests = read_zsre(FACTWORLD / "zsre" / "zsre_factworld.json").requests[:n_requests]
     targets = [ValueTarget(r.prompt, r.subject, r.target_new) for r in requests]
-    templates = sample_context_templates(model, tokenizer, per_seed=1, seed=0)
+    templates = sample_context_templates(model, tokenizer, per_seed=1, lengths=(8,), length_rule="new", seed=0)
     unrelated = _unrelated_questions(requests)
     before = _first_tokens(model, tokenizer, unrelated)
     edits = apply_rome(model, tokenizer, arch, targets, _hyperparams(mom2_adjustment), templates,
@@ -92,7 +92,7 @@ def test_rome_flips_each_fact_and_keeps_the_others(shipped):
     model, tokenizer = load_model_and_tokenizer(str(folder))
     arch = architecture_of(model)
     requests = read_zsre(FACTWORLD / "zsre" / "zsre_factworld.json").requests[:20]
-    templates = sample_context_templates(model, tokenizer, per_seed=1, seed=0)
+    templates = sample_context_templates(model, tokenizer, per_seed=1, lengths=(8,), length_rule="new", seed=0)
     unrelated = _unrelated_questions(requests)
     before = _first_tokens(model, tokenizer, unrelated)
     weight = arch.edit_weight(model, LAYER)

@@ -34,13 +34,18 @@ def detect_format(path: Path | str) -> str:
                      "'counterfact'")
 
 
-def read_edit_set(path: Path | str, format: str = "auto") -> EditSet:
+def read_edit_set(path: Path | str, format: str = "auto", target_true_from: str = "answers") -> EditSet:
     if format not in FORMATS:
         raise ValueError(f"format {format!r} is not one of {FORMATS}")
     if not Path(path).exists():
         raise FileNotFoundError(f"edit set {path} does not exist")
     format = detect_format(path) if format == "auto" else format
-    return read_zsre(path) if format == "zsre" else read_counterfact(path)
+    if format == "zsre":
+        return read_zsre(path, target_true=target_true_from)
+    if target_true_from != "answers":
+        raise ValueError(f"target_true_from {target_true_from!r} names a ZsRE field, but {path} is a CounterFact file "
+                         "(its old answer is requested_rewrite.target_true): leave target_true_from at 'answers'")
+    return read_counterfact(path)
 
 
 class EditDataModule(L.LightningDataModule):
@@ -57,11 +62,14 @@ class EditDataModule(L.LightningDataModule):
         distinct_subjects: reorder the requests (before taking ``n``) so that no batch names a subject twice
             (``lit_edit.editing.requests.separate_shared_subjects``): MEMIT and the methods built on it read one key
             per subject, so two requests about one subject in a batch conflict. Off: a warning counts such requests.
+        target_true_from: the old answer of a ZsRE record: ``answers`` (``answers[0]``, default) or ``pred`` (the
+            record's ``pred``, what the side-effects study's scripts give KN as its ground truth; docs/fidelity.md).
     """
 
     def __init__(self, path: str = "zsre/zsre_factworld.json", root: str = "data/factworld", format: str = "auto",
                  start: int = 0, stop: int | None = None, step: int = 1, n: int | None = None, shuffle: bool = False,
-                 seed: int = 0, batch_size: int = 1, distinct_subjects: bool = False):
+                 seed: int = 0, batch_size: int = 1, distinct_subjects: bool = False,
+                 target_true_from: str = "answers"):
         super().__init__()
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -77,7 +85,7 @@ class EditDataModule(L.LightningDataModule):
 
     def setup(self, stage: str) -> None:
         if self.edit_set is None:
-            self.edit_set = read_edit_set(self.file, self.hparams.format)
+            self.edit_set = read_edit_set(self.file, self.hparams.format, self.hparams.target_true_from)
             h = self.hparams
             self.requests, self.order = select(self.edit_set.requests, h.start, h.stop, h.step, h.n, h.shuffle, h.seed,
                                                h.batch_size if h.distinct_subjects else None)

@@ -15,7 +15,13 @@ Edit: o = o_1..o_T the model's greedy completion of the edit prompt, t = t_1..t_
 (T = len(t)), E an embedding matrix [V, d]. Every selected neuron's value vector w ∈ R^d (row i of a GPT-2 Conv1D
 ``c_proj.weight[m, d]``, column i of an ``nn.Linear`` ``down_proj/fc_out.weight[d, m]``) becomes
 
-    w ← w + c · (Σ_j E[t_j] − Σ_j E[o_j]),     c = 2 if T = 1 else 1 (the reference; ``scale`` overrides)     (5)
+    w ← w + c_t · Σ_j E[t_j] − c_o · Σ_j E[o_j]                                                                (5)
+
+with c_t = c_o = 2 for a one-token target and 1 otherwise (default, ``one_token_edit="doubled"``: what the
+reference's code means to do; ``scale`` sets both). The reference *executes* c_t = 1, c_o = 2 for T = 1
+(``one_token_edit="reference"``): its target ids are a list, so E[t] is a [1, d] matrix and goes through the
+branch that adds each row once, while the old answer's single id gives a vector that is doubled
+(``docs/fidelity.md``, "KN").
 
 Deliberate departures from the reference code (docs/methods.md §13), each fixed on purpose:
 
@@ -47,6 +53,7 @@ from lit_edit.hooks import forward_until, record, rewrite_output
 from lit_edit.models.architectures import Architecture
 
 EMBEDDINGS = ("output", "input")
+ONE_TOKEN_EDITS = ("doubled", "reference")
 
 
 @dataclass
@@ -62,7 +69,9 @@ class KnHyperparams:
         sharing_ratio: p of (4).
         max_neurons: keep at most this many selected neurons (the largest attribution first); None: no cap.
         embedding: E of (5): ``"output"`` (the unembedding, default) or ``"input"`` (the reference).
-        scale: c of (5); None: the reference's 2 for one target token, 1 for more.
+        scale: c_t = c_o of (5); None: 2 for one target token, 1 for more.
+        one_token_edit: (5) for a one-token target: ``"doubled"`` (default) w += 2(E[t] − E[o]), or ``"reference"``
+            w += E[t] − 2E[o], what the reference executes (needs ``scale`` None). Longer targets: c_t = c_o.
     """
 
     layers: tuple[int, ...] | None = None
@@ -74,6 +83,7 @@ class KnHyperparams:
     max_neurons: int | None = None
     embedding: str = "output"
     scale: float | None = None
+    one_token_edit: str = "doubled"
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1:
@@ -86,6 +96,11 @@ class KnHyperparams:
             raise ValueError(f"KN max_neurons must be >= 1 or None, got {self.max_neurons}")
         if self.embedding not in EMBEDDINGS:
             raise ValueError(f"KN embedding must be one of {EMBEDDINGS}, got {self.embedding!r}")
+        if self.one_token_edit not in ONE_TOKEN_EDITS:
+            raise ValueError(f"KN one_token_edit must be one of {ONE_TOKEN_EDITS}, got {self.one_token_edit!r}")
+        if self.one_token_edit == "reference" and self.scale is not None:
+            raise ValueError(f"KN scale={self.scale} sets c_t = c_o, which one_token_edit 'reference' (c_t = 1, "
+                             "c_o = 2) contradicts: set scale to null or one_token_edit to 'doubled'")
         if self.layers is not None:
             self.layers = tuple(self.layers)
 
@@ -277,14 +292,25 @@ def cap_neurons(mask: torch.Tensor, scores: torch.Tensor, max_neurons: int | Non
 
 
 def reference_scale(n_tokens: int) -> float:
-    """c of (5) in the reference: 2 for a one-token target, 1 otherwise."""
+    """c of (5) as the reference's code means it: 2 for a one-token target, 1 otherwise."""
     return 2.0 if n_tokens == 1 else 1.0
 
 
-def value_delta(embeddings: torch.Tensor, old_ids: Sequence[int], new_ids: Sequence[int], scale: float) -> torch.Tensor:
-    """Δw of (5): c · (Σ_j E[t_j] − Σ_j E[o_j]) in float32, ``[d]``."""
+def edit_scales(n_tokens: int, hp: KnHyperparams) -> tuple[float, float]:
+    """(c_t, c_o) of (5) for a target of ``n_tokens`` tokens under ``hp.scale`` and ``hp.one_token_edit``."""
+    if hp.scale is not None:
+        return hp.scale, hp.scale
+    c = reference_scale(n_tokens)
+    return (1.0, c) if hp.one_token_edit == "reference" else (c, c)
+
+
+def value_delta(embeddings: torch.Tensor, old_ids: Sequence[int], new_ids: Sequence[int], scale: float,
+                old_scale: float | None = None) -> torch.Tensor:
+    """Δw of (5): c_t · Σ_j E[t_j] − c_o · Σ_j E[o_j] in float32, ``[d]`` (c_t = ``scale``; c_o = ``old_scale``,
+    None: the same)."""
     e = embeddings.detach().float()
-    return scale * (e[list(new_ids)].sum(0) - e[list(old_ids)].sum(0))
+    old_scale = scale if old_scale is None else old_scale
+    return scale * e[list(new_ids)].sum(0) - old_scale * e[list(old_ids)].sum(0)
 
 
 def add_to_value_vectors(model, arch: Architecture, layers: Sequence[int], mask: torch.Tensor,
@@ -358,8 +384,8 @@ def apply_kn(model, tokenizer: PreTrainedTokenizerBase, arch: Architecture, requ
     for request, inputs in zip(requests, encoded):
         mask, sizes, top = select_neurons(model, arch, inputs, layers, hp)
         old = greedy_tokens(model, inputs.prompts[0], len(inputs.new_ids), pad_id)
-        scale = reference_scale(len(inputs.new_ids)) if hp.scale is None else hp.scale
-        delta = value_delta(embedding_matrix(model, arch, hp.embedding), old, inputs.new_ids, scale)
+        delta = value_delta(embedding_matrix(model, arch, hp.embedding), old, inputs.new_ids,
+                            *edit_scales(len(inputs.new_ids), hp))
         add_to_value_vectors(model, arch, layers, mask, delta)
         neurons = [(layers[k], i) for k, i in mask.nonzero().tolist()]
         edits.append(KnEdit(request.record_id, neurons, sizes, top, old, inputs.new_ids, delta))

@@ -211,15 +211,23 @@ def _check_unique(requests: list[EditRequest], path: Path | str) -> None:
         seen.add(r.record_id)
 
 
-def read_zsre(path: Path | str, id_prefix: str = "zsre") -> EditSet:
+ZSRE_TARGET_TRUE = ("answers", "pred")
+
+
+def read_zsre(path: Path | str, id_prefix: str = "zsre", target_true: str = "answers") -> EditSet:
     """Read an EasyEdit/MEND ZsRE file (docs/methods.md §11.4), e.g. ``zsre_mend_eval_portability_gpt4.json``.
 
     prompt = ``src``, target_new = ``alt`` (EasyEdit; the memit repo edits to ``answers[0]`` instead,
-    docs/methods.md §11.3 and §13), target_true = ``answers[0]``, rephrase = ``rephrase``, locality =
+    docs/methods.md §11.3 and §13), target_true = ``answers[0]`` (``target_true="pred"``: the record's ``pred``, the old
+    answer the side-effects study's scripts hand to KN, ``docs/fidelity.md``), rephrase = ``rephrase``, locality =
     (``loc`` without its leading "nq question: ", ``loc_ans``), portability from ``portability``.
     Records with an empty ``alt`` are skipped, as in EasyEdit, and listed in ``EditSet.skipped``.
     Record ids are ``{id_prefix}:{index in the file}``.
     """
+    if target_true not in ZSRE_TARGET_TRUE:
+        raise ValueError(f"target_true must be one of {ZSRE_TARGET_TRUE} (the ZsRE field read as the old answer), "
+                         f"got {target_true!r}")
+    sources = ZSRE_SOURCES if target_true == "answers" else {**ZSRE_SOURCES, "target_true": "pred"}
     raw_records, sha = _load_records(path)
     requests, skipped = [], []
     for index, raw in enumerate(raw_records):
@@ -236,9 +244,10 @@ def read_zsre(path: Path | str, id_prefix: str = "zsre") -> EditSet:
                                  record.get("loc_ans", str).strip())
         if not locality.answer:
             raise record.error("loc_ans", "answer is empty")
+        old_answer = answers[0] if target_true == "answers" else record.get("pred", str)
         requests.append(record.build(
-            ZSRE_SOURCES, prompt=record.get("src", str), subject=record.get("subject", str), target_new=alt,
-            target_true=answers[0], rephrase_prompts=record.strings("rephrase"), locality=(locality,),
+            sources, prompt=record.get("src", str), subject=record.get("subject", str), target_new=alt,
+            target_true=old_answer, rephrase_prompts=record.strings("rephrase"), locality=(locality,),
             portability=_portability(record), relation=record.get("relation", str, required=False)))
     _check_unique(requests, path)
     return EditSet(tuple(requests), tuple(skipped), str(path), sha)

@@ -24,16 +24,19 @@ class KN(Editor):
         sharing_ratio: p of the refinement: a neuron is kept when it is in ≥ p of the prompts' coarse sets.
         max_neurons: at most this many neurons per request (largest attribution first); None: no cap.
         embedding: the embedding of the edit: ``output`` (the unembedding, default) or ``input`` (the reference).
-        scale: the factor of the edit; None: the reference's 2 for a one-token target, else 1.
+        scale: the factor of the edit; None: 2 for a one-token target, else 1.
+        one_token_edit: a one-token target's edit: ``doubled`` (default) w += 2(E[t] − E[o]); ``reference``
+            w += E[t] − 2E[o], what the reference executes (``docs/fidelity.md``, "KN").
     """
 
     name = "kn"
 
     def __init__(self, layers: Sequence[int] | None = None, steps: int = 20, batch_size: int = 256,
                  threshold: float = 0.2, refine: bool = False, sharing_ratio: float = 0.4,
-                 max_neurons: int | None = None, embedding: str = "output", scale: float | None = None):
+                 max_neurons: int | None = None, embedding: str = "output", scale: float | None = None,
+                 one_token_edit: str = "doubled"):
         self.hp = KnHyperparams(None if layers is None else tuple(layers), steps, batch_size, threshold, refine,
-                                sharing_ratio, max_neurons, embedding, scale)
+                                sharing_ratio, max_neurons, embedding, scale, one_token_edit)
 
     def _layers(self, model, arch: Architecture) -> list[int]:
         return list(range(arch.n_layers(model))) if self.hp.layers is None else list(self.hp.layers)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from lit_edit.editing.contexts import sample_context_templates
+from lit_edit.editing.contexts import check_template_settings, sample_context_templates
 from lit_edit.editing.ft import FtHyperparams, apply_ft
 from lit_edit.editing.memit import MemitHyperparams, apply_memit
 from lit_edit.editing.requests import EditRequest
@@ -21,16 +21,18 @@ def value_diagnostics(values: ValueResult) -> dict[str, float]:
 
 
 class ContextTemplates:
-    """Context templates sampled once from the unedited model with a fixed seed (docs/methods.md §0.4)."""
+    """Context templates sampled once from the unedited model with a fixed seed (``lit_edit.editing.contexts``):
+    ``per_seed`` samples of each seed word for each of ``lengths``, counted under ``length_rule``."""
 
-    def __init__(self, per_seed: int, new_tokens: int, seed: int):
-        self.per_seed, self.new_tokens, self.seed = per_seed, new_tokens, seed
+    def __init__(self, per_seed: int, lengths: int | Sequence[int], seed: int, length_rule: str = "total"):
+        self.lengths = check_template_settings(per_seed, lengths, length_rule)
+        self.per_seed, self.seed, self.length_rule = per_seed, seed, length_rule
         self.templates: list[str] | None = None
 
     def sample(self, model, tokenizer) -> list[str]:
         if self.templates is None:
-            self.templates = sample_context_templates(model, tokenizer, per_seed=self.per_seed,
-                                                      new_tokens=self.new_tokens, seed=self.seed)
+            self.templates = sample_context_templates(model, tokenizer, per_seed=self.per_seed, lengths=self.lengths,
+                                                      length_rule=self.length_rule, seed=self.seed)
         return self.templates
 
 
@@ -41,15 +43,19 @@ class ROME(Editor):
         layer: the edited layer.
         values: value-optimisation settings (ROME's clamp_norm_factor is 4).
         mom2_adjustment: u = C⁻¹k̄ (the ROME paper's default, true) or u = k̄ (EasyEdit, false).
-        templates_per_seed / template_tokens / template_seed: context templates (ROME: 10 tokens).
+        templates_per_seed / template_tokens / template_seed / template_length_rule: the context templates, per
+            seed word and length (``template_tokens``: one length or several), the sampling seed and the length
+            rule: ``total`` counts the seed word's tokens (the reference's rule), ``new`` only the sampled ones.
+            The default is the reference's set: lengths 5 and 10, 2 per seed word, 21 templates with the bare one.
     """
 
     name = "rome"
 
     def __init__(self, layer: int = 17, values: ValueHyperparams | None = None, mom2_adjustment: bool = True,
-                 templates_per_seed: int = 2, template_tokens: int = 10, template_seed: int = 0):
+                 templates_per_seed: int = 2, template_tokens: int | Sequence[int] = (5, 10), template_seed: int = 0,
+                 template_length_rule: str = "total"):
         self.hp = RomeHyperparams(layer, values or ValueHyperparams(clamp_norm_factor=4.0), mom2_adjustment)
-        self._templates = ContextTemplates(templates_per_seed, template_tokens, template_seed)
+        self._templates = ContextTemplates(templates_per_seed, template_tokens, template_seed, template_length_rule)
         self._second_moment = None
 
     def setup(self, model, tokenizer, arch: Architecture, context: EditContext) -> None:
@@ -85,16 +91,19 @@ class MEMIT(Editor):
         layers: the edited layers.
         preservation_weight: λ (``mom2_update_weight``).
         values: value-optimisation settings (MEMIT: clamp_norm_factor 0.75).
-        templates_per_seed / template_tokens / template_seed: the context-template group (MEMIT: 5 of 10 tokens).
+        templates_per_seed / template_tokens / template_seed / template_length_rule: the context-template group,
+            as ROME's; the default is the reference's: 1 per seed word of length 10 (``total``: the seed word's
+            tokens included), 5 templates beside the bare one.
     """
 
     name = "memit"
 
     def __init__(self, layers: Sequence[int] = (13, 14, 15, 16, 17), preservation_weight: float = 20000.0,
-                 values: ValueHyperparams | None = None, templates_per_seed: int = 1, template_tokens: int = 10,
-                 template_seed: int = 0):
+                 values: ValueHyperparams | None = None, templates_per_seed: int = 1,
+                 template_tokens: int | Sequence[int] = 10, template_seed: int = 0,
+                 template_length_rule: str = "total"):
         self.hp = MemitHyperparams(tuple(layers), preservation_weight, values or ValueHyperparams())
-        self._templates = ContextTemplates(templates_per_seed, template_tokens, template_seed)
+        self._templates = ContextTemplates(templates_per_seed, template_tokens, template_seed, template_length_rule)
         self._second_moments = None
 
     def setup(self, model, tokenizer, arch: Architecture, context: EditContext) -> None:

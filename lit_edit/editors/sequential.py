@@ -66,9 +66,10 @@ class D4S(_Accumulating):
 
     def __init__(self, layers: Sequence[int] = (3, 4, 5, 6, 7, 8), preservation_weight: float = 15000.0,
                  values: ValueHyperparams | None = None, residual: str = "recompute", incremental: bool = True,
-                 refactor_every: int = 100, templates_per_seed: int = 1, template_tokens: int = 10,
-                 template_seed: int = 0):
-        super().__init__(layers, preservation_weight, values, templates_per_seed, template_tokens, template_seed)
+                 refactor_every: int = 100, templates_per_seed: int = 1, template_tokens: int | Sequence[int] = 10,
+                 template_seed: int = 0, template_length_rule: str = "total"):
+        super().__init__(layers, preservation_weight, values, templates_per_seed, template_tokens, template_seed,
+                         template_length_rule)
         self.hp = D4sHyperparams(tuple(layers), preservation_weight, self.hp.values, residual, incremental,
                                  refactor_every)
         self._states: dict[int, D4sLayerState] | None = None
@@ -121,9 +122,10 @@ class COMEBA(_Accumulating):
     def __init__(self, layers: Sequence[int] = (3, 4, 5, 6, 7, 8), preservation_weight: float = 15000.0,
                  alpha: float = 2.2, dynamic_threshold: bool = True, hooks: bool = True,
                  values: ValueHyperparams | None = None, incremental: bool = True, refactor_every: int = 100,
-                 templates_per_seed: int = 1, template_tokens: int = 10, template_seed: int = 0,
-                 gate_statistics: str = "real_tokens"):
-        super().__init__(layers, preservation_weight, values, templates_per_seed, template_tokens, template_seed)
+                 templates_per_seed: int = 1, template_tokens: int | Sequence[int] = 10, template_seed: int = 0,
+                 template_length_rule: str = "total", gate_statistics: str = "real_tokens"):
+        super().__init__(layers, preservation_weight, values, templates_per_seed, template_tokens, template_seed,
+                         template_length_rule)
         self.hp = ComebaHyperparams(tuple(layers), preservation_weight, alpha, dynamic_threshold, self.hp.values,
                                     incremental, refactor_every, gate_statistics)
         self.hooks = hooks
@@ -230,8 +232,8 @@ class AlphaEdit(_Accumulating):
 
     def __init__(self, layers: Sequence[int] = (13, 14, 15, 16, 17), nullspace_threshold: float = 2e-2,
                  l2: float = 10.0, values: ValueHyperparams | None = None, templates_per_seed: int = 1,
-                 template_tokens: int = 10, template_seed: int = 0):
-        super().__init__(layers, 0.0, values, templates_per_seed, template_tokens, template_seed)
+                 template_tokens: int | Sequence[int] = 10, template_seed: int = 0, template_length_rule: str = "total"):
+        super().__init__(layers, 0.0, values, templates_per_seed, template_tokens, template_seed, template_length_rule)
         self.hp = AlphaEditHyperparams(tuple(layers), nullspace_threshold, l2, self.hp.values)
         self._bases: dict[int, torch.Tensor] | None = None
         self._previous: dict[int, torch.Tensor] = {}
