@@ -19,9 +19,10 @@ class ModelLoadError(OSError):
 
 
 def locate_model(name_or_path: str) -> str:
-    """A local folder found under the data root, the working directory or the project (``lit_edit.paths``), else
-    ``name_or_path`` unchanged: a hub name such as ``gpt2-xl`` or ``meta-llama/Llama-2-7b-hf``."""
-    return str(resolve_path(name_or_path))
+    """``name_or_path`` as written when it exists from here, else a local folder found under the data root or in
+    the project (``lit_edit.paths``), else unchanged: a hub name such as ``gpt2-xl`` or ``meta-llama/Llama-2-7b-hf``.
+    (As written where it can be, so that caches keyed by the model's name stay the same.)"""
+    return name_or_path if Path(name_or_path).expanduser().exists() else str(resolve_path(name_or_path))
 
 
 def _check_location(name_or_path: str) -> None:
