@@ -273,3 +273,22 @@ def test_fetching_the_tasks_from_a_mirror_of_the_real_files_gives_files_the_read
     for task in TASK_FILES:
         assert len(read_task(root / "tasks", task)) == len(read_task(real, task)) > 0
     assert not (root / ".downloads").exists()
+
+
+def test_parquet_files_become_one_datasets_folder_the_corpus_reader_takes(tmp_path):
+    """The WikiText form: the hub's parquet shards written as one `datasets` folder with a `text` column."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from lit_edit.stats import load_corpus_texts
+
+    shards = [[" = Title = \n", "first document .\n", ""], ["second document .\n"]]
+    for i, texts in enumerate(shards):
+        (tmp_path / "mirror" / "wiki").mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.table({"text": texts}), tmp_path / "mirror" / "wiki" / f"train-{i}.parquet")
+    target = Target("corpus", (Download("wiki", "train-0.parquet"), Download("wiki", "train-1.parquet")), dataset=True)
+    root = tmp_path / "root"
+    report = fetch([target], root, mirror=(tmp_path / "mirror").as_uri())
+    assert report.failed == [] and report.fetched == ["corpus"]
+    assert load_corpus_texts(root / "corpus") == [" = Title = \n", "first document .\n", "second document .\n"]
+    assert not (root / ".downloads").exists()
