@@ -17,11 +17,12 @@ from lit_edit.models import load_model_and_tokenizer
 from .conftest import ROOT
 
 MODEL = "checkpoints/factworld-gpt2"
+README = ROOT / "README.md"
 
 
 def readme_example() -> str:
     """The ```python block of the README's "Python API" section."""
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    text = README.read_text(encoding="utf-8")
     section = text.split("\n## Python API\n", 1)[1].split("\n## ", 1)[0]
     blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
     assert len(blocks) == 1, "the Python API section holds one example"
