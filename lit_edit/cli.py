@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import sys
+
 from lightning.pytorch.cli import LightningCLI
 
 from lit_edit.loops import EditTrainer
+from lit_edit.paths import resolve_config_args, set_data_root
 
 
 class LitEditCLI(LightningCLI):
@@ -19,6 +22,16 @@ class LitEditCLI(LightningCLI):
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         super().__init__(**kwargs)
 
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.add_argument("--data_root", type=str | None, default=None,
+                            help="The folder that data paths in configs are read from ('data/...' means this "
+                                 "folder); default: $LIT_EDIT_DATA, else the project's data/ (lit_edit/paths.py).")
+
+    def before_instantiate_classes(self) -> None:
+        root = self.config[self.subcommand].get("data_root") if self.subcommand else self.config.get("data_root")
+        if root:
+            set_data_root(root)
+
 
 def main(args=None) -> None:
-    LitEditCLI(args=args)
+    LitEditCLI(args=resolve_config_args(sys.argv[1:] if args is None else args))

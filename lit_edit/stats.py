@@ -24,6 +24,7 @@ from lit_edit.distributed import SINGLE, Ranks
 from lit_edit.hooks import forward_until, record
 from lit_edit.io import atomic_write
 from lit_edit.models.architectures import Architecture
+from lit_edit.paths import resolve_path
 from lit_edit.scoring import pad_right
 
 
@@ -270,8 +271,9 @@ class StatisticsConfig:
 
 
 def load_corpus_texts(path: Path | str, what: str = "statistics corpus") -> list[str]:
-    """The documents of a statistics corpus (see :class:`StatisticsConfig`); ``what`` names the file in errors."""
-    path = Path(path)
+    """The documents of a statistics corpus (see :class:`StatisticsConfig`); ``what`` names the file in errors. A
+    relative path is found as ``lit_edit.paths`` says (``data/...`` under the data root)."""
+    path = resolve_path(path)
     if not path.exists():
         raise FileNotFoundError(f"{what} {path} does not exist")
     if path.is_dir():

@@ -1,5 +1,5 @@
 """Jobs that are neither ``fit`` nor ``test``:
-``python -m lit_edit.tools {build_world,build_skills,acceptance,apply_edits,export_edits} --help``."""
+``python -m lit_edit.tools {build_world,build_skills,acceptance,apply_edits,export_edits,fetch_data} --help``."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from dataclasses import asdict
 
 from jsonargparse import CLI
 
+from lit_edit.data.fetch import fetch_data
 from lit_edit.factworld.build import WorldSettings, build
 from lit_edit.io import atomic_write_text
 
@@ -122,7 +123,8 @@ def export_edits(run: str, out: str | None = None) -> str:
 
 
 def main(args: list[str] | None = None) -> None:
-    CLI([build_world, build_skills, acceptance, apply_edits, export_edits], as_positional=False, args=args)
+    CLI([build_world, build_skills, acceptance, apply_edits, export_edits, fetch_data], as_positional=False,
+        args=args)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,20 @@ from lit_edit.models.loading import load_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 FACTWORLD = ROOT / "data" / "factworld"
-SHARED_DATA = Path(os.environ.get("LIT_EDIT_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+
+def real_data_root() -> Path:
+    """Where the tests that need the real data (ZsRE, the 8 task sets) read it: ``$LIT_EDIT_DATA`` (the data root,
+    ``lit_edit/paths.py``), else ``$LIT_EDIT_SHARED_DATA``, else ``../shared/data`` beside the clone where it exists,
+    else the project's ``data/`` (where ``python -m lit_edit.tools fetch_data`` writes by default)."""
+    for variable in ("LIT_EDIT_DATA", "LIT_EDIT_SHARED_DATA"):
+        if os.environ.get(variable, "").strip():
+            return Path(os.environ[variable]).expanduser()
+    beside = ROOT.parent / "shared" / "data"
+    return beside if beside.exists() else ROOT / "data"
+
+
+SHARED_DATA = real_data_root()
 
 TINY_CONFIGS = {
     "gpt2": lambda v: GPT2Config(vocab_size=v, n_embd=32, n_layer=3, n_head=2, n_inner=64, n_positions=128),

@@ -14,6 +14,7 @@ import lightning as L
 from torch.utils.data import DataLoader
 
 from lit_edit.editing.requests import EditRequest, EditSet, read_counterfact, read_zsre, select, shared_subject_count
+from lit_edit.paths import resolve_path
 
 FORMATS = ("auto", "zsre", "counterfact")
 
@@ -53,7 +54,9 @@ class EditDataModule(L.LightningDataModule):
 
     Args:
         path: a ZsRE (EasyEdit/MEND JSON) or CounterFact JSON file; relative paths are resolved against ``root``.
-        root: folder that relative ``path`` values live in (e.g. ``../shared/data``).
+        root: folder that relative ``path`` values live in; a relative ``root`` is found under the data root
+            (``data`` is the data root itself: ``--data_root`` / ``$LIT_EDIT_DATA``), else the working directory
+            or the project (``lit_edit.paths``).
         format: ``auto`` (from the first record), ``zsre`` or ``counterfact``.
         start, stop, step: the slice of the file to use.
         n: the number of edits (after shuffling); None for the whole slice.
@@ -80,8 +83,7 @@ class EditDataModule(L.LightningDataModule):
 
     @property
     def file(self) -> Path:
-        path = Path(self.hparams.path)
-        return path if path.is_absolute() else Path(self.hparams.root) / path
+        return resolve_path(Path(self.hparams.root) / self.hparams.path)
 
     def setup(self, stage: str) -> None:
         if self.edit_set is None:

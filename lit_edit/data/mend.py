@@ -16,13 +16,14 @@ from torch.utils.data import DataLoader
 
 from lit_edit.data.edits import read_edit_set
 from lit_edit.editing.requests import EditRequest
+from lit_edit.paths import resolve_path
 
 
 class MendDataModule(L.LightningDataModule):
     """Training and validation edits for MEND.
 
     Args:
-        root: folder that relative paths live in.
+        root: folder that relative paths live in (found as ``lit_edit.paths`` says: ``data`` is the data root).
         train_path / val_path: ZsRE-format files (``val_path`` None: the training file).
         train_start / train_stop, val_start / val_stop: the record slices used from each file.
         batch_size: edit examples per training step, each its own edit (gradients summed; the reference
@@ -44,7 +45,7 @@ class MendDataModule(L.LightningDataModule):
         self.val_requests: list[EditRequest] = []
 
     def _file(self, path: str) -> Path:
-        return Path(path) if Path(path).is_absolute() else Path(self.hparams.root) / path
+        return resolve_path(Path(self.hparams.root) / path)
 
     def _read(self, path: str) -> list[EditRequest]:
         return list(read_edit_set(self._file(path), "zsre").requests)

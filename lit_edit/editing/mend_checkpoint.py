@@ -18,6 +18,7 @@ from lit_edit.editing.mend import module_io_sizes
 from lit_edit.editing.mend_network import MendNetwork
 from lit_edit.io import atomic_directory
 from lit_edit.models.architectures import Architecture
+from lit_edit.paths import resolve_path
 
 FORMAT = "lit-edit-mend/1"
 
@@ -40,7 +41,7 @@ def save_mend_checkpoint(folder: Path | str, network: MendNetwork, description: 
 
 def read_mend_description(folder: Path | str) -> dict:
     """``mend.json``: what the editor was trained for (read before the network, to check it fits)."""
-    folder = Path(folder)
+    folder = resolve_path(folder)
     if not (folder / "mend.json").exists() or not (folder / "mend.safetensors").exists():
         raise FileNotFoundError(f"{folder} is not a MEND checkpoint: it needs mend.json and mend.safetensors "
                                 "(written by `python main.py fit --config configs/fit/mend_*.yaml`)")
@@ -55,6 +56,7 @@ def read_mend_description(folder: Path | str) -> dict:
 
 def load_mend_checkpoint(folder: Path | str) -> tuple[MendNetwork, dict]:
     """The network (in evaluation mode) and its description."""
+    folder = resolve_path(folder)
     meta = read_mend_description(folder)
     network = MendNetwork({name: tuple(shape) for name, shape in meta["modules"].items()}, **meta["network"])
     try:

@@ -9,6 +9,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from lit_edit.models.architectures import architecture_of
+from lit_edit.paths import candidates, resolve_path
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "auto": "auto"}
 
@@ -17,9 +18,17 @@ class ModelLoadError(OSError):
     """The model or tokenizer could not be loaded; the message names the path and what is wrong."""
 
 
+def locate_model(name_or_path: str) -> str:
+    """``name_or_path`` as written when it exists from here, else a local folder found under the data root or in
+    the project (``lit_edit.paths``), else unchanged: a hub name such as ``gpt2-xl`` or ``meta-llama/Llama-2-7b-hf``.
+    (As written where it can be, so that caches keyed by the model's name stay the same.)"""
+    return name_or_path if Path(name_or_path).expanduser().exists() else str(resolve_path(name_or_path))
+
+
 def _check_location(name_or_path: str) -> None:
     path = Path(name_or_path).expanduser()
-    looks_local = os.sep in name_or_path or name_or_path.startswith(".") or path.exists()
+    hub_like = not name_or_path.startswith((".", "~", os.sep)) and name_or_path.count("/") <= 1
+    looks_local = path.exists() or not hub_like
     if looks_local and not path.is_dir():
         raise ModelLoadError(f"model directory {str(path)!r} does not exist")
     if looks_local and not (path / "config.json").exists():
@@ -28,6 +37,7 @@ def _check_location(name_or_path: str) -> None:
 
 def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
     """The tokenizer of a model, with a pad token (EOS when the tokenizer has none)."""
+    name_or_path = locate_model(name_or_path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(name_or_path)
     except (OSError, ValueError) as e:
@@ -41,11 +51,15 @@ def load_model(name_or_path: str, dtype: str = "float32", device: str | torch.de
     """Load a causal LM in evaluation mode and check that its family is described."""
     if dtype not in DTYPES:
         raise ValueError(f"dtype {dtype!r} is not one of {sorted(DTYPES)}")
+    name_or_path = locate_model(name_or_path)
     _check_location(name_or_path)
     try:
         model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=DTYPES[dtype])
     except (OSError, ValueError) as e:
-        raise ModelLoadError(f"could not load a causal LM from {name_or_path!r}: {e}") from e
+        where = "" if Path(name_or_path).is_dir() else (
+            " (not a local folder in any of " + ", ".join(str(c) for c in candidates(name_or_path))
+            + ", so it was taken as a Hugging Face hub name)")
+        raise ModelLoadError(f"could not load a causal LM from {name_or_path!r}{where}: {e}") from e
     architecture_of(model)
     return model.to(device).eval()
 

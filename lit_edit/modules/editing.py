@@ -34,6 +34,7 @@ from lit_edit.modules.downstream import flatten_scores
 from lit_edit.modules.processes import SeveralProcesses
 from lit_edit.modules.resumable import ResumableRun
 from lit_edit.monitors import FixedTextPerplexity, update_norms, weight_monitors
+from lit_edit.paths import resolve_path
 from lit_edit.stats import StatisticsConfig, load_corpus_texts, weights_sha256
 from lit_edit.tasks.suite import DownstreamConfig, DownstreamSuite
 from lit_edit.tasks.summary import TaskScores, bootstrap_delta, nested_delta
@@ -49,7 +50,7 @@ def mode_name(batch_size: int, rollback: bool) -> str:
 def model_fingerprint(name_or_path: str) -> str:
     """Identity of a model for caches: the path plus, for a local folder, every file's name, size and mtime."""
     digest = hashlib.sha256(str(name_or_path).encode())
-    path = Path(name_or_path)
+    path = resolve_path(name_or_path)
     if path.is_dir():
         for file in sorted(path.iterdir()):
             if file.is_file():

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import lightning as L
 from torch.utils.data import DataLoader
 
+from lit_edit.paths import resolve_path
 from lit_edit.tasks.formats import BadLines
 from lit_edit.tasks.registry import TASK_NAMES, get_task
 from lit_edit.tasks.suite import load_task_records
@@ -21,7 +20,8 @@ class DownstreamDataModule(L.LightningDataModule):
     formats), each item ``(index in its file, record)``.
 
     Args:
-        root: the folder with the task files (``../shared/data/tasks`` or ``data/factworld/tasks``).
+        root: the folder with the task files (``data/tasks`` under the data root, or ``data/factworld/tasks``;
+            found as ``lit_edit.paths`` says).
         tasks: which of the 8 tasks, in this order (dataloader ``i`` is ``tasks[i]``); None: all 8.
         subset: keep this many examples per task, drawn with ``seed`` and kept in file order; None keeps all.
         seed: the subset's seed.
@@ -39,7 +39,8 @@ class DownstreamDataModule(L.LightningDataModule):
             get_task(task)
         if subset is not None and subset < 1:
             raise ValueError(f"subset must be a positive number of examples or null, got {subset}")
-        self.root, self.tasks, self.subset, self.seed, self.batch_size = Path(root), list(tasks), subset, seed, batch_size
+        self.root = resolve_path(root)
+        self.tasks, self.subset, self.seed, self.batch_size = list(tasks), subset, seed, batch_size
         self.datasets: dict[str, list[tuple[int, dict]]] = {}
 
     def setup(self, stage: str) -> None:

@@ -12,6 +12,8 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
+from lit_edit.paths import resolve_path
+
 TASK_FILES = {
     "reasoning": "test-reasoning.jsonl",
     "nli": "test-NLI.tsv",
@@ -224,7 +226,8 @@ def read_task(root: Path | str, task: str, reference_view: bool = False, bad: Ba
     ``bad`` says what a malformed line does (default: raise, naming file and line)."""
     if task not in TASK_FILES:
         raise KeyError(f"unknown task {task!r}; known: {sorted(TASK_FILES)}")
-    path = Path(root) / TASK_FILES[task]
+    root = resolve_path(root)
+    path = root / TASK_FILES[task]
     if not path.exists():
         expected = "\n  ".join(f"{name}: {Path(root) / file}" for name, file in TASK_FILES.items())
         raise FileNotFoundError(f"task {task!r}: {path} does not exist (check the data root). A task root holds:"

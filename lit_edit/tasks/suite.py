@@ -32,7 +32,7 @@ class DownstreamConfig:
     """Downstream evaluation of an editing run.
 
     Args:
-        root: the folder with the task files (``data/factworld/tasks``, or ``../shared/data/tasks``).
+        root: the folder with the task files (``data/factworld/tasks``, or ``data/tasks`` under the data root).
         tasks: which tasks (names of ``lit_edit.tasks.registry.TASKS``); None: all 8.
         subset: examples per task, drawn with ``seed`` and kept in file order; None: all.
         seed: the subset's seed (also the bootstrap's).
