@@ -1,8 +1,8 @@
 """Every shipped config against the data files it names: a config cannot ask for more records than its file holds.
 
 Each config is parsed as its header says to run it (an edit config stacked with the mode file it names, an overlay
-on the base config), then its data module is built and set up. Files inside the project (the fact world) are read as they are;
-a root outside it (``../shared/data``: third-party files nobody may commit) is replaced by a folder of fixtures with
+on the base config), then its data module is built and set up. Files of the project (the fact world) are read as they are;
+third-party files nobody may commit (the data root ``data/``, or a root outside the project) are replaced by a folder of fixtures with
 the same names, each holding as many records as the real file (``RECORDS``). Also: the paper configs name the model
 of their folder and use the side-effects study's ROME setting."""
 
@@ -79,9 +79,17 @@ def _inside_project(root: str) -> bool:
     return (ROOT / root).resolve().is_relative_to(ROOT)
 
 
+def _third_party(root: str, names: list[str]) -> bool:
+    """Files nobody may commit: a root outside the project, or the data root (``data``, where ``fetch_data`` puts
+    the published sets) for any file but the fact world's."""
+    resolved = (ROOT / root).resolve()
+    return not resolved.is_relative_to(ROOT) or (resolved == ROOT / "data"
+                                                 and not all(n.startswith("factworld/") for n in names))
+
+
 def _root(root: str, fixtures: Path, names: list[str], stack) -> Path:
     """The folder a data module reads: the project's own, or fixtures of ``names`` with the real files' counts."""
-    if _inside_project(root):
+    if not _third_party(root, names):
         return ROOT / root
     for name in names:
         if name not in RECORDS:
