@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from lightning.pytorch.cli import LightningCLI
 
+from lit_edit.checkpoint_loading import safe_checkpoint_options
 from lit_edit.loops import EditTrainer
 
 
@@ -18,6 +19,12 @@ class LitEditCLI(LightningCLI):
         kwargs.setdefault("subclass_mode_data", True)
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         super().__init__(**kwargs)
+
+    def _load_checkpoints_safely(self) -> None:
+        """``--ckpt_path`` is read with ``weights_only=True`` (``lit_edit.checkpoint_loading``)."""
+        safe_checkpoint_options(self.config_init[self.subcommand])
+
+    before_fit = before_validate = before_test = before_predict = _load_checkpoints_safely
 
 
 def main(args=None) -> None:

@@ -21,7 +21,9 @@ refuses a model that lacks a parameter or has another shape (naming both models)
 but another digest (another training, an edited copy, another dtype) is refused too unless
 ``allow_other_base=True``, which only warns.
 
-:func:`export_model` writes the edited model as a Hugging Face folder (atomically). A folder holds weights only,
+:func:`export_model` writes the edited model as a Hugging Face folder (atomically, and only where
+``lit_edit.export_folder`` allows: a new or empty folder, or a previous lit-edit export with the overwrite option;
+never the current folder, a symbolic link, the run's results or the base model). A folder holds weights only,
 so it cannot carry the hook layers' gate: with hook layers it refuses, unless ``fold_hooks=True`` writes
 W0 + ΔW into the weights — every token then gets the edit (a warning says so).
 """
@@ -40,6 +42,7 @@ from safetensors import safe_open
 from safetensors.torch import save as safetensors_bytes
 
 from lit_edit.editing.hook_layers import HookBank
+from lit_edit.export_folder import ExportTarget
 from lit_edit.io import atomic_write_bytes
 from lit_edit.models.architectures import architecture_of
 from lit_edit.run_state import load_run_state
@@ -49,6 +52,7 @@ FORMAT = "lit-edit edits"
 VERSION = "1"
 EDITS_FILE = "edits.safetensors"
 HOOKS = "hooks."
+WHAT = "edited model"      # what an exported Hugging Face folder is (its lit-edit-export.json)
 
 
 class EditsFileError(ValueError):
@@ -285,26 +289,29 @@ def folded(bank: HookBank) -> Iterator[None]:
                 arch.edit_weight(model, layer).copy_(original)
 
 
-def export_model(model, tokenizer, out_dir: Path | str, hooks: HookBank | None = None,
+def export_model(model, tokenizer, out_dir: ExportTarget | Path | str, hooks: HookBank | None = None,
                  fold_hooks: bool = False) -> Path:
     """Write the edited model as a Hugging Face folder (config, safetensors, tokenizer), atomically.
 
     Args:
         model: the edited model.
         tokenizer: its tokenizer.
-        out_dir: the folder (replaced as a whole).
+        out_dir: the folder (replaced as a whole), or an :class:`ExportTarget` naming the options that chose it.
         hooks: the hook layers holding the edits, if any (COMEBA-HK).
         fold_hooks: write W0 + ΔW of the hook layers into the weights; the gate is lost (warned).
     Raises:
         ValueError: the edits live in hook layers (or other forward hooks) and ``fold_hooks`` is false.
+        ExportFolderError: the folder may not be replaced (:meth:`ExportTarget.check`).
     """
     from lit_edit.modules.language_model import export_hf  # here: lit_edit.modules imports this module
 
+    target = ExportTarget.of(out_dir)
+    out_dir = target.path
     if hooks is None and has_forward_hooks(model):
         raise ValueError(f"{model_name(model)!r} computes through forward hooks, which a Hugging Face folder "
                          f"({out_dir}) cannot hold; pass the HookBank as hooks= (to fold it) or remove the hooks")
     if hooks is None:
-        return export_hf(model, tokenizer, out_dir)
+        return export_hf(model, tokenizer, target, WHAT)
     layers = list(hooks.layers)
     if not fold_hooks:
         raise ValueError(f"the edits live in hook layers (layers {layers}, switched on per token by the z-score gate); "
@@ -314,4 +321,4 @@ def export_model(model, tokenizer, out_dir: Path | str, hooks: HookBank | None =
     warnings.warn(f"folding the hook layers {layers} into the weights of {out_dir}: the gate is lost, every token "
                   "gets the edit (the exported model is COMEBA w/o HK's, not COMEBA-HK's)", stacklevel=2)
     with folded(hooks):
-        return export_hf(model, tokenizer, out_dir)
+        return export_hf(model, tokenizer, target, WHAT + " (hook layers folded into the weights)")
