@@ -140,8 +140,9 @@ class ConsecutiveEditingLoop(_EvaluationLoop):
                     save_run_state(module.recorder.directory / STATE_FILE, state)
                 except DiskFullError as error:
                     folder = module.recorder.directory
-                    kept = (f"the run state after {self._saved_at} batch{'es' if self._saved_at != 1 else ''}, which --trainer.resume_from {folder} "
-                            "continues once there is space" if self._saved_at is not None else "no run state")
+                    batches = f"{self._saved_at} batch{'es' if self._saved_at != 1 else ''}"
+                    kept = (f"the run state after {batches}, which --trainer.resume_from {folder} continues once "
+                            "there is space" if self._saved_at is not None else "no run state")
                     raise DiskFullError(f"{error}. The run stops after {self.steps_done} batches; kept in {folder}: "
                                         f"{kept}, and steps.csv with every step so far") from error
                 self.save_seconds.append(time.perf_counter() - started)

@@ -47,7 +47,8 @@ class CausalLMModule(L.LightningModule):
                  warmup_steps: int = 200, export_dir: str | None = None, seed: int = 0,
                  routing_weight: float = 1.0, answer_weight: float = 0.0, overwrite_export: bool = False):
         super().__init__()
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["overwrite_export"])   # a decision of this call, not of the checkpoint
+        self.overwrite_export = overwrite_export
         if not (tokenizer or name_or_path):
             raise ValueError("CausalLMModule needs `tokenizer` (for a fresh model) or `name_or_path`")
         self.tokenizer = load_tokenizer(tokenizer or name_or_path)
@@ -139,7 +140,7 @@ class CausalLMModule(L.LightningModule):
     @property
     def export_target(self) -> ExportTarget | None:
         h = self.hparams
-        return training_export_target(h.export_dir, h.overwrite_export, h.name_or_path) if h.export_dir else None
+        return training_export_target(h.export_dir, self.overwrite_export, h.name_or_path) if h.export_dir else None
 
     def on_fit_start(self) -> None:
         if self.export_target is not None:

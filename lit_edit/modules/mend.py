@@ -75,7 +75,8 @@ class MendModule(L.LightningModule):
         super().__init__()
         if edit_loss_on not in EDIT_LOSS_INPUTS:
             raise ValueError(f"edit_loss_on {edit_loss_on!r} is not one of {EDIT_LOSS_INPUTS}")
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["overwrite_export"])   # a decision of this call, not of the checkpoint
+        self.overwrite_export = overwrite_export
         base, self.tokenizer = load_model_and_tokenizer(name_or_path)
         base.requires_grad_(False)
         object.__setattr__(self, "_base", base)      # outside the module tree: not trained, saved or DDP-wrapped
@@ -194,7 +195,7 @@ class MendModule(L.LightningModule):
         """Decide and check where the editor will be written, before training (a refusal costs nothing yet)."""
         h = self.hparams
         folder = h.export_dir or new_folder(Path(self.trainer.log_dir or self.trainer.default_root_dir) / "mend")
-        self.export_target = training_export_target(folder, h.overwrite_export, h.name_or_path)
+        self.export_target = training_export_target(folder, self.overwrite_export, h.name_or_path)
         self.export_target.check()
         if self.trainer.is_global_zero:
             print(f"[lit-edit] the trained MEND editor will be written to {folder}", flush=True)
