@@ -42,7 +42,7 @@ from safetensors import safe_open
 from safetensors.torch import save as safetensors_bytes
 
 from lit_edit.editing.hook_layers import HookBank
-from lit_edit.export_folder import ExportTarget
+from lit_edit.export_folder import ExportFolderError, ExportTarget
 from lit_edit.io import atomic_write_bytes
 from lit_edit.models.architectures import architecture_of
 from lit_edit.run_state import load_run_state
@@ -232,7 +232,31 @@ def _install_hooks(model, tensors: Mapping[str, torch.Tensor], hook_layers: Mapp
     return bank
 
 
-def export_run_state(run: Path | str, out: Path | str | None = None) -> Path:
+def check_edits_target(out: Path, overwrite: bool = False, option: str = "--out") -> None:
+    """Refuse to write an edits file over anything but a previous edits file (and over that one only with
+    ``overwrite``): a file lit-edit did not write, a folder, a symbolic link.
+
+    Raises:
+        ExportFolderError: naming the option and the path.
+    """
+    if out.is_symlink() or (out.exists() and not out.is_file()):
+        raise ExportFolderError(f"{option}={out} is {'a symbolic link' if out.is_symlink() else 'a folder'}; name a "
+                                "new file")
+    if not out.exists():
+        return
+    try:
+        with safe_open(str(out), framework="pt") as f:
+            ours = (f.metadata() or {}).get("format") == FORMAT
+    except Exception:   # not safetensors at all
+        ours = False
+    if not ours:
+        raise ExportFolderError(f"{option}={out} is a file lit-edit did not write; name a new file")
+    if not overwrite:
+        raise ExportFolderError(f"{option}={out} holds an edits file already; pass --overwrite true to replace it, or "
+                                "name a new file")
+
+
+def export_run_state(run: Path | str, out: Path | str | None = None, overwrite: bool = False) -> Path:
     """Write the edits file of a run from its run state (``run_state.pt``, the folder or the file), e.g. of a run
     made before ``export_edits`` existed or stopped part-way: the base is loaded from the state's fingerprint
     (name_or_path, dtype) and must still have the digest the run saw.
@@ -240,12 +264,16 @@ def export_run_state(run: Path | str, out: Path | str | None = None) -> Path:
     Args:
         run: the run folder or its ``run_state.pt``.
         out: the file to write; default: ``edits.safetensors`` beside the run state.
+        overwrite: replace an edits file already at ``out`` (anything else there is refused).
     Raises:
         EditsFileError: the base model's weights changed since the run.
+        ExportFolderError: ``out`` holds something else, or an edits file and ``overwrite`` is false.
     """
     from lit_edit.models.loading import load_model
 
     state = load_run_state(run)
+    out = Path(out) if out else Path(state["path"]).parent / EDITS_FILE
+    check_edits_target(out, overwrite)     # before the base model is loaded
     fingerprint = json.loads(state["fingerprint"])
     base = fingerprint["model.name_or_path"]
     model = load_model(base, fingerprint.get("model.dtype", "float32"))
@@ -259,7 +287,7 @@ def export_run_state(run: Path | str, out: Path | str | None = None) -> Path:
         layers = sorted({int(key.split(".")[0].removeprefix("layer")) for key in hooks})
         bank = HookBank(model, architecture_of(model), layers)
         bank.load_state_dict(hooks)
-    return save_edits(out or Path(state["path"]).parent / EDITS_FILE, base_model=base, base_sha256=digest,
+    return save_edits(out, base_model=base, base_sha256=digest,
                       method=fingerprint["model.editor.name"], n_edits=len(json.loads(state["history"])["applied"]),
                       weights=state["weights"], hooks=bank, architecture=architecture_of(model).name)
 

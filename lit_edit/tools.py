@@ -115,16 +115,18 @@ def apply_edits(base: str, edits: str, out: str, allow_other_base: bool = False,
     return out
 
 
-def export_edits(run: str, out: str | None = None) -> str:
+def export_edits(run: str, out: str | None = None, overwrite: bool = False) -> str:
     """Write a run's ``edits.safetensors`` from its run state (``trainer.checkpoint_every_n_batches``).
 
     Args:
         run: the run folder (or its ``run_state.pt``).
-        out: the file to write; default: ``edits.safetensors`` in the run folder.
+        out: the file to write; default: ``edits.safetensors`` in the run folder. A new file, or an edits file
+            with ``--overwrite true``.
+        overwrite: replace an edits file already at ``out``.
     """
     from lit_edit.export import export_run_state
 
-    path = export_run_state(run, out)
+    path = export_run_state(run, out, overwrite)
     print(f"edits written to {path} ({path.stat().st_size} bytes)")
     return str(path)
 

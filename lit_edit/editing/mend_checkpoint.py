@@ -2,9 +2,8 @@
 
 The folder is written atomically, only where ``lit_edit.export_folder`` allows it (a new or empty folder, or a
 previous lit-edit export with the overwrite option). Loading checks that the editor fits the model it is asked to
-edit: the same
-family, and every edited module present with the trained shape; another layer list is refused, naming both.
-The weights' digest is compared too; a different one (a fine-tuned or edited base) only warns.
+edit: the same family, and every edited module present with the trained shape; another layer list is refused,
+naming both. The weights' digest is compared too; a different one (a fine-tuned or edited base) only warns.
 """
 
 from __future__ import annotations

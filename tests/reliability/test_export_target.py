@@ -138,3 +138,23 @@ def test_a_run_replaces_its_previous_export_with_overwrite_export(tiny_gpt2_dir,
              module_args={"export_model_dir": str(tmp_path / "hf"), "overwrite_export": True})
     third = load_model(str(tmp_path / "hf")).state_dict()
     assert not all(torch.equal(first[k], v) for k, v in third.items())     # one edit instead of two
+
+
+def test_export_edits_writes_over_nothing_but_its_own_edits_file(tiny_gpt2_dir, tmp_path):
+    folder = tmp_path / "run"
+    edit_run(tiny_gpt2_dir, tmp_path, folder, checkpoint_every_n_batches=1, module_args={"export_edits": False})
+    notes = _user_files(tmp_path / "mine") / "notes.txt"
+    before = notes.read_bytes()
+    for overwrite in ([], ["--overwrite", "true"]):
+        with pytest.raises(Exception) as raised:
+            tools.main(["export_edits", "--run", str(folder), "--out", str(notes), *overwrite])
+        assert notes.read_bytes() == before
+        assert f"--out={notes} is a file lit-edit did not write; name a new file" in str(raised.value)
+    tools.main(["export_edits", "--run", str(folder)])
+    before = snapshot(folder)
+    with pytest.raises(Exception, match=r"--out=.*edits.safetensors holds an edits file already; pass --overwrite "
+                                        r"true to replace it"):
+        tools.main(["export_edits", "--run", str(folder)])
+    assert snapshot(folder) == before
+    tools.main(["export_edits", "--run", str(folder), "--overwrite", "true"])
+    assert sorted(snapshot(folder)) == sorted(before)
