@@ -6,6 +6,7 @@ import sys
 
 from lightning.pytorch.cli import LightningCLI
 
+from lit_edit.checkpoint_loading import safe_checkpoint_options
 from lit_edit.loops import EditTrainer
 from lit_edit.paths import resolve_config_args, set_data_root
 
@@ -31,6 +32,12 @@ class LitEditCLI(LightningCLI):
         root = self.config[self.subcommand].get("data_root") if self.subcommand else self.config.get("data_root")
         if root:
             set_data_root(root)
+
+    def _load_checkpoints_safely(self) -> None:
+        """``--ckpt_path`` is read with ``weights_only=True`` (``lit_edit.checkpoint_loading``)."""
+        safe_checkpoint_options(self.config_init[self.subcommand])
+
+    before_fit = before_validate = before_test = before_predict = _load_checkpoints_safely
 
 
 def main(args=None) -> None:

@@ -23,7 +23,9 @@ refuses a model that lacks a parameter or has another shape (naming both models)
 but another digest (another training, an edited copy, another dtype) is refused too unless
 ``allow_other_base=True``, which only warns.
 
-:func:`export_model` writes the edited model as a Hugging Face folder (atomically). A folder holds weights only,
+:func:`export_model` writes the edited model as a Hugging Face folder (atomically, and only where
+``lit_edit.export_folder`` allows: a new or empty folder, or a previous lit-edit export with the overwrite option;
+never the current folder, a symbolic link, the run's results or the base model). A folder holds weights only,
 so it cannot carry the hook layers' gate: with hook layers it refuses, unless ``fold_hooks=True`` writes
 W0 + ΔW into the weights — every token then gets the edit (a warning says so).
 """
@@ -42,6 +44,7 @@ from safetensors import safe_open
 from safetensors.torch import save as safetensors_bytes
 
 from lit_edit.editing.hook_layers import HookBank
+from lit_edit.export_folder import ExportFolderError, ExportTarget
 from lit_edit.io import atomic_write_bytes
 from lit_edit.models.architectures import architecture_of
 from lit_edit.run_state import load_run_state
@@ -51,6 +54,7 @@ FORMAT = "lit-edit edits"
 VERSION = "1"
 EDITS_FILE = "edits.safetensors"
 HOOKS = "hooks."
+WHAT = "edited model"      # what an exported Hugging Face folder is (its lit-edit-export.json)
 
 
 class EditsFileError(ValueError):
@@ -236,7 +240,31 @@ def _install_hooks(model, tensors: Mapping[str, torch.Tensor], hook_layers: Mapp
     return bank
 
 
-def export_run_state(run: Path | str, out: Path | str | None = None) -> Path:
+def check_edits_target(out: Path, overwrite: bool = False, option: str = "--out") -> None:
+    """Refuse to write an edits file over anything but a previous edits file (and over that one only with
+    ``overwrite``): a file lit-edit did not write, a folder, a symbolic link.
+
+    Raises:
+        ExportFolderError: naming the option and the path.
+    """
+    if out.is_symlink() or (out.exists() and not out.is_file()):
+        raise ExportFolderError(f"{option}={out} is {'a symbolic link' if out.is_symlink() else 'a folder'}; name a "
+                                "new file")
+    if not out.exists():
+        return
+    try:
+        with safe_open(str(out), framework="pt") as f:
+            ours = (f.metadata() or {}).get("format") == FORMAT
+    except Exception:   # not safetensors at all
+        ours = False
+    if not ours:
+        raise ExportFolderError(f"{option}={out} is a file lit-edit did not write; name a new file")
+    if not overwrite:
+        raise ExportFolderError(f"{option}={out} holds an edits file already; pass --overwrite true to replace it, or "
+                                "name a new file")
+
+
+def export_run_state(run: Path | str, out: Path | str | None = None, overwrite: bool = False) -> Path:
     """Write the edits file of a run from its run state (``run_state.pt``, the folder or the file), e.g. of a run
     made before ``export_edits`` existed or stopped part-way: the base is loaded from the state's fingerprint
     (name_or_path, dtype) and must still have the digest the run saw.
@@ -244,12 +272,16 @@ def export_run_state(run: Path | str, out: Path | str | None = None) -> Path:
     Args:
         run: the run folder or its ``run_state.pt``.
         out: the file to write; default: ``edits.safetensors`` beside the run state.
+        overwrite: replace an edits file already at ``out`` (anything else there is refused).
     Raises:
         EditsFileError: the base model's weights changed since the run.
+        ExportFolderError: ``out`` holds something else, or an edits file and ``overwrite`` is false.
     """
     from lit_edit.models.loading import load_model
 
     state = load_run_state(run)
+    out = Path(out) if out else Path(state["path"]).parent / EDITS_FILE
+    check_edits_target(out, overwrite)     # before the base model is loaded
     fingerprint = json.loads(state["fingerprint"])
     base = fingerprint["model.name_or_path"]
     model = load_model(base, fingerprint.get("model.dtype", "float32"))
@@ -264,7 +296,7 @@ def export_run_state(run: Path | str, out: Path | str | None = None) -> Path:
         bank = HookBank(model, architecture_of(model), layers,
                         gate_statistics=fingerprint.get("model.editor.gate_statistics", "real_tokens"))
         bank.load_state_dict(hooks)
-    return save_edits(out or Path(state["path"]).parent / EDITS_FILE, base_model=base, base_sha256=digest,
+    return save_edits(out, base_model=base, base_sha256=digest,
                       method=fingerprint["model.editor.name"], n_edits=len(json.loads(state["history"])["applied"]),
                       weights=state["weights"], hooks=bank, architecture=architecture_of(model).name)
 
@@ -294,26 +326,29 @@ def folded(bank: HookBank) -> Iterator[None]:
                 arch.edit_weight(model, layer).copy_(original)
 
 
-def export_model(model, tokenizer, out_dir: Path | str, hooks: HookBank | None = None,
+def export_model(model, tokenizer, out_dir: ExportTarget | Path | str, hooks: HookBank | None = None,
                  fold_hooks: bool = False) -> Path:
     """Write the edited model as a Hugging Face folder (config, safetensors, tokenizer), atomically.
 
     Args:
         model: the edited model.
         tokenizer: its tokenizer.
-        out_dir: the folder (replaced as a whole).
+        out_dir: the folder (replaced as a whole), or an :class:`ExportTarget` naming the options that chose it.
         hooks: the hook layers holding the edits, if any (COMEBA-HK).
         fold_hooks: write W0 + ΔW of the hook layers into the weights; the gate is lost (warned).
     Raises:
         ValueError: the edits live in hook layers (or other forward hooks) and ``fold_hooks`` is false.
+        ExportFolderError: the folder may not be replaced (:meth:`ExportTarget.check`).
     """
     from lit_edit.modules.language_model import export_hf  # here: lit_edit.modules imports this module
 
+    target = ExportTarget.of(out_dir)
+    out_dir = target.path
     if hooks is None and has_forward_hooks(model):
         raise ValueError(f"{model_name(model)!r} computes through forward hooks, which a Hugging Face folder "
                          f"({out_dir}) cannot hold; pass the HookBank as hooks= (to fold it) or remove the hooks")
     if hooks is None:
-        return export_hf(model, tokenizer, out_dir)
+        return export_hf(model, tokenizer, target, WHAT)
     layers = list(hooks.layers)
     if not fold_hooks:
         raise ValueError(f"the edits live in hook layers (layers {layers}, switched on per token by the z-score gate); "
@@ -323,4 +358,4 @@ def export_model(model, tokenizer, out_dir: Path | str, hooks: HookBank | None =
     warnings.warn(f"folding the hook layers {layers} into the weights of {out_dir}: the gate is lost, every token "
                   "gets the edit (the exported model is COMEBA w/o HK's, not COMEBA-HK's)", stacklevel=2)
     with folded(hooks):
-        return export_hf(model, tokenizer, out_dir)
+        return export_hf(model, tokenizer, target, WHAT + " (hook layers folded into the weights)")

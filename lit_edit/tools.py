@@ -86,38 +86,48 @@ def acceptance(model: str = "checkpoints/factworld-gpt2", world: str = "data/fac
 
 
 def apply_edits(base: str, edits: str, out: str, allow_other_base: bool = False, fold_hooks: bool = False,
-                dtype: str = "float32") -> str:
+                dtype: str = "float32", overwrite: bool = False) -> str:
     """Apply an edits file (a run's ``edits.safetensors``) to its base model and write the edited model as a
     Hugging Face folder.
 
     Args:
         base: the unedited model folder the edits were made on.
         edits: the edits file.
-        out: the Hugging Face folder to write (replaced atomically).
+        out: the Hugging Face folder to write (atomically): a new or empty folder, or a previous export of
+            lit-edit with ``--overwrite true``; never the current folder, the base model's or the edits' run folder.
         allow_other_base: apply to a model with the base's shapes but other weights (warns).
         fold_hooks: for hook-layer edits (COMEBA-HK), write W0 + ΔW into the weights; the per-token gate is lost.
         dtype: the dtype to load the base in (the one the run used).
+        overwrite: replace a previous lit-edit export in ``out``.
     """
+    from pathlib import Path
+
     from lit_edit import export
+    from lit_edit.export_folder import ExportTarget
     from lit_edit.models import load_model_and_tokenizer
 
+    target = ExportTarget(Path(out), "--out", "--overwrite", overwrite,
+                          (("the base model (--base)", Path(base)), ("the run folder of --edits", Path(edits).parent)))
+    target.check()     # before the model is loaded
     model, tokenizer = load_model_and_tokenizer(base, dtype)
     applied = export.apply_edits(model, edits, allow_other_base)
-    export.export_model(model, tokenizer, out, hooks=applied.bank, fold_hooks=fold_hooks)
+    export.export_model(model, tokenizer, target, hooks=applied.bank, fold_hooks=fold_hooks)
     print(f"{applied.metadata['n_edits']} edits ({applied.metadata['method']}) of {base} written to {out}")
     return out
 
 
-def export_edits(run: str, out: str | None = None) -> str:
+def export_edits(run: str, out: str | None = None, overwrite: bool = False) -> str:
     """Write a run's ``edits.safetensors`` from its run state (``trainer.checkpoint_every_n_batches``).
 
     Args:
         run: the run folder (or its ``run_state.pt``).
-        out: the file to write; default: ``edits.safetensors`` in the run folder.
+        out: the file to write; default: ``edits.safetensors`` in the run folder. A new file, or an edits file
+            with ``--overwrite true``.
+        overwrite: replace an edits file already at ``out``.
     """
     from lit_edit.export import export_run_state
 
-    path = export_run_state(run, out)
+    path = export_run_state(run, out, overwrite)
     print(f"edits written to {path} ({path.stat().st_size} bytes)")
     return str(path)
 

@@ -86,7 +86,7 @@ def test_fit_exports_a_loadable_model_and_resumes(tmp_path, tiny_world, architec
 
     # Interrupted after epoch 1; a restart with --ckpt_path continues from it instead of starting over.
     run_main("fit", "--config", str(config), "--trainer.max_epochs", "2", "--ckpt_path",
-             str(tmp_path / "ckpt" / "last.ckpt"))
+             str(tmp_path / "ckpt" / "last.ckpt"), "--model.init_args.overwrite_export", "true")   # its own export
     second = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=False)
     assert second["epoch"] == 1
     assert second["global_step"] == 2 * first["global_step"]

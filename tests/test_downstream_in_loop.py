@@ -32,9 +32,9 @@ def direct(model, tokenizer, task: str, after_edit: bool, subset: int = 16) -> d
     return metric.compute()
 
 
-def edit_run(tmp_path, rollback: bool, logger=False, every: int = 1):
+def edit_run(tmp_path, rollback: bool, logger=False, every: int = 1, folder: str = "run"):
     editor = FT(layers=[0, 1], loss="target_new", lr=0.2, steps=8, norm_constraint=None)
-    module = EditingModule(MODEL, editor, rollback=rollback, families=("token",), results_dir=str(tmp_path / "run"),
+    module = EditingModule(MODEL, editor, rollback=rollback, families=("token",), results_dir=str(tmp_path / folder),
                            cache_dir=str(tmp_path / "cache"), monitor_text=None,
                            downstream=DownstreamConfig(root=str(FACTWORLD / "tasks"), tasks=TASKS, subset=16,
                                                        every_n_batches=every, bootstrap_resamples=200))
@@ -42,7 +42,7 @@ def edit_run(tmp_path, rollback: bool, logger=False, every: int = 1):
     trainer = EditTrainer(accelerator="cpu", logger=logger, enable_progress_bar=False, enable_model_summary=False,
                           eval_pre=False, default_root_dir=str(tmp_path))
     trainer.test(module, datamodule=data, verbose=False)
-    return module, data, json.loads((tmp_path / "run" / "metrics.json").read_text())
+    return module, data, json.loads((tmp_path / folder / "metrics.json").read_text())
 
 
 def test_sequential_run_scores_tasks_before_during_and_after(tmp_path):
@@ -87,8 +87,7 @@ def test_pre_edit_scores_come_from_the_cache_the_second_time(tmp_path):
     data = json.loads(cached[0].read_text())
     data["rows"] = [[0.0] * len(row) for row in data["rows"]]
     cached[0].write_text(json.dumps(data))
-    (tmp_path / "run" / "metrics.json").unlink()
-    _, _, second = edit_run(tmp_path, rollback=False, every=0)
+    _, _, second = edit_run(tmp_path, rollback=False, every=0, folder="again")     # a run of its own
     assert sorted(second["downstream_setup"]["pre_from_cache"]) == sorted(TASKS)
     poisoned = data["task"]
     assert second["downstream"][poisoned]["pre"] != first["downstream"][poisoned]["pre"]

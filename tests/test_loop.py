@@ -51,8 +51,9 @@ def small_editor(kind: str):
             "memit": lambda: MEMIT(layers=[1, 2], preservation_weight=1e4, values=values, template_tokens=3)}[kind]()
 
 
-def run(tmp_path, editor, rollback: bool, n: int = 4, batch_size: int = 2, families=("token",), **trainer_args):
-    module = EditingModule(MODEL, editor, rollback=rollback, families=families, results_dir=str(tmp_path / "run"),
+def run(tmp_path, editor, rollback: bool, n: int = 4, batch_size: int = 2, families=("token",), folder: str = "run",
+        **trainer_args):
+    module = EditingModule(MODEL, editor, rollback=rollback, families=families, results_dir=str(tmp_path / folder),
                            cache_dir=str(tmp_path / "cache"), monitor_docs=8,
                            statistics=StatisticsConfig(corpus=str(FACTWORLD / "corpus" / "train.jsonl"),
                                                        cache_dir=str(tmp_path / "stats"), max_tokens=4000))
@@ -61,7 +62,7 @@ def run(tmp_path, editor, rollback: bool, n: int = 4, batch_size: int = 2, famil
     trainer = EditTrainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
                           **trainer_args)
     trainer.test(module, datamodule=data, verbose=False)
-    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    metrics = json.loads((tmp_path / folder / "metrics.json").read_text())
     return module, before, metrics
 
 
@@ -122,7 +123,7 @@ def test_pre_edit_references_are_cached(tmp_path):
     assert len(cached) == 1
     cached[0].write_text(json.dumps({"locality_tokens": {"zsre:0": [[0]], "zsre:1": [[0]]},
                                      "locality_generations": {}}))
-    _, _, metrics = run(tmp_path, small_editor("ft"), rollback=True, n=2)
+    _, _, metrics = run(tmp_path, small_editor("ft"), rollback=True, n=2, folder="again")   # a run of its own
     assert metrics["pre"]["token"]["locality"] < 1.0             # the (tampered) cache was used, not recomputed
 
 

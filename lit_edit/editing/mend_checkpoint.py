@@ -1,8 +1,9 @@
 """A trained MEND editor on disk: ``mend.safetensors`` (the network) and ``mend.json`` (what it was trained for).
 
-The folder is written atomically. Loading checks that the editor fits the model it is asked to edit: the same
-family, and every edited module present with the trained shape; another layer list is refused, naming both.
-The weights' digest is compared too; a different one (a fine-tuned or edited base) only warns.
+The folder is written atomically, only where ``lit_edit.export_folder`` allows it (a new or empty folder, or a
+previous lit-edit export with the overwrite option). Loading checks that the editor fits the model it is asked to
+edit: the same family, and every edited module present with the trained shape; another layer list is refused,
+naming both. The weights' digest is compared too; a different one (a fine-tuned or edited base) only warns.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from safetensors.torch import load_file, save_file
 
 from lit_edit.editing.mend import module_io_sizes
 from lit_edit.editing.mend_network import MendNetwork
-from lit_edit.io import atomic_directory
+from lit_edit.export_folder import ExportTarget, export_folder
 from lit_edit.models.architectures import Architecture
 from lit_edit.paths import resolve_path
 
@@ -27,16 +28,17 @@ class MendCheckpointError(ValueError):
     """A MEND checkpoint that cannot edit this model; the message names the checkpoint and the model."""
 
 
-def save_mend_checkpoint(folder: Path | str, network: MendNetwork, description: dict) -> Path:
+def save_mend_checkpoint(folder: ExportTarget | Path | str, network: MendNetwork, description: dict) -> Path:
     """Write the network and ``description`` (base model, architecture, layers, hyperparameters, training
-    summary) to ``folder``, replacing it atomically."""
+    summary) to ``folder`` (a path or an :class:`ExportTarget`), replacing it atomically."""
     state = {key: value.detach().contiguous().cpu() for key, value in network.state_dict().items()}
     meta = {"format": FORMAT, "modules": {name: list(shape) for name, shape in network.module_shapes.items()},
             **description}
-    with atomic_directory(folder) as tmp:
+    target = ExportTarget.of(folder)
+    with export_folder(target, "MEND editor") as tmp:
         save_file(state, str(tmp / "mend.safetensors"))
         (tmp / "mend.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-    return Path(folder)
+    return Path(target.path)
 
 
 def read_mend_description(folder: Path | str) -> dict:

@@ -33,6 +33,7 @@ from lightning.pytorch import Trainer
 from lightning.pytorch.loops import _EvaluationLoop
 from lightning.pytorch.trainer.states import RunningStage, TrainerFn
 
+from lit_edit.io import DiskFullError
 from lit_edit.run_state import STATE_FILE, check_fingerprint, load_run_state, new_run_state, restore_rng, save_run_state
 from lit_edit.signals import interrupts_deferred
 
@@ -85,7 +86,7 @@ class ConsecutiveEditingLoop(_EvaluationLoop):
             return
         state = load_run_state(self.resume_from) if self.resume_from else None
         self._catch_sigterm()
-        module.setup_run()
+        module.setup_run(resumes=state["path"] if state is not None else None)
         self._fingerprint = {**module.fingerprint(), **self.schedule}   # also for the state an interrupt writes
         if state is not None:
             check_fingerprint(state, self._fingerprint)       # before the references, pre scores and monitors
@@ -135,7 +136,15 @@ class ConsecutiveEditingLoop(_EvaluationLoop):
             if self.trainer.is_global_zero:
                 started = time.perf_counter()
                 state = new_run_state(self.steps_done, self._fingerprint, module.run_state())
-                save_run_state(module.recorder.directory / STATE_FILE, state)
+                try:
+                    save_run_state(module.recorder.directory / STATE_FILE, state)
+                except DiskFullError as error:
+                    folder = module.recorder.directory
+                    batches = f"{self._saved_at} batch{'es' if self._saved_at != 1 else ''}"
+                    kept = (f"the run state after {batches}, which --trainer.resume_from {folder} continues once "
+                            "there is space" if self._saved_at is not None else "no run state")
+                    raise DiskFullError(f"{error}. The run stops after {self.steps_done} batches; kept in {folder}: "
+                                        f"{kept}, and steps.csv with every step so far") from error
                 self.save_seconds.append(time.perf_counter() - started)
             self._saved_at = self.steps_done
 
@@ -147,6 +156,9 @@ class ConsecutiveEditingLoop(_EvaluationLoop):
             raise               # Lightning's own handling follows: callbacks' on_exception, teardown, exit code 1
         finally:
             self._restore_sigterm()
+            module = self._editing_module()
+            if module is not None:
+                module.release_results_folder()
 
     def _catch_sigterm(self) -> None:
         """SIGTERM ends the run like Ctrl-C (partial results and a run state) instead of silently."""

@@ -26,13 +26,14 @@ import torch
 from lit_edit.distributed import SINGLE, map_chunks, ranks_of
 from lit_edit.editing.requests import EditRequest, shared_subject_count
 from lit_edit.editors.base import EditContext, Editor
-from lit_edit.export import EDITS_FILE, changed_parameters, export_model, hook_bank, save_edits
+from lit_edit.export import EDITS_FILE, changed_parameters, hook_bank
 from lit_edit.metrics import MeanScores, PreEditReference, check_families, metric_keys, pre_edit_reference, score_requests
 from lit_edit.models.architectures import architecture_of
 from lit_edit.models.loading import load_model, load_tokenizer
 from lit_edit.modules.downstream import flatten_scores
 from lit_edit.modules.processes import SeveralProcesses
 from lit_edit.modules.resumable import ResumableRun
+from lit_edit.modules.run_outputs import RunOutputs
 from lit_edit.monitors import FixedTextPerplexity, update_norms, weight_monitors
 from lit_edit.paths import resolve_path
 from lit_edit.stats import StatisticsConfig, load_corpus_texts, weights_sha256
@@ -63,7 +64,7 @@ class NonFiniteUpdateError(FloatingPointError):
     """An editor produced NaN or inf in a parameter."""
 
 
-class EditingModule(ResumableRun, SeveralProcesses, L.LightningModule):
+class EditingModule(ResumableRun, RunOutputs, SeveralProcesses, L.LightningModule):
     """Edit a causal LM with ``editor``, request batch after request batch, and measure what the edits did.
 
     Args:
@@ -76,7 +77,10 @@ class EditingModule(ResumableRun, SeveralProcesses, L.LightningModule):
         monitor_text: documents for the perplexity monitor (``.jsonl``/``.txt``/``datasets`` folder).
         monitor_docs: how many of them.
         stop_perplexity_factor: stop the run when the monitor perplexity exceeds this multiple of its pre-edit value.
-        results_dir: the run folder; default: the logger's version folder (``lightning_logs/.../version_N``).
+        results_dir: the run folder; default: the logger's version folder (``lightning_logs/.../version_N``), or
+            without a logger a new ``results/<time>`` folder. One run per folder: a folder in use by another run, or
+            holding another run's files, is refused unless this run resumes the run state saved there
+            (``lit_edit.run_folder``; nothing is deleted).
         cache_dir: pre-edit references are cached here per (model, edit set, families).
         max_new_tokens: generation length of the ``generation`` family.
         eval_batch_size: prompts per forward pass when scoring; also the number of requests per scoring chunk
@@ -88,7 +92,10 @@ class EditingModule(ResumableRun, SeveralProcesses, L.LightningModule):
             what the edits changed (the edited parameters' exact values, or COMEBA-HK's hook layers), applied to a
             fresh base with ``lit_edit.export.apply_edits`` or ``python -m lit_edit.tools apply_edits``.
         export_model_dir: also write the edited model as a Hugging Face folder here (None: no). Refused for
-            rollback runs and for edits in hook layers (a folder cannot carry their gate).
+            rollback runs and for edits in hook layers (a folder cannot carry their gate). A new or empty folder, or a
+            previous lit-edit export with ``overwrite_export``; never the current folder, a symbolic link, the
+            results folder or the base model (``lit_edit.export_folder``; checked before the first edit).
+        overwrite_export: replace a previous lit-edit export in ``export_model_dir``.
     """
 
     def __init__(self, name_or_path: str = "checkpoints/factworld-gpt2", editor: Editor | None = None,
@@ -98,7 +105,7 @@ class EditingModule(ResumableRun, SeveralProcesses, L.LightningModule):
                  stop_perplexity_factor: float | None = None, results_dir: str | None = None,
                  cache_dir: str = "checkpoints/cache", max_new_tokens: int = 32, eval_batch_size: int = 64,
                  downstream: DownstreamConfig | None = None, export_edits: bool = True,
-                 export_model_dir: str | None = None):
+                 export_model_dir: str | None = None, overwrite_export: bool = False):
         super().__init__()
         if editor is None:
             raise ValueError("EditingModule needs an editor (e.g. class_path: lit_edit.editors.MEMIT)")
@@ -191,13 +198,15 @@ class EditingModule(ResumableRun, SeveralProcesses, L.LightningModule):
 
     # ------------------------------------------------------------------------------------ run lifecycle
 
-    def setup_run(self) -> None:
-        """Before the first edit, first part: the run folder and the editor's setup on the unedited model."""
+    def setup_run(self, resumes: str | None = None) -> None:
+        """Before the first edit, first part: the run folder (claimed for this run, which ``resumes`` that run
+        state, if any) and the editor's setup on the unedited model."""
         from lit_edit.results import RunRecorder
 
         self.started = time.perf_counter()
         self.ranks = ranks_of(self.trainer, shares_work=self.sharding is None)
-        directory = self.hparams.results_dir or self.trainer.log_dir or "results"
+        directory, option = self._results_folder()
+        self._claim_results_folder(directory, option, resumes)
         self.recorder = RunRecorder(directory, writes=self.ranks.is_zero)
         saved_config = Path(self.trainer.log_dir or ".") / "config.yaml"   # where LightningCLI wrote it
         if saved_config.exists() and saved_config.parent.resolve() != self.recorder.directory.resolve():
@@ -326,22 +335,6 @@ class EditingModule(ResumableRun, SeveralProcesses, L.LightningModule):
         """The edited parameters that differ from the loaded model (exact CPU copies)."""
         return changed_parameters(self.model, self.editor.parameter_names(self.model, self.arch), self.originals)
 
-    def _export(self) -> dict | None:
-        """At the end of a run without rollback: ``edits.safetensors`` and/or the Hugging Face folder (rank zero);
-        returns what was written (``metrics.json`` ``exports``)."""
-        if not self._exports or not self.trainer.is_global_zero:
-            return None
-        out: dict = {}
-        if self.hparams.export_edits:
-            path = save_edits(self.recorder.directory / EDITS_FILE, base_model=str(self.hparams.name_or_path),
-                              base_sha256=self.base_sha256, method=self.editor.name, n_edits=len(self.applied),
-                              weights=self._changed_weights(), hooks=hook_bank(self.editor), architecture=self.arch.name)
-            out |= {"edits": path.name, "edits_bytes": path.stat().st_size}   # in the run folder
-        if self.hparams.export_model_dir:
-            folder = export_model(self.model, self.tokenizer, self.hparams.export_model_dir)
-            out["model_dir"] = str(folder)
-        return out
-
     def transfer_batch_to_device(self, batch, device, dataloader_idx: int):
         return batch   # a batch is a list of EditRequest (strings); tensors are built where they are used
 
@@ -426,13 +419,16 @@ class EditingModule(ResumableRun, SeveralProcesses, L.LightningModule):
             if "gate_max_z" in report:   # per-prompt numbers: their own file, the summary stays in metrics.json
                 self.recorder.write_json("gate_max_z.json", report.pop("gate_max_z"))
             results["editor_report"] = report
-        results["exports"] = self._export()
+        results["exports"] = "being written" if self._exports else None
         results["seconds"] = time.perf_counter() - self.started
         results["stopped_early"] = self.stop_reason
         results["processes"] = self._compare_ranks()
         for when in ("pre", "final", "immediate"):
             results[when] = self.nest(results.get(when))
-        self.recorder.write_json("metrics.json", results)
+        self.recorder.write_json("metrics.json", results)    # the scores first: a failed export cannot lose them
+        results["exports"], export_error = self._export()
+        if results["exports"] is not None:
+            self.recorder.write_json("metrics.json", results)
         if not results["processes"]["identical_weights"]:
             raise RuntimeError(f"the processes of this run hold different edited weights (sha256 per rank: "
                                f"{results['processes']['edited_weights_sha256']}): {self.editor.name} is not "
@@ -442,6 +438,8 @@ class EditingModule(ResumableRun, SeveralProcesses, L.LightningModule):
             self._log({f"final/{k}": v for k, v in self.flat(results["final"]).items()}, step=len(self.applied))
         if self.ranks.is_zero:
             self._plot(results, report)
+        if export_error is not None:
+            raise export_error
         return results
 
     def write_request_scores(self) -> Path:

@@ -14,7 +14,7 @@ import lightning as L
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
-from lit_edit.io import atomic_directory
+from lit_edit.export_folder import ExportTarget, export_folder, training_export_target
 from lit_edit.models.architectures import architecture_of
 from lit_edit.models.loading import load_model, load_tokenizer
 from lit_edit.modules.subject_routing import composition_gap, routing_leak
@@ -31,7 +31,10 @@ class CausalLMModule(L.LightningModule):
         lr: peak AdamW learning rate (linear warm-up, cosine decay to 10 %).
         weight_decay: AdamW weight decay on matrices.
         warmup_steps: warm-up length in optimizer steps.
-        export_dir: where ``fit`` writes the final Hugging Face model (and tokenizer); None: nowhere.
+        export_dir: where ``fit`` writes the final Hugging Face model (and tokenizer); None: nowhere. A new or empty
+            folder, or a previous lit-edit export with ``overwrite_export`` (checked before training;
+            ``lit_edit.export_folder``).
+        overwrite_export: replace a previous lit-edit export in ``export_dir``.
         seed: seed of the fresh model's initialisation.
         routing_weight: weight of the subject-routing penalty (leak + composition gap) on batches that carry
             routing targets (``TextCorpusDataModule(subject_routing=True)``; ``lit_edit.modules.subject_routing``).
@@ -42,9 +45,10 @@ class CausalLMModule(L.LightningModule):
     def __init__(self, tokenizer: str | None = None, architecture: str = "gpt2", model_config: dict | None = None,
                  name_or_path: str | None = None, lr: float = 1e-3, weight_decay: float = 0.01,
                  warmup_steps: int = 200, export_dir: str | None = None, seed: int = 0,
-                 routing_weight: float = 1.0, answer_weight: float = 0.0):
+                 routing_weight: float = 1.0, answer_weight: float = 0.0, overwrite_export: bool = False):
         super().__init__()
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["overwrite_export"])   # a decision of this call, not of the checkpoint
+        self.overwrite_export = overwrite_export
         if not (tokenizer or name_or_path):
             raise ValueError("CausalLMModule needs `tokenizer` (for a fresh model) or `name_or_path`")
         self.tokenizer = load_tokenizer(tokenizer or name_or_path)
@@ -133,10 +137,19 @@ class CausalLMModule(L.LightningModule):
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
+    @property
+    def export_target(self) -> ExportTarget | None:
+        h = self.hparams
+        return training_export_target(h.export_dir, self.overwrite_export, h.name_or_path) if h.export_dir else None
+
+    def on_fit_start(self) -> None:
+        if self.export_target is not None:
+            self.export_target.check()     # before training, not after it
+
     def on_fit_end(self) -> None:
         self._use_attention("sdpa")  # exported models use the fast attention
-        if self.hparams.export_dir and self.trainer.is_global_zero:
-            export_hf(self.model, self.tokenizer, self.hparams.export_dir)
+        if self.export_target is not None and self.trainer.is_global_zero:
+            export_hf(self.model, self.tokenizer, self.export_target)
 
 
 def answer_loss(logits: torch.Tensor, input_ids: torch.Tensor, answer_mask: torch.Tensor) -> torch.Tensor:
@@ -147,9 +160,11 @@ def answer_loss(logits: torch.Tensor, input_ids: torch.Tensor, answer_mask: torc
     return -log_probs.gather(-1, input_ids[:, 1:][targets][:, None]).mean()
 
 
-def export_hf(model, tokenizer, export_dir: str | Path) -> Path:
-    """Write a Hugging Face folder atomically: into a temporary sibling, then swapped into place."""
-    with atomic_directory(export_dir) as tmp:
+def export_hf(model, tokenizer, export_dir: ExportTarget | str | Path, what: str = "model") -> Path:
+    """Write a Hugging Face folder atomically: into a temporary sibling, then swapped into place (only where
+    ``lit_edit.export_folder`` allows it)."""
+    target = ExportTarget.of(export_dir)
+    with export_folder(target, what) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-    return Path(export_dir)
+    return Path(target.path)

@@ -14,6 +14,7 @@ positions (the logit at t − 1 scores token t; the reference's one-position off
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import lightning as L
 import torch
@@ -23,6 +24,8 @@ from lit_edit.editing.mend import edited_forward, gradient_factors, module_io_si
 from lit_edit.editing.mend_checkpoint import save_mend_checkpoint
 from lit_edit.editing.mend_network import MendNetwork
 from lit_edit.editing.requests import EditRequest, EditRequestError
+from lit_edit.errors import UserError
+from lit_edit.export_folder import ExportFailedError, new_folder, training_export_target
 from lit_edit.models.architectures import Architecture, architecture_of
 from lit_edit.models.loading import load_model_and_tokenizer
 from lit_edit.scoring import labelled_batch
@@ -58,18 +61,22 @@ class MendModule(L.LightningModule):
             EasyEdit trains), ``rephrase`` (its paraphrase, as the MEND paper trains) or ``both``.
         max_length: tokens per example (the prompt's start is cut first).
         export_dir: where the trained editor is written at the end of ``fit`` (the best validation checkpoint
-            when a ModelCheckpoint monitored one); None: nowhere.
+            when a ModelCheckpoint monitored one); None: a new folder ``mend`` in the run's log folder. The folder
+            is printed when training starts and ends. An existing editor (e.g. a shipped one) is replaced only with
+            ``overwrite_export`` (``lit_edit.export_folder``; checked before training).
+        overwrite_export: replace a previous lit-edit export in ``export_dir``.
     """
 
     def __init__(self, name_or_path: str = "checkpoints/factworld-gpt2", layers: Sequence[int] = (1, 2, 3),
                  modules: Sequence[str] = ("ffn_in", "ffn_out"), rank: int = 1920, n_hidden: int = 1,
                  shared: bool = True, edit_lr: float = 1e-4, lr: float = 1e-6, lr_lr: float = 1e-4,
                  edit_loss_weight: float = 0.1, locality_loss_weight: float = 1.0, edit_loss_on: str = "prompt",
-                 max_length: int = 40, export_dir: str | None = None):
+                 max_length: int = 40, export_dir: str | None = None, overwrite_export: bool = False):
         super().__init__()
         if edit_loss_on not in EDIT_LOSS_INPUTS:
             raise ValueError(f"edit_loss_on {edit_loss_on!r} is not one of {EDIT_LOSS_INPUTS}")
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["overwrite_export"])   # a decision of this call, not of the checkpoint
+        self.overwrite_export = overwrite_export
         base, self.tokenizer = load_model_and_tokenizer(name_or_path)
         base.requires_grad_(False)
         object.__setattr__(self, "_base", base)      # outside the module tree: not trained, saved or DDP-wrapped
@@ -184,8 +191,17 @@ class MendModule(L.LightningModule):
         return torch.optim.Adam([{"params": others, "lr": self.hparams.lr},
                                  {"params": [lrs], "lr": self.hparams.lr_lr}])
 
+    def on_fit_start(self) -> None:
+        """Decide and check where the editor will be written, before training (a refusal costs nothing yet)."""
+        h = self.hparams
+        folder = h.export_dir or new_folder(Path(self.trainer.log_dir or self.trainer.default_root_dir) / "mend")
+        self.export_target = training_export_target(folder, self.overwrite_export, h.name_or_path)
+        self.export_target.check()
+        if self.trainer.is_global_zero:
+            print(f"[lit-edit] the trained MEND editor will be written to {folder}", flush=True)
+
     def on_fit_end(self) -> None:
-        if not self.hparams.export_dir or not self.trainer.is_global_zero:
+        if not self.trainer.is_global_zero:
             return
         callback = self.trainer.checkpoint_callback
         best = getattr(callback, "best_model_path", "") if callback is not None else ""
@@ -196,12 +212,19 @@ class MendModule(L.LightningModule):
             summary |= {"checkpoint": str(best), "monitor": callback.monitor,
                         "best_score": float(callback.best_model_score)}
         h = self.hparams
-        save_mend_checkpoint(h.export_dir, self.network, {
-            "base_model": h.name_or_path, "architecture": self.arch.name, "layers": list(h.layers),
-            "module_templates": list(h.modules), "base_weights_sha256": weights_sha256(self._base),
-            "network": {"rank": h.rank, "n_hidden": h.n_hidden, "edit_lr": h.edit_lr, "shared": h.shared},
-            "training": summary | {key: h[key] for key in ("lr", "lr_lr", "edit_loss_weight", "locality_loss_weight",
-                                                         "edit_loss_on", "max_length")}})
+        try:
+            folder = save_mend_checkpoint(self.export_target, self.network, {
+                "base_model": h.name_or_path, "architecture": self.arch.name, "layers": list(h.layers),
+                "module_templates": list(h.modules), "base_weights_sha256": weights_sha256(self._base),
+                "network": {"rank": h.rank, "n_hidden": h.n_hidden, "edit_lr": h.edit_lr, "shared": h.shared},
+                "training": summary | {key: h[key] for key in ("lr", "lr_lr", "edit_loss_weight",
+                                                             "locality_loss_weight", "edit_loss_on", "max_length")}})
+        except (UserError, OSError) as error:
+            kept = f"the trained network is kept in {best}" if best else "Lightning's checkpoints (if any) are kept"
+            raise ExportFailedError(f"training finished, but writing the MEND editor to {self.export_target.path} "
+                                    f"failed: {error}; {kept}") from error
+        print(f"[lit-edit] MEND editor written to {folder}; edit with it: --model.init_args.editor.init_args."
+              f"checkpoint {folder}", flush=True)
 
 
 def _token_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -35,7 +35,8 @@ class ResumableRun:
         editor = flatten("model.editor", {"name": self.editor.name, **self.editor.hyperparameters()})
         editor = {key.replace(".hp.", "."): value for key, value in editor.items()}
         options = {k: v for k, v in h.items() if k not in ("name_or_path", "results_dir", "cache_dir", "statistics",
-                                                           "downstream", "export_edits", "export_model_dir")}
+                                                           "downstream", "export_edits", "export_model_dir",
+                                                           "overwrite_export")}
         statistics = {k: v for k, v in asdict(self.statistics).items() if k != "cache_dir"}
         selection = {k: v for k, v in data.hparams.items() if k not in ("path", "root")}
         return {"model.name_or_path": str(h.name_or_path),
