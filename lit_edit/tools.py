@@ -122,7 +122,10 @@ def export_edits(run: str, out: str | None = None) -> str:
 
 
 def main(args: list[str] | None = None) -> None:
-    CLI([build_world, build_skills, acceptance, apply_edits, export_edits], as_positional=False, args=args)
+    from lit_edit.error_report import run_reporting_errors
+
+    run_reporting_errors(lambda: CLI([build_world, build_skills, acceptance, apply_edits, export_edits],
+                                     as_positional=False, args=args, exit_on_error=False))
 
 
 if __name__ == "__main__":
