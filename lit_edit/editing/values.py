@@ -22,6 +22,7 @@ gradient is computed or left behind, whether or not the model's parameters requi
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
@@ -209,3 +210,20 @@ def optimize_values(model, tokenizer, module: str, targets: Sequence[ValueTarget
         bad = (~torch.isfinite(values).all(dim=1)).nonzero().squeeze(1).tolist()
         raise FloatingPointError(f"value optimisation produced non-finite values for requests {bad}")
     return ValueResult(values, initial, first_loss, last_loss, steps_taken)
+
+
+MIN_FALL = 0.1
+"""An optimisation whose loss fell by less than this fraction of its start, and stayed above its stop loss, did not
+optimise (``stalled`` in :func:`loss_trend`)."""
+
+
+def loss_trend(first: float, last: float, stop_loss: float) -> str | None:
+    """How an edit's optimisation went, from its loss at the first and the last step: ``"diverged"`` when the loss
+    ended non-finite or above where it started (and above ``stop_loss``), ``"stalled"`` when it fell by less than
+    :data:`MIN_FALL` of its start without reaching ``stop_loss``, None when it fell as it should. The editing run
+    warns about and counts the first two (``lit_edit.modules.loss_watch``)."""
+    if not (math.isfinite(first) and math.isfinite(last)) or (last > first and last >= stop_loss):
+        return "diverged"
+    if last >= stop_loss and first - last < MIN_FALL * first:
+        return "stalled"
+    return None

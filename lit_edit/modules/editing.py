@@ -23,14 +23,17 @@ from pathlib import Path
 import lightning as L
 import torch
 
+from lit_edit.caches import model_fingerprint, read_cached
 from lit_edit.distributed import SINGLE, map_chunks, ranks_of
 from lit_edit.editing.requests import EditRequest, shared_subject_count
 from lit_edit.editors.base import EditContext, Editor
 from lit_edit.export import EDITS_FILE, changed_parameters, export_model, hook_bank, save_edits
 from lit_edit.metrics import MeanScores, PreEditReference, check_families, metric_keys, pre_edit_reference, score_requests
 from lit_edit.models.architectures import architecture_of
-from lit_edit.models.loading import load_model, load_tokenizer
+from lit_edit.models.loading import load_model_and_tokenizer
 from lit_edit.modules.downstream import flatten_scores
+from lit_edit.modules.input_checks import check_run_inputs
+from lit_edit.modules.loss_watch import new_tally, report_loss_problems
 from lit_edit.modules.processes import SeveralProcesses
 from lit_edit.modules.resumable import ResumableRun
 from lit_edit.monitors import FixedTextPerplexity, update_norms, weight_monitors
@@ -44,18 +47,6 @@ def mode_name(batch_size: int, rollback: bool) -> str:
     if batch_size == 1:
         return "single" if rollback else "instance-sequential"
     return "batch-single" if rollback else "batch-sequential"
-
-
-def model_fingerprint(name_or_path: str) -> str:
-    """Identity of a model for caches: the path plus, for a local folder, every file's name, size and mtime."""
-    digest = hashlib.sha256(str(name_or_path).encode())
-    path = Path(name_or_path)
-    if path.is_dir():
-        for file in sorted(path.iterdir()):
-            if file.is_file():
-                stat = file.stat()
-                digest.update(f"{file.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
-    return digest.hexdigest()[:16]
 
 
 class NonFiniteUpdateError(FloatingPointError):
@@ -88,6 +79,8 @@ class EditingModule(ResumableRun, SeveralProcesses, L.LightningModule):
             fresh base with ``lit_edit.export.apply_edits`` or ``python -m lit_edit.tools apply_edits``.
         export_model_dir: also write the edited model as a Hugging Face folder here (None: no). Refused for
             rollback runs and for edits in hook layers (a folder cannot carry their gate).
+        stop_on_divergence: end the run after a step whose optimisation loss diverged (default: warn and count it,
+            ``optimisation`` in metrics.json; ``lit_edit.modules.loss_watch``).
     """
 
     def __init__(self, name_or_path: str = "checkpoints/factworld-gpt2", editor: Editor | None = None,
@@ -97,7 +90,7 @@ class EditingModule(ResumableRun, SeveralProcesses, L.LightningModule):
                  stop_perplexity_factor: float | None = None, results_dir: str | None = None,
                  cache_dir: str = "checkpoints/cache", max_new_tokens: int = 32, eval_batch_size: int = 64,
                  downstream: DownstreamConfig | None = None, export_edits: bool = True,
-                 export_model_dir: str | None = None):
+                 export_model_dir: str | None = None, stop_on_divergence: bool = False):
         super().__init__()
         if editor is None:
             raise ValueError("EditingModule needs an editor (e.g. class_path: lit_edit.editors.MEMIT)")
@@ -121,9 +114,9 @@ class EditingModule(ResumableRun, SeveralProcesses, L.LightningModule):
         self.statistics = statistics or StatisticsConfig()
         self.downstream_config = downstream
         self.downstream: DownstreamSuite | None = None
-        self.model = load_model(name_or_path, dtype)
-        self.tokenizer = load_tokenizer(name_or_path)
+        self.model, self.tokenizer = load_model_and_tokenizer(name_or_path, dtype)
         self.arch = architecture_of(self.model)
+        editor.check_fits(self.model, self.arch)
         for p in self.model.parameters():
             p.requires_grad_(False)
         self.recorder = None
@@ -165,8 +158,10 @@ class EditingModule(ResumableRun, SeveralProcesses, L.LightningModule):
                                          [r.record_id for r in requests], list(self.families),
                                          self.hparams.max_new_tokens, self.hparams.dtype]).encode()).hexdigest()[:20]
         path = Path(self.hparams.cache_dir) / "references" / f"{key}.json"
-        if all(self.ranks.gather(path.exists())):
-            return PreEditReference.from_dict(json.loads(path.read_text()))
+        read = lambda file: PreEditReference.from_dict(json.loads(file.read_text()))
+        cached = read_cached(path, read, "cached pre-edit reference") if all(self.ranks.gather(path.exists())) else None
+        if cached is not None:
+            return cached
 
         def outputs(chunk):
             part = pre_edit_reference(self.model, self.tokenizer, chunk, self.families,
@@ -195,6 +190,7 @@ class EditingModule(ResumableRun, SeveralProcesses, L.LightningModule):
         from lit_edit.results import RunRecorder
 
         self.started = time.perf_counter()
+        self.downstream = check_run_inputs(self)      # before the run folder: the inputs fit the model
         self.ranks = ranks_of(self.trainer, shares_work=self.sharding is None)
         directory = self.hparams.results_dir or self.trainer.log_dir or "results"
         self.recorder = RunRecorder(directory, writes=self.ranks.is_zero)
@@ -224,7 +220,7 @@ class EditingModule(ResumableRun, SeveralProcesses, L.LightningModule):
         monitors["perplexity"] = self.perplexity(self.model) if self.perplexity else None
         self.pre_monitors = monitors
         self.results = {"method": self.editor.name, "mode": self.mode, "n_edits": 0, "pre": None,
-                        "periodic": [], "retention": [], "monitors": {"pre": monitors}}
+                        "periodic": [], "retention": [], "monitors": {"pre": monitors}, "optimisation": new_tally()}
         if evaluate_pre:
             pre_scores = self._score(data.requests)
             self.request_scores["pre"] = {r.record_id: scores for r, scores in zip(data.requests, pre_scores)}
@@ -238,7 +234,7 @@ class EditingModule(ResumableRun, SeveralProcesses, L.LightningModule):
 
     def _start_downstream(self) -> None:
         """Read the task records and get the pre-edit scores (from the cache when this model was scored before)."""
-        self.downstream = DownstreamSuite(self.downstream_config, self.ranks)
+        self.downstream.ranks = self.ranks   # the records were read by setup_run's input checks
         pre, cached = self.downstream.pre_edit(self.model, self.tokenizer, model_fingerprint(self.hparams.name_or_path),
                                                self.hparams.cache_dir, progress=self._progress,
                                                write=self.trainer.is_global_zero)
@@ -375,6 +371,8 @@ class EditingModule(ResumableRun, SeveralProcesses, L.LightningModule):
         if factor and row.get("perplexity") and row["perplexity"] > factor * self.pre_monitors["perplexity"]:
             self.stop_reason = (f"perplexity {row['perplexity']:.3g} after {n_edits} edits exceeds "
                                 f"{factor} × its pre-edit value {self.pre_monitors['perplexity']:.3g}")
+        self.stop_reason = report_loss_problems(batch_idx, outcome.loss_problems, self.results["optimisation"],
+                                                self.hparams.stop_on_divergence) or self.stop_reason
         if self.downstream is not None:
             every = self.downstream_config.every_n_batches
             last = batch_idx + 1 >= self.trainer.num_test_batches[0] or self.stop_reason is not None
