@@ -33,7 +33,7 @@ from lit_edit.models.architectures import architecture_of
 from lit_edit.models.loading import load_model_and_tokenizer
 from lit_edit.modules.downstream import flatten_scores
 from lit_edit.modules.input_checks import check_run_inputs
-from lit_edit.modules.loss_watch import new_tally, report_loss_problems
+from lit_edit.modules.loss_watch import new_tally, watch_step
 from lit_edit.modules.processes import SeveralProcesses
 from lit_edit.modules.resumable import ResumableRun
 from lit_edit.monitors import FixedTextPerplexity, update_norms, weight_monitors
@@ -79,8 +79,8 @@ class EditingModule(ResumableRun, SeveralProcesses, L.LightningModule):
             fresh base with ``lit_edit.export.apply_edits`` or ``python -m lit_edit.tools apply_edits``.
         export_model_dir: also write the edited model as a Hugging Face folder here (None: no). Refused for
             rollback runs and for edits in hook layers (a folder cannot carry their gate).
-        stop_on_divergence: end the run after a step whose optimisation loss diverged (default: warn and count it,
-            ``optimisation`` in metrics.json; ``lit_edit.modules.loss_watch``).
+        stop_on_divergence: end the run after a step whose optimisation loss or monitor perplexity diverged
+            (default: warn and count it, ``optimisation`` in metrics.json; ``lit_edit.modules.loss_watch``).
     """
 
     def __init__(self, name_or_path: str = "checkpoints/factworld-gpt2", editor: Editor | None = None,
@@ -371,8 +371,9 @@ class EditingModule(ResumableRun, SeveralProcesses, L.LightningModule):
         if factor and row.get("perplexity") and row["perplexity"] > factor * self.pre_monitors["perplexity"]:
             self.stop_reason = (f"perplexity {row['perplexity']:.3g} after {n_edits} edits exceeds "
                                 f"{factor} × its pre-edit value {self.pre_monitors['perplexity']:.3g}")
-        self.stop_reason = report_loss_problems(batch_idx, outcome.loss_problems, self.results["optimisation"],
-                                                self.hparams.stop_on_divergence) or self.stop_reason
+        self.stop_reason = watch_step(batch_idx, [r.record_id for r in batch], outcome.loss_problems, row.get("perplexity"),
+                                      self.pre_monitors["perplexity"], self.results["optimisation"],
+                                      self.hparams.stop_on_divergence) or self.stop_reason
         if self.downstream is not None:
             every = self.downstream_config.every_n_batches
             last = batch_idx + 1 >= self.trainer.num_test_batches[0] or self.stop_reason is not None
