@@ -55,7 +55,8 @@ def request_lengths(tokenizer, request: EditRequest, families: Sequence[str], ma
     targets = [("target_new", request.target_new)]
     if probability and request.target_true is not None:
         targets.append(("target_true", request.target_true))
-    prompts = [("prompt", request.text)] + [(f"rephrase_prompts[{i}]", p) for i, p in enumerate(request.rephrase_prompts)]
+    prompts = [("prompt", request.text)]
+    prompts += [(f"rephrase_prompts[{i}]", p) for i, p in enumerate(request.rephrase_prompts)]
     for field, prompt in prompts:
         for target_field, target in targets:
             yield f"{field} + {target_field}", _pair_tokens(tokenizer, prompt, target)

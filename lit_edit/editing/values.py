@@ -212,18 +212,21 @@ def optimize_values(model, tokenizer, module: str, targets: Sequence[ValueTarget
     return ValueResult(values, initial, first_loss, last_loss, steps_taken)
 
 
-MIN_FALL = 0.1
-"""An optimisation whose loss fell by less than this fraction of its start, and stayed above its stop loss, did not
-optimise (``stalled`` in :func:`loss_trend`)."""
+
+MIN_CHANGE = 0.1
+"""The fraction of its starting value by which an optimisation's loss must fall (:func:`loss_trend`): rising by
+more is a divergence, moving by less either way is a stall."""
 
 
 def loss_trend(first: float, last: float, stop_loss: float) -> str | None:
     """How an edit's optimisation went, from its loss at the first and the last step: ``"diverged"`` when the loss
-    ended non-finite or above where it started (and above ``stop_loss``), ``"stalled"`` when it fell by less than
-    :data:`MIN_FALL` of its start without reaching ``stop_loss``, None when it fell as it should. The editing run
-    warns about and counts the first two (``lit_edit.modules.loss_watch``)."""
-    if not (math.isfinite(first) and math.isfinite(last)) or (last > first and last >= stop_loss):
+    ended non-finite or more than :data:`MIN_CHANGE` above where it started, ``"stalled"`` when it fell by less than
+    that (or rose by less), None when it fell as it should or reached ``stop_loss``. The editing run warns about and
+    counts the first two (``lit_edit.modules.loss_watch``)."""
+    if not (math.isfinite(first) and math.isfinite(last)):
         return "diverged"
-    if last >= stop_loss and first - last < MIN_FALL * first:
-        return "stalled"
-    return None
+    if last < stop_loss:
+        return None
+    if last > (1 + MIN_CHANGE) * first:
+        return "diverged"
+    return "stalled" if last > (1 - MIN_CHANGE) * first else None

@@ -371,9 +371,9 @@ class EditingModule(ResumableRun, SeveralProcesses, L.LightningModule):
         if factor and row.get("perplexity") and row["perplexity"] > factor * self.pre_monitors["perplexity"]:
             self.stop_reason = (f"perplexity {row['perplexity']:.3g} after {n_edits} edits exceeds "
                                 f"{factor} × its pre-edit value {self.pre_monitors['perplexity']:.3g}")
-        self.stop_reason = watch_step(batch_idx, [r.record_id for r in batch], outcome.loss_problems, row.get("perplexity"),
-                                      self.pre_monitors["perplexity"], self.results["optimisation"],
-                                      self.hparams.stop_on_divergence) or self.stop_reason
+        self.stop_reason = watch_step(batch_idx, [r.record_id for r in batch], outcome.loss_problems,
+                                      row.get("perplexity"), self.pre_monitors["perplexity"],
+                                      self.results["optimisation"], self.hparams.stop_on_divergence) or self.stop_reason
         if self.downstream is not None:
             every = self.downstream_config.every_n_batches
             last = batch_idx + 1 >= self.trainer.num_test_batches[0] or self.stop_reason is not None

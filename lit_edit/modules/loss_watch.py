@@ -42,12 +42,15 @@ def watch_step(step: int, records: Sequence[str], problems: Sequence[LossProblem
     """Report edit step ``step`` (see the module docstring); returns the reason to stop the run when
     ``stop_on_divergence`` and a loss or the perplexity diverged, else None."""
     diverged = report_loss_problems(step, problems, tally)
-    reason = f"the optimisation loss of record(s) {', '.join(diverged)} diverged at edit step {step}" if diverged else None
+    reason = None
+    if diverged:
+        reason = f"the optimisation loss of record(s) {', '.join(diverged)} diverged at edit step {step}"
     if perplexity is not None and pre_perplexity and perplexity > PERPLEXITY_DIVERGED * pre_perplexity:
         if tally["perplexity_diverged"] is None:
-            warnings.warn(f"edit step {step}, record(s) {', '.join(records)}: the monitor perplexity is {perplexity:.4g}, "
-                          f"more than {PERPLEXITY_DIVERGED:g} × its pre-edit {pre_perplexity:.4g}: the edits are breaking "
-                          f"the model; check the method's learning rate ({STOP_HINT})", stacklevel=2)
+            warnings.warn(f"edit step {step}, record(s) {', '.join(records)}: the monitor perplexity is "
+                          f"{perplexity:.4g}, more than {PERPLEXITY_DIVERGED:g} × its pre-edit {pre_perplexity:.4g}: "
+                          f"the edits are breaking the model; check the method's learning rate ({STOP_HINT})",
+                          stacklevel=2)
             tally["perplexity_diverged"] = {"step": step, "records": list(records), "perplexity": perplexity,
                                             "pre_edit": pre_perplexity}
         reason = reason or (f"the monitor perplexity {perplexity:.4g} at edit step {step} is more than "
