@@ -45,13 +45,14 @@ def known_errors() -> tuple[type[BaseException], ...]:
             MissingStatisticsError, MendCheckpointError, EditsFileError, FileNotFoundError, MisconfigurationException)
 
 
-def causes(error: BaseException) -> Iterator[BaseException]:
-    """``error`` and the exceptions it was raised from, outermost first."""
+def causes(error: BaseException, implicit: bool = True) -> Iterator[BaseException]:
+    """``error`` and the exceptions it was raised from (``raise ... from``), outermost first; with ``implicit`` also
+    those it was raised while handling."""
     seen = set()
     while error is not None and id(error) not in seen:
         seen.add(id(error))
         yield error
-        error = error.__cause__ or error.__context__
+        error = error.__cause__ or (error.__context__ if implicit else None)
 
 
 def raised_by_parser(error: BaseException) -> bool:
@@ -101,9 +102,9 @@ def parser_message(error: BaseException) -> str:
 
 
 def describe(error: BaseException) -> str | None:
-    """The one-line report of a known error (found anywhere in its chain of causes); None for any other."""
+    """The one-line report of a known error (the error, or one it was raised from); None for any other."""
     known = known_errors()
-    for link in causes(error):
+    for link in causes(error, implicit=False):
         if isinstance(link, known):
             return message_of(link)
     if isinstance(error, ArgumentError) or type(error).__name__ == "ArgumentError":

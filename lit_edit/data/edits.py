@@ -91,11 +91,9 @@ class EditDataModule(L.LightningDataModule):
             self._warn_shared_subjects()
 
     def location(self, record_id: str) -> str:
-        """``file[index]`` of a selected record (how errors name it)."""
-        if not hasattr(self, "_locations"):
-            self._locations = {r.record_id: f"{self.file}[{i}]"
-                               for r, i in zip(self.edit_set.requests, self.edit_set.indices)}
-        return self._locations.get(record_id, str(self.file))
+        """``file[index]`` of a record read by :meth:`setup` (how errors name it)."""
+        indices = dict(zip((r.record_id for r in self.edit_set.requests), self.edit_set.indices))
+        return f"{self.file}[{indices[record_id]}]" if record_id in indices else str(self.file)
 
     def _warn_shared_subjects(self) -> None:
         size = self.hparams.batch_size

@@ -233,8 +233,9 @@ class EditingModule(ResumableRun, SeveralProcesses, L.LightningModule):
     # ------------------------------------------------------------------------------------- downstream
 
     def _start_downstream(self) -> None:
-        """Read the task records and get the pre-edit scores (from the cache when this model was scored before)."""
-        self.downstream.ranks = self.ranks   # the records were read by setup_run's input checks
+        """The pre-edit scores of the task records that :meth:`setup_run` read and checked (from the cache when this
+        model was scored before)."""
+        self.downstream.ranks = self.ranks
         pre, cached = self.downstream.pre_edit(self.model, self.tokenizer, model_fingerprint(self.hparams.name_or_path),
                                                self.hparams.cache_dir, progress=self._progress,
                                                write=self.trainer.is_global_zero)
