@@ -1,5 +1,5 @@
-"""The error every check of user input raises (bad data, options, paths, models)."""
+"""Errors that the user can fix (bad data, options, paths, models): the CLI prints their message, not a traceback."""
 
 
 class UserError(Exception):
-    """Bad input from the user: the message names the thing at fault and the fix."""
+    """A problem with the user's input or environment, explained in the message (what is at fault and the fix)."""
