@@ -14,6 +14,9 @@ answer; the prompt plus all but the last generated token for greedy generation, 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+
+from transformers.utils import logging as transformers_logging
 
 from lit_edit.editing.requests import EditRequest
 from lit_edit.errors import UserError
@@ -21,6 +24,8 @@ from lit_edit.scoring import encode_pairs
 from lit_edit.tasks.registry import DownstreamTask
 
 CONTEXT_FIELDS = ("max_position_embeddings", "n_positions", "n_ctx", "seq_length")
+EDIT_PROMPT = "prompt + target_new"
+"""The sequence the edit itself reads, after the editor's context template."""
 
 
 class InputTooLongError(UserError, ValueError):
@@ -35,6 +40,18 @@ def context_length(model) -> int | None:
         if isinstance(value, int) and value > 0:
             return value
     return None
+
+
+@contextmanager
+def measuring() -> Iterator[None]:
+    """Silence transformers' warning that a sequence is longer than the model's maximum while lengths are measured
+    (measuring them is the point; the warning would say they will cause indexing errors)."""
+    verbosity = transformers_logging.get_verbosity()
+    transformers_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        transformers_logging.set_verbosity(verbosity)
 
 
 def _prompt_tokens(tokenizer, prompt: str) -> int:
@@ -59,7 +76,7 @@ def request_lengths(tokenizer, request: EditRequest, families: Sequence[str], ma
     prompts += [(f"rephrase_prompts[{i}]", p) for i, p in enumerate(request.rephrase_prompts)]
     for field, prompt in prompts:
         for target_field, target in targets:
-            yield f"{field} + {target_field}", _pair_tokens(tokenizer, prompt, target)
+            yield f"{field} + {target_field}", _pair_tokens(tokenizer, prompt, target)   # the first: EDIT_PROMPT
         if generation:
             yield f"{field} + {max_new_tokens} generated tokens", _prompt_tokens(tokenizer, prompt) + max_new_tokens - 1
     for name, probes in (("locality", request.locality), ("portability", request.portability)):
@@ -77,15 +94,17 @@ def check_request_lengths(tokenizer, requests: Sequence[EditRequest], where: Cal
                           method: str = "the editor") -> None:
     """Refuse the first request with a sequence longer than ``limit`` positions (``prefix`` of them taken by the
     editor's context templates before the edit prompt). ``where`` names a record's place (``file[index]``)."""
-    for request in requests:
-        for field, length in request_lengths(tokenizer, request, families, max_new_tokens):
-            room = limit - prefix if field == "prompt + target_new" else limit
-            if length > room:
-                kept = f" ({prefix} of its {limit} kept for {method}'s context templates)" if room < limit else ""
-                raise InputTooLongError(
-                    f"{where(request.record_id)}: record {request.record_id} field {field!r} is {length} "
-                    f"tokens long, past the model's limit of {room} positions{kept}; shorten the record or leave "
-                    "it out of the selection (data.init_args.start/stop/n)")
+    with measuring():
+        too_long = next(((request, field, length) for request in requests
+                         for field, length in request_lengths(tokenizer, request, families, max_new_tokens)
+                         if length > (limit - prefix if field == EDIT_PROMPT else limit)), None)
+    if too_long is not None:
+        request, field, length = too_long
+        room = limit - prefix if field == EDIT_PROMPT else limit
+        kept = f" ({prefix} of its {limit} kept for {method}'s context templates)" if room < limit else ""
+        raise InputTooLongError(f"{where(request.record_id)}: record {request.record_id} field {field!r} is {length} "
+                                f"tokens long, past the model's limit of {room} positions{kept}; shorten the record or "
+                                "leave it out of the selection (data.init_args.start/stop/n)")
 
 
 def example_length(tokenizer, task: DownstreamTask, record: dict, choice_loglik: bool) -> int:

@@ -18,7 +18,7 @@ from pathlib import Path
 from lit_edit.caches import read_cached
 from lit_edit.distributed import SINGLE, Ranks
 from lit_edit.io import atomic_write_text
-from lit_edit.lengths import InputTooLongError, example_length
+from lit_edit.lengths import InputTooLongError, example_length, measuring
 from lit_edit.tasks.evaluate import score_records
 from lit_edit.tasks.formats import TASK_FILES, BadLines, TaskFormatError, read_task
 from lit_edit.tasks.metrics import DownstreamMetric
@@ -98,21 +98,22 @@ def drop_too_long(records: dict[str, list[tuple[int, dict]]], root: str | Path, 
     dropped = dict.fromkeys(records, 0)
     if limit is None:
         return dropped
-    for task, pairs in records.items():
-        kept = []
-        for index, record in pairs:
-            length = example_length(tokenizer, get_task(task), record, choice_loglik)
-            if length <= limit:
-                kept.append((index, record))
-            elif strict:
-                raise InputTooLongError(f"task {task!r}: example {index} of {Path(root) / TASK_FILES[task]} needs "
-                                        f"{length} positions, the model has {limit} (strict_length is true; false "
-                                        "leaves such examples out and counts them)")
-        if not kept:
-            raise InputTooLongError(f"task {task!r}: none of its {len(pairs)} examples fits the model's {limit} "
-                                    "positions; leave the task out of the tasks option")
-        dropped[task] = len(pairs) - len(kept)
-        pairs[:] = kept
+    with measuring():   # the lengths are the point: no warning that they are too long
+        for task, pairs in records.items():
+            kept = []
+            for index, record in pairs:
+                length = example_length(tokenizer, get_task(task), record, choice_loglik)
+                if length <= limit:
+                    kept.append((index, record))
+                elif strict:
+                    raise InputTooLongError(f"task {task!r}: example {index} of {Path(root) / TASK_FILES[task]} needs "
+                                            f"{length} positions, the model has {limit} (strict_length is true; false "
+                                            "leaves such examples out and counts them)")
+            if not kept:
+                raise InputTooLongError(f"task {task!r}: none of its {len(pairs)} examples fits the model's {limit} "
+                                        "positions; leave the task out of the tasks option")
+            dropped[task] = len(pairs) - len(kept)
+            pairs[:] = kept
     return dropped
 
 

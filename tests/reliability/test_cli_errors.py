@@ -48,7 +48,8 @@ def test_the_tools_refuse_a_model_folder_in_one_line(tmp_path):
     folder.mkdir()
     for name in ("config.json", "model.safetensors"):
         shutil.copy(ROOT / "checkpoints" / "factworld-gpt2" / name, folder / name)
-    result = run_command("-m", "lit_edit.tools", "acceptance", "--model", str(folder), "--out", str(tmp_path / "a.json"))
+    result = run_command("-m", "lit_edit.tools", "acceptance", "--model", str(folder),
+                         "--out", str(tmp_path / "a.json"))
     assert_refused(result, r"^error: '.*weights-only' holds no tokenizer")
     assert not (tmp_path / "a.json").exists()
 
@@ -64,7 +65,8 @@ def test_an_unknown_editor_lists_the_editors(tmp_path, capsys):
 
 def test_a_missing_edit_file_is_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        main(["test", "--config", FT_CONFIG, "--data.init_args.path", str(tmp_path / "nowhere.json"), *_quiet(tmp_path)])
+        main(["test", "--config", FT_CONFIG, "--data.init_args.path", str(tmp_path / "nowhere.json"),
+              *_quiet(tmp_path)])
     text = refusal(capsys.readouterr().err, exit_info.value.code)
     assert text == f"error: edit set {tmp_path / 'nowhere.json'} does not exist"
     assert not (tmp_path / "run").exists()
