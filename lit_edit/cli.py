@@ -7,6 +7,7 @@ import sys
 from lightning.pytorch.cli import LightningCLI
 
 from lit_edit.checkpoint_loading import safe_checkpoint_options
+from lit_edit.error_report import ConfigurationError, message_of, own_error, parser_message, run_reporting_errors
 from lit_edit.loops import EditTrainer
 from lit_edit.paths import resolve_config_args, set_data_root
 
@@ -39,6 +40,18 @@ class LitEditCLI(LightningCLI):
 
     before_fit = before_validate = before_test = before_predict = _load_checkpoints_safely
 
+    def instantiate_classes(self) -> None:
+        """Build the configured classes; an option a class refuses (a ``ValueError`` from its constructor) becomes a
+        :class:`~lit_edit.error_report.ConfigurationError` with the class's own message, not the parser's dump of
+        the whole config."""
+        try:
+            super().instantiate_classes()
+        except ValueError as error:
+            own = own_error(error)
+            raise ConfigurationError(parser_message(error) if own is None else message_of(own)) from error
+
 
 def main(args=None) -> None:
-    LitEditCLI(args=resolve_config_args(sys.argv[1:] if args is None else args))
+    """``main.py``: a refused option or input ends with one line and exit status 2 (``lit_edit.error_report``)."""
+    args = resolve_config_args(sys.argv[1:] if args is None else args)
+    run_reporting_errors(lambda: LitEditCLI(args=args, parser_kwargs={"exit_on_error": False}))

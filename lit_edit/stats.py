@@ -20,6 +20,7 @@ import torch
 from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
+from lit_edit.caches import read_cached
 from lit_edit.distributed import SINGLE, Ranks
 from lit_edit.hooks import forward_until, record
 from lit_edit.io import atomic_write
@@ -214,8 +215,9 @@ def cached_second_moments(cache_dir: Path | str, model, model_name: str, arch: A
     found: dict[int, SecondMoment] = {}
     for layer in layers:
         path = folder / f"layer{layer}_{dtype_name}.safetensors"
-        if path.exists():
-            moment, provenance = load_moment(path)
+        loaded = read_cached(path, load_moment, "cached statistics") if path.exists() else None
+        if loaded is not None:
+            moment, provenance = loaded
             if (provenance.corpus_sha256 == corpus_hash and provenance.weights_sha256 == weights_hash
                     and provenance.module == arch.ffn_out_at(layer)
                     and (max_tokens is None or provenance.tokens <= max_tokens)):

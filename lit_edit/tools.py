@@ -133,8 +133,11 @@ def export_edits(run: str, out: str | None = None, overwrite: bool = False) -> s
 
 
 def main(args: list[str] | None = None) -> None:
-    CLI([build_world, build_skills, acceptance, apply_edits, export_edits, fetch_data], as_positional=False,
-        args=args)
+    from lit_edit.error_report import run_reporting_errors
+
+    run_reporting_errors(lambda: CLI([build_world, build_skills, acceptance, apply_edits, export_edits,
+                                      fetch_data],
+                                     as_positional=False, args=args, exit_on_error=False))
 
 
 if __name__ == "__main__":

@@ -3,8 +3,8 @@
 Each config is parsed as its header says to run it (an edit config stacked with the mode file it names, an overlay
 on the base config), then its data module is built and set up. Files of the project (the fact world) are read as
 they are; third-party files nobody may commit (the data root ``data/``, or a root outside the project) are replaced
-by a folder of fixtures with the same names, each holding as many records as the real file (``RECORDS``). Also: the paper configs name the model
-of their folder and use the side-effects study's ROME setting."""
+by a folder of fixtures with the same names, each holding as many records as the real file (``RECORDS``). Also:
+the paper configs name the model of their folder and use the side-effects study's ROME setting."""
 
 from __future__ import annotations
 

@@ -6,14 +6,23 @@ across processes: every rank applies every edit (the trainer turns the distribut
 
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 
 import lightning as L
 from torch.utils.data import DataLoader
 
-from lit_edit.editing.requests import EditRequest, EditSet, read_counterfact, read_zsre, select, shared_subject_count
+from lit_edit.editing.requests import (
+    EditRequest,
+    EditSet,
+    EditSetFileError,
+    SelectionError,
+    load_records,
+    read_counterfact,
+    read_zsre,
+    select,
+    shared_subject_count,
+)
 from lit_edit.paths import resolve_path
 
 FORMATS = ("auto", "zsre", "counterfact")
@@ -21,23 +30,18 @@ FORMATS = ("auto", "zsre", "counterfact")
 
 def detect_format(path: Path | str) -> str:
     """``zsre`` or ``counterfact`` from the first record's fields."""
-    with open(path, encoding="utf-8") as f:
-        head = f.read(1 << 16)
-    try:
-        first = json.JSONDecoder().raw_decode(head.lstrip()[1:].lstrip())[0] if head.lstrip().startswith("[") else None
-    except json.JSONDecodeError:
-        first = None
+    first = load_records(path)[0][0]
     if isinstance(first, dict) and "requested_rewrite" in first:
         return "counterfact"
     if isinstance(first, dict) and "src" in first:
         return "zsre"
-    raise ValueError(f"{path}: cannot tell the edit-set format from its first record; set format to 'zsre' or "
-                     "'counterfact'")
+    raise EditSetFileError(f"{path}: cannot tell the edit-set format from its first record; set format to 'zsre' or "
+                           "'counterfact'")
 
 
 def read_edit_set(path: Path | str, format: str = "auto", target_true_from: str = "answers") -> EditSet:
     if format not in FORMATS:
-        raise ValueError(f"format {format!r} is not one of {FORMATS}")
+        raise EditSetFileError(f"format {format!r} is not one of {FORMATS}")
     if not Path(path).exists():
         raise FileNotFoundError(f"edit set {path} does not exist")
     format = detect_format(path) if format == "auto" else format
@@ -92,9 +96,14 @@ class EditDataModule(L.LightningDataModule):
             self.requests, self.order = select(self.edit_set.requests, h.start, h.stop, h.step, h.n, h.shuffle, h.seed,
                                                h.batch_size if h.distinct_subjects else None)
             if not self.requests:
-                raise ValueError(f"{self.file}: the selection start={h.start} stop={h.stop} step={h.step} n={h.n} "
+                raise SelectionError(f"{self.file}: the selection start={h.start} stop={h.stop} step={h.step} n={h.n} "
                                  "holds no edit requests")
             self._warn_shared_subjects()
+
+    def location(self, record_id: str) -> str:
+        """``file[index]`` of a record read by :meth:`setup` (how errors name it)."""
+        indices = dict(zip((r.record_id for r in self.edit_set.requests), self.edit_set.indices))
+        return f"{self.file}[{indices[record_id]}]" if record_id in indices else str(self.file)
 
     def _warn_shared_subjects(self) -> None:
         size = self.hparams.batch_size

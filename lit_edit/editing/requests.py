@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lit_edit.errors import UserError
+
 NQ_PREFIX = "nq question: "
 
 
@@ -112,12 +114,14 @@ class EditRequest:
 
 @dataclass(frozen=True)
 class EditSet:
-    """The requests read from one file, the records skipped (record id, reason), the file and its sha256."""
+    """The requests read from one file, the records skipped (record id, reason), the file and its sha256, and the
+    position in the file of each request (``indices``; messages name a record as ``file[index]``)."""
 
     requests: tuple[EditRequest, ...]
     skipped: tuple[tuple[str, str], ...]
     source: str
     sha256: str
+    indices: tuple[int, ...] = ()
 
     def __len__(self) -> int:
         return len(self.requests)
@@ -126,14 +130,51 @@ class EditSet:
 # --------------------------------------------------------------------------------------------- readers
 
 
-def _load_records(path: Path | str) -> tuple[list, str]:
+class EditSetFileError(UserError, ValueError):
+    """An edit-set file that is not a list of records; the message names the file and what was expected."""
+
+
+EXPECTED = "expected a JSON list of edit records (ZsRE or CounterFact) or JSON Lines (one record per line)"
+
+
+def _json_lines(text: str, path: Path | str) -> list:
+    records = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise EditSetFileError(f"{path}:{number}: not valid JSON ({e}); {EXPECTED}") from e
+    return records
+
+
+def load_records(path: Path | str) -> tuple[list, str]:
+    """The raw records of an edit-set file and its sha256: a JSON list, or JSON Lines (a ``.jsonl`` file, or any
+    file holding several JSON values one per line), in UTF-8 with or without a byte-order mark. An empty file or
+    list, another encoding, or anything but a list is refused naming the file and what was expected."""
     data = Path(path).read_bytes()
     try:
-        records = json.loads(data)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from e
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise EditSetFileError(f"{path}: not UTF-8 text (byte {data[e.start]:#04x} at offset {e.start}); save it as "
+                               f"UTF-8 ({EXPECTED})") from e
+    if not text.strip():
+        raise EditSetFileError(f"{path} is empty; {EXPECTED}")
+    try:
+        records = None
+        if Path(path).suffix.lower() != ".jsonl":
+            try:
+                records = json.loads(text)
+            except json.JSONDecodeError as e:
+                if e.msg != "Extra data":   # several values: JSON Lines
+                    raise EditSetFileError(f"{path}: not valid JSON ({e}); {EXPECTED}") from e
+        records = _json_lines(text, path) if records is None else records
+    except RecursionError as e:
+        raise EditSetFileError(f"{path}: nested too deeply to be an edit set; {EXPECTED}") from e
     if not isinstance(records, list):
-        raise ValueError(f"{path}: expected a JSON list of records, found {type(records).__name__}")
+        raise EditSetFileError(f"{path}: expected a JSON list of records, found {type(records).__name__}")
+    if not records:
+        raise EditSetFileError(f"{path} holds no records; {EXPECTED}")
     return records, hashlib.sha256(data).hexdigest()
 
 
@@ -228,14 +269,15 @@ def read_zsre(path: Path | str, id_prefix: str = "zsre", target_true: str = "ans
         raise ValueError(f"target_true must be one of {ZSRE_TARGET_TRUE} (the ZsRE field read as the old answer), "
                          f"got {target_true!r}")
     sources = ZSRE_SOURCES if target_true == "answers" else {**ZSRE_SOURCES, "target_true": "pred"}
-    raw_records, sha = _load_records(path)
-    requests, skipped = [], []
+    raw_records, sha = load_records(path)
+    requests, skipped, indices = [], [], []
     for index, raw in enumerate(raw_records):
         record = _Record(raw, path, index, f"{id_prefix}:{index}")
         alt = record.get("alt", str)
         if not alt.strip():
             skipped.append((record.record_id, "empty 'alt' (no new target)"))
             continue
+        indices.append(index)
         answers = record.strings("answers")
         if not answers:
             raise record.error("answers", "is an empty list")
@@ -250,7 +292,7 @@ def read_zsre(path: Path | str, id_prefix: str = "zsre", target_true: str = "ans
             target_true=old_answer, rephrase_prompts=record.strings("rephrase"), locality=(locality,),
             portability=_portability(record), relation=record.get("relation", str, required=False)))
     _check_unique(requests, path)
-    return EditSet(tuple(requests), tuple(skipped), str(path), sha)
+    return EditSet(tuple(requests), tuple(skipped), str(path), sha, tuple(indices))
 
 
 def read_counterfact(path: Path | str, id_prefix: str = "counterfact") -> EditSet:
@@ -260,7 +302,7 @@ def read_counterfact(path: Path | str, id_prefix: str = "counterfact") -> EditSe
     ``neighborhood_prompts`` with ``target_true`` as the answer, ``generation_prompts`` kept. Record ids
     are ``{id_prefix}:{case_id}``.
     """
-    raw_records, sha = _load_records(path)
+    raw_records, sha = load_records(path)
     requests = []
     for index, raw in enumerate(raw_records):
         case_id = _Record(raw, path, index, f"#{index}").get("case_id", (int, str))
@@ -275,10 +317,14 @@ def read_counterfact(path: Path | str, id_prefix: str = "counterfact") -> EditSe
             generation_prompts=record.strings("generation_prompts", required=False),
             relation=record.get("requested_rewrite.relation_id", str, required=False)))
     _check_unique(requests, path)
-    return EditSet(tuple(requests), (), str(path), sha)
+    return EditSet(tuple(requests), (), str(path), sha, tuple(range(len(requests))))
 
 
 # ------------------------------------------------------------------------------------------- selection
+
+
+class SelectionError(UserError, ValueError):
+    """A selection of edit requests that the set cannot give."""
 
 
 def select(requests: Sequence[EditRequest], start: int = 0, stop: int | None = None, step: int = 1,
@@ -290,7 +336,7 @@ def select(requests: Sequence[EditRequest], start: int = 0, stop: int | None = N
     Returns the requests in edit order and their record ids (the edit order a run must record).
     """
     if step < 1:
-        raise ValueError(f"step must be >= 1, got {step}")
+        raise SelectionError(f"step must be >= 1, got {step}")
     chosen = list(requests[start:stop:step])
     if shuffle:
         random.Random(seed).shuffle(chosen)
@@ -298,7 +344,7 @@ def select(requests: Sequence[EditRequest], start: int = 0, stop: int | None = N
         chosen = separate_shared_subjects(chosen, distinct_subjects_per_batch)
     if n is not None:
         if not 0 <= n <= len(chosen):
-            raise ValueError(f"n={n} edits asked, but the slice [{start}:{stop}:{step}] holds {len(chosen)}")
+            raise SelectionError(f"n={n} edits asked, but the slice [{start}:{stop}:{step}] holds {len(chosen)}")
         chosen = chosen[:n]
     return chosen, [r.record_id for r in chosen]
 

@@ -22,6 +22,7 @@ gradient is computed or left behind, whether or not the model's parameters requi
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
@@ -209,3 +210,23 @@ def optimize_values(model, tokenizer, module: str, targets: Sequence[ValueTarget
         bad = (~torch.isfinite(values).all(dim=1)).nonzero().squeeze(1).tolist()
         raise FloatingPointError(f"value optimisation produced non-finite values for requests {bad}")
     return ValueResult(values, initial, first_loss, last_loss, steps_taken)
+
+
+
+MIN_CHANGE = 0.1
+"""The fraction of its starting value by which an optimisation's loss must fall (:func:`loss_trend`): rising by
+more is a divergence, moving by less either way is a stall."""
+
+
+def loss_trend(first: float, last: float, stop_loss: float) -> str | None:
+    """How an edit's optimisation went, from its loss at the first and the last step: ``"diverged"`` when the loss
+    ended non-finite or more than :data:`MIN_CHANGE` above where it started, ``"stalled"`` when it fell by less than
+    that (or rose by less), None when it fell as it should or reached ``stop_loss``. The editing run warns about and
+    counts the first two (``lit_edit.modules.loss_watch``)."""
+    if not (math.isfinite(first) and math.isfinite(last)):
+        return "diverged"
+    if last < stop_loss:
+        return None
+    if last > (1 + MIN_CHANGE) * first:
+        return "diverged"
+    return "stalled" if last > (1 - MIN_CHANGE) * first else None

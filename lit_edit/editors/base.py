@@ -14,7 +14,8 @@ import torch
 
 from lit_edit.distributed import SINGLE, Ranks
 from lit_edit.editing.requests import EditRequest
-from lit_edit.editing.values import ValueTarget
+from lit_edit.editing.values import ValueResult, ValueTarget, loss_trend
+from lit_edit.errors import UserError
 from lit_edit.models.architectures import Architecture
 from lit_edit.stats import StatisticsConfig
 
@@ -31,11 +32,27 @@ class EditContext:
 
 
 @dataclass
+class LossProblem:
+    """Requests whose optimisation diverged or stalled (:func:`lit_edit.editing.values.loss_trend`): their record
+    ids, the optimisation (``value optimisation``, ``FT``), the verdict, the loss at its first and last step, and the
+    steps taken (None when the method does not count them)."""
+
+    records: str
+    stage: str
+    verdict: str
+    first: float
+    last: float
+    steps: int | None = None
+
+
+@dataclass
 class EditOutcome:
-    """What one edit step did: the change of every edited parameter (parameter layout) and scalar diagnostics."""
+    """What one edit step did: the change of every edited parameter (parameter layout), scalar diagnostics and the
+    requests whose optimisation diverged or stalled."""
 
     deltas: dict[str, torch.Tensor]
     diagnostics: dict[str, float] = field(default_factory=dict)
+    loss_problems: list[LossProblem] = field(default_factory=list)
 
 
 class Editor:
@@ -47,6 +64,15 @@ class Editor:
 
     name = "editor"
     accumulates = False
+
+    def check_fits(self, model, arch: Architecture) -> None:
+        """Refuse options that do not fit ``model`` (a layer past its last), as soon as the model is loaded; the
+        default has none."""
+
+    def prompt_prefix_tokens(self, model, tokenizer) -> int:
+        """Positions the method puts before an edit prompt (context templates), so that the requests' lengths can
+        be checked before the first edit; the default puts none."""
+        return 0
 
     def setup(self, model, tokenizer, arch: Architecture, context: EditContext) -> None:
         """Prepare once before the first edit (statistics, templates); the default needs nothing."""
@@ -85,6 +111,45 @@ class Editor:
     def load_state_dict(self, state: dict) -> None:
         if state:
             raise ValueError(f"{self.name} carries no state but got keys {sorted(state)}")
+
+
+class EditorOptionError(UserError, ValueError):
+    """An editor option that cannot work, named as a config names it (``model.editor.<option>``)."""
+
+
+def checked_layers(layers: Sequence[int], option: str = "layers") -> tuple[int, ...]:
+    """``layers`` as a tuple, refused when empty, repeated, or not layer indices (whole numbers >= 0)."""
+    layers = tuple(layers)
+    if not layers:
+        raise EditorOptionError(f"model.editor.{option} is empty; name at least one layer to edit")
+    bad = [layer for layer in layers if isinstance(layer, bool) or not isinstance(layer, int) or layer < 0]
+    if bad:
+        raise EditorOptionError(f"model.editor.{option}: {bad} are not layer indices (whole numbers >= 0)")
+    repeated = sorted({layer for layer in layers if layers.count(layer) > 1})
+    if repeated:
+        raise EditorOptionError(f"model.editor.{option} names layer(s) {repeated} more than once: {list(layers)}; "
+                                "name each layer once")
+    return layers
+
+
+def check_layers_fit(model, arch: Architecture, layers: Sequence[int], option: str = "layers") -> None:
+    """Refuse layers past the model's last (named as the option, with the model's range)."""
+    n = arch.n_layers(model)
+    outside = [layer for layer in layers if not 0 <= layer < n]
+    if outside:
+        raise EditorOptionError(f"model.editor.{option}: layer(s) {outside} are outside the {arch.name} model, "
+                                f"which has layers 0..{n - 1}")
+
+
+def value_loss_problems(requests: Sequence[EditRequest], values: ValueResult, stop_loss: float) -> list[LossProblem]:
+    """The requests whose value optimisation diverged or stalled (one :class:`LossProblem` each)."""
+    problems = []
+    for request, first, last, steps in zip(requests, values.first_loss.tolist(), values.last_loss.tolist(),
+                                           values.steps_taken.tolist()):
+        verdict = loss_trend(first, last, stop_loss)
+        if verdict is not None and (steps > 0 or verdict == "diverged"):   # no step taken: nothing to judge
+            problems.append(LossProblem(request.record_id, "value optimisation", verdict, first, last, steps))
+    return problems
 
 
 def value_targets(requests: Sequence[EditRequest]) -> list[ValueTarget]:

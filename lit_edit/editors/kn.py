@@ -6,7 +6,16 @@ from collections.abc import Sequence
 
 from lit_edit.editing.kn import KnHyperparams, apply_kn
 from lit_edit.editing.requests import EditRequest
-from lit_edit.editors.base import EditContext, Editor, EditOutcome, changes, ffn_weight_names, snapshot
+from lit_edit.editors.base import (
+    EditContext,
+    Editor,
+    EditOutcome,
+    changes,
+    check_layers_fit,
+    checked_layers,
+    ffn_weight_names,
+    snapshot,
+)
 from lit_edit.models.architectures import Architecture
 
 
@@ -35,8 +44,11 @@ class KN(Editor):
                  threshold: float = 0.2, refine: bool = False, sharing_ratio: float = 0.4,
                  max_neurons: int | None = None, embedding: str = "output", scale: float | None = None,
                  one_token_edit: str = "doubled"):
-        self.hp = KnHyperparams(None if layers is None else tuple(layers), steps, batch_size, threshold, refine,
-                                sharing_ratio, max_neurons, embedding, scale, one_token_edit)
+        self.hp = KnHyperparams(None if layers is None else checked_layers(layers), steps, batch_size, threshold,
+                                refine, sharing_ratio, max_neurons, embedding, scale, one_token_edit)
+
+    def check_fits(self, model, arch: Architecture) -> None:
+        check_layers_fit(model, arch, self._layers(model, arch))
 
     def _layers(self, model, arch: Architecture) -> list[int]:
         return list(range(arch.n_layers(model))) if self.hp.layers is None else list(self.hp.layers)

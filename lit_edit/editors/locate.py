@@ -9,8 +9,21 @@ from lit_edit.editing.ft import FtHyperparams, apply_ft
 from lit_edit.editing.memit import MemitHyperparams, apply_memit
 from lit_edit.editing.requests import EditRequest
 from lit_edit.editing.rome import RomeHyperparams, apply_rome
-from lit_edit.editing.values import ValueHyperparams, ValueResult
-from lit_edit.editors.base import EditContext, Editor, EditOutcome, changes, ffn_weight_names, snapshot, value_targets
+from lit_edit.editing.values import ValueHyperparams, ValueResult, loss_trend
+from lit_edit.editors.base import (
+    EditContext,
+    Editor,
+    EditorOptionError,
+    EditOutcome,
+    LossProblem,
+    changes,
+    check_layers_fit,
+    checked_layers,
+    ffn_weight_names,
+    snapshot,
+    value_loss_problems,
+    value_targets,
+)
 from lit_edit.models.architectures import Architecture
 from lit_edit.stats import second_moments_for
 
@@ -35,6 +48,10 @@ class ContextTemplates:
                                                       length_rule=self.length_rule, seed=self.seed)
         return self.templates
 
+    def longest_prefix(self, model, tokenizer) -> int:
+        """Tokens of the longest template's text before the prompt, plus one for the joint."""
+        return max(len(tokenizer(t.replace("{}", "").rstrip())["input_ids"]) + 1 for t in self.sample(model, tokenizer))
+
 
 class ROME(Editor):
     """ROME: one rank-one update per request at ``layer``, applied one after the other.
@@ -54,9 +71,16 @@ class ROME(Editor):
     def __init__(self, layer: int = 17, values: ValueHyperparams | None = None, mom2_adjustment: bool = True,
                  templates_per_seed: int = 2, template_tokens: int | Sequence[int] = (5, 10), template_seed: int = 0,
                  template_length_rule: str = "total"):
+        (layer,) = checked_layers([layer], "layer")
         self.hp = RomeHyperparams(layer, values or ValueHyperparams(clamp_norm_factor=4.0), mom2_adjustment)
         self._templates = ContextTemplates(templates_per_seed, template_tokens, template_seed, template_length_rule)
         self._second_moment = None
+
+    def check_fits(self, model, arch: Architecture) -> None:
+        check_layers_fit(model, arch, [self.hp.layer], "layer")
+
+    def prompt_prefix_tokens(self, model, tokenizer) -> int:
+        return self._templates.longest_prefix(model, tokenizer)
 
     def setup(self, model, tokenizer, arch: Architecture, context: EditContext) -> None:
         arch.check_layer(model, self.hp.layer)
@@ -76,9 +100,12 @@ class ROME(Editor):
         before = snapshot(model, self.parameter_names(model, arch))
         edits = apply_rome(model, tokenizer, arch, value_targets(requests), self.hp,
                            self._templates.sample(model, tokenizer), self._second_moment)
+        problems = [LossProblem(r.record_id, "value optimisation", verdict, e.first_loss, e.last_loss)
+                    for r, e in zip(requests, edits)
+                    if (verdict := loss_trend(e.first_loss, e.last_loss, self.hp.values.stop_loss))]
         return EditOutcome(changes(model, before), {
             "value_loss_first": sum(e.first_loss for e in edits) / len(edits),
-            "value_loss_last": sum(e.last_loss for e in edits) / len(edits)})
+            "value_loss_last": sum(e.last_loss for e in edits) / len(edits)}, problems)
 
     def hyperparameters(self) -> dict:
         return super().hyperparameters() | {"context_templates": self.context_templates}
@@ -102,9 +129,17 @@ class MEMIT(Editor):
                  values: ValueHyperparams | None = None, templates_per_seed: int = 1,
                  template_tokens: int | Sequence[int] = 10, template_seed: int = 0,
                  template_length_rule: str = "total"):
-        self.hp = MemitHyperparams(tuple(layers), preservation_weight, values or ValueHyperparams())
+        if preservation_weight < 0:
+            raise EditorOptionError(f"model.editor.preservation_weight must be >= 0, got {preservation_weight}")
+        self.hp = MemitHyperparams(checked_layers(layers), preservation_weight, values or ValueHyperparams())
         self._templates = ContextTemplates(templates_per_seed, template_tokens, template_seed, template_length_rule)
         self._second_moments = None
+
+    def check_fits(self, model, arch: Architecture) -> None:
+        check_layers_fit(model, arch, self.hp.layers)
+
+    def prompt_prefix_tokens(self, model, tokenizer) -> int:
+        return self._templates.longest_prefix(model, tokenizer)
 
     def setup(self, model, tokenizer, arch: Architecture, context: EditContext) -> None:
         for layer in self.hp.layers:
@@ -127,7 +162,8 @@ class MEMIT(Editor):
         before = snapshot(model, self.parameter_names(model, arch))
         _, values = apply_memit(model, tokenizer, arch, value_targets(requests), self.hp, self.template_groups,
                                 self._second_moments)
-        return EditOutcome(changes(model, before), value_diagnostics(values))
+        return EditOutcome(changes(model, before), value_diagnostics(values),
+                           value_loss_problems(requests, values, self.hp.values.stop_loss))
 
     def hyperparameters(self) -> dict:
         return super().hyperparameters() | {"context_templates": self._templates.templates}
@@ -141,7 +177,11 @@ class FT(Editor):
     def __init__(self, layers: Sequence[int] = (0,), loss: str = "prompt_last", lr: float = 5e-4, steps: int = 25,
                  batch_size: int = 64, weight_decay: float = 0.0, norm_constraint: float | None = 5e-4,
                  stop_loss: float = 1e-2):
-        self.hp = FtHyperparams(tuple(layers), loss, lr, steps, batch_size, weight_decay, norm_constraint, stop_loss)
+        self.hp = FtHyperparams(checked_layers(layers), loss, lr, steps, batch_size, weight_decay, norm_constraint,
+                                stop_loss)
+
+    def check_fits(self, model, arch: Architecture) -> None:
+        check_layers_fit(model, arch, self.hp.layers)
 
     def setup(self, model, tokenizer, arch: Architecture, context: EditContext) -> None:
         for layer in self.hp.layers:
@@ -153,5 +193,8 @@ class FT(Editor):
 
     def edit(self, model, tokenizer, arch: Architecture, requests: Sequence[EditRequest]) -> EditOutcome:
         result = apply_ft(model, tokenizer, arch, value_targets(requests), self.hp)
+        verdict = loss_trend(result.first_loss, result.last_loss, self.hp.stop_loss) if result.epochs > 1 else None
+        problems = [LossProblem(", ".join(r.record_id for r in requests), "FT", verdict, result.first_loss,
+                                result.last_loss, result.epochs)] if verdict else []
         return EditOutcome(result.deltas, {"ft_loss_first": result.first_loss, "ft_loss_last": result.last_loss,
-                                           "ft_epochs": float(result.epochs)})
+                                           "ft_epochs": float(result.epochs)}, problems)

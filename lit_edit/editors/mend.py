@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from lit_edit.editing.mend import edit_weights, gradient_factors
 from lit_edit.editing.mend_checkpoint import check_checkpoint_fits, load_mend_checkpoint, read_mend_description
 from lit_edit.editing.requests import EditRequest
-from lit_edit.editors.base import EditContext, Editor, EditOutcome
+from lit_edit.editors.base import EditContext, Editor, EditOutcome, checked_layers
 from lit_edit.models.architectures import Architecture
 from lit_edit.scoring import labelled_batch
 from lit_edit.stats import weights_sha256
@@ -35,7 +35,7 @@ class MEND(Editor):
                  layers: Sequence[int] | None = None, max_length: int = 40):
         self.checkpoint = checkpoint
         self.lr_scale = lr_scale
-        self.layers = None if layers is None else list(layers)
+        self.layers = None if layers is None else list(checked_layers(layers))
         self.max_length = max_length
         self._network = None
         self._training = None

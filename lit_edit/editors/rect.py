@@ -34,6 +34,12 @@ class RECT(Editor):
         self._generator = torch.Generator().manual_seed(seed)
         rect_update(torch.ones(1), torch.ones(1), keep_fraction, selection)   # validate the options now
 
+    def check_fits(self, model, arch: Architecture) -> None:
+        self.editor.check_fits(model, arch)
+
+    def prompt_prefix_tokens(self, model, tokenizer) -> int:
+        return self.editor.prompt_prefix_tokens(model, tokenizer)
+
     def setup(self, model, tokenizer, arch: Architecture, context: EditContext) -> None:
         self.editor.setup(model, tokenizer, arch, context)
 
@@ -57,7 +63,8 @@ class RECT(Editor):
         self.editor.replace_weights(model, arch, kept)
         changed = sum(int((d != 0).sum()) for d in deltas.values())
         total = sum(d.numel() for d in deltas.values())
-        return EditOutcome(deltas, {**outcome.diagnostics, "rect_changed_fraction": changed / total})
+        return EditOutcome(deltas, {**outcome.diagnostics, "rect_changed_fraction": changed / total},
+                           outcome.loss_problems)
 
     def hyperparameters(self) -> dict:
         return {"editor": {"name": self.editor.name, **self.editor.hyperparameters()},

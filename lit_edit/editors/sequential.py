@@ -15,7 +15,7 @@ from lit_edit.editing.d4s import D4sHyperparams, D4sLayerState, apply_d4s
 from lit_edit.editing.hook_layers import HookBank, gate_scores_by_group
 from lit_edit.editing.requests import EditRequest
 from lit_edit.editing.values import ValueHyperparams
-from lit_edit.editors.base import EditContext, EditOutcome, changes, snapshot, value_targets
+from lit_edit.editors.base import EditContext, EditOutcome, changes, snapshot, value_loss_problems, value_targets
 from lit_edit.editors.locate import MEMIT, value_diagnostics
 from lit_edit.models.architectures import Architecture
 
@@ -90,7 +90,8 @@ class D4S(_Accumulating):
         diagnostics = value_diagnostics(values)
         for update in updates:   # the paper's delta_nom: ‖Δ_l‖₁/numel of the change from W0
             diagnostics[f"delta_l1_per_numel/layer{update.layer}"] = float(update.delta.abs().mean())
-        return EditOutcome(changes(model, before), diagnostics)
+        return EditOutcome(changes(model, before), diagnostics,
+                           value_loss_problems(requests, values, self.hp.values.stop_loss))
 
     def state_dict(self) -> dict:
         self._check_ready(self._states)
@@ -168,7 +169,8 @@ class COMEBA(_Accumulating):
         diagnostics.update({f"gate_missed/layer{layer}": float(n) for layer, n in step.missed.items()})
         if self.bank is not None:
             diagnostics["hook_bytes"] = float(self.bank.nbytes)
-        return EditOutcome({name: after[name] - before[name] for name in after}, diagnostics)
+        return EditOutcome({name: after[name] - before[name] for name in after}, diagnostics,
+                           value_loss_problems(requests, step.values, self.hp.values.stop_loss))
 
     def report(self, model, tokenizer, arch: Architecture, requests: Sequence[EditRequest]) -> dict | None:
         """Where the gate fires: per layer, the max z of the edit prompts, their rephrasings and unrelated prompts
@@ -253,7 +255,8 @@ class AlphaEdit(_Accumulating):
                                     self._bases, self._previous)
         diagnostics = value_diagnostics(values)
         diagnostics.update({f"null_space_dim/layer{layer}": float(b.shape[1]) for layer, b in self._bases.items()})
-        return EditOutcome(changes(model, before), diagnostics)
+        return EditOutcome(changes(model, before), diagnostics,
+                           value_loss_problems(requests, values, self.hp.values.stop_loss))
 
     def state_dict(self) -> dict:
         self._check_ready(self._bases)

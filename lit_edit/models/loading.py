@@ -6,12 +6,17 @@ import os
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from lit_edit.models.architectures import architecture_of
 from lit_edit.paths import candidates, resolve_path
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "auto": "auto"}
+
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "spiece.model", "vocab.txt")
+"""A local folder holds a tokenizer only with one of these (``tokenizer_config.json`` alone describes none)."""
 
 
 class ModelLoadError(OSError):
@@ -36,8 +41,13 @@ def _check_location(name_or_path: str) -> None:
 
 
 def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
-    """The tokenizer of a model, with a pad token (EOS when the tokenizer has none)."""
+    """The tokenizer of a model, with a pad token (EOS when the tokenizer has none). A local folder without
+    tokenizer files is refused (transformers would build a tokenizer of one token from ``config.json`` alone)."""
     name_or_path = locate_model(name_or_path)
+    path = Path(name_or_path).expanduser()
+    if path.is_dir() and not any((path / name).exists() for name in TOKENIZER_FILES):
+        raise ModelLoadError(f"{str(path)!r} holds no tokenizer (none of {', '.join(TOKENIZER_FILES)}); copy the "
+                             "model's tokenizer files into it")
     try:
         tokenizer = AutoTokenizer.from_pretrained(name_or_path)
     except (OSError, ValueError) as e:
@@ -60,8 +70,17 @@ def load_model(name_or_path: str, dtype: str = "float32", device: str | torch.de
             " (not a local folder in any of " + ", ".join(str(c) for c in candidates(name_or_path))
             + ", so it was taken as a Hugging Face hub name)")
         raise ModelLoadError(f"could not load a causal LM from {name_or_path!r}{where}: {e}") from e
+    except SafetensorError as e:
+        raise ModelLoadError(f"{_weight_files(name_or_path)} of {name_or_path!r} is not a readable safetensors "
+                             f"file ({e}): truncated or corrupt; copy it again") from e
     architecture_of(model)
     return model.to(device).eval()
+
+
+def _weight_files(name_or_path: str) -> str:
+    """The weight files of a local model folder, for a message (the folder when it has none)."""
+    files = sorted(Path(name_or_path).expanduser().glob("*.safetensors")) if Path(name_or_path).is_dir() else []
+    return ", ".join(str(f) for f in files) or str(name_or_path)
 
 
 def load_model_and_tokenizer(name_or_path: str, dtype: str = "float32", device: str | torch.device = "cpu",

@@ -11,10 +11,12 @@ import lightning as L
 import torch
 
 from lit_edit.io import atomic_write_text
-from lit_edit.models.loading import load_model, load_tokenizer
+from lit_edit.lengths import context_length
+from lit_edit.models.loading import load_model_and_tokenizer
 from lit_edit.tasks.evaluate import score_records
 from lit_edit.tasks.metrics import DownstreamMetric
 from lit_edit.tasks.registry import get_task
+from lit_edit.tasks.suite import drop_too_long, too_long_note
 
 
 def flatten_scores(results: dict[str, dict]) -> dict[str, float]:
@@ -39,11 +41,20 @@ class DownstreamEvalModule(L.LightningModule):
                  generation_batch_size: int = 32, after_edit: bool = False, results_dir: str | None = None):
         super().__init__()
         self.save_hyperparameters()
-        self.model = load_model(name_or_path, dtype)
-        self.tokenizer = load_tokenizer(name_or_path)
+        self.model, self.tokenizer = load_model_and_tokenizer(name_or_path, dtype)
         self.model.eval()
         self.scores = torch.nn.ModuleDict()
         self._started = 0.0
+
+    def setup(self, stage: str) -> None:
+        """Before any scoring: leave out the examples longer than the model's context (counted in the results)."""
+        data = self.trainer.datamodule
+        if stage == "test" and not data.too_long:
+            data.too_long = drop_too_long(data.datasets, data.root, self.tokenizer, context_length(self.model),
+                                          strict=data.strict_length)
+            note = too_long_note(data.too_long, data.datasets, context_length(self.model))
+            if note and self.trainer.is_global_zero:
+                print(note)
 
     def on_test_start(self) -> None:
         self.tasks = list(self.trainer.datamodule.tasks)

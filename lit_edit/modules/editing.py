@@ -23,19 +23,21 @@ from pathlib import Path
 import lightning as L
 import torch
 
+from lit_edit.caches import model_fingerprint, read_cached
 from lit_edit.distributed import SINGLE, map_chunks, ranks_of
 from lit_edit.editing.requests import EditRequest, shared_subject_count
 from lit_edit.editors.base import EditContext, Editor
 from lit_edit.export import EDITS_FILE, changed_parameters, hook_bank
 from lit_edit.metrics import MeanScores, PreEditReference, check_families, metric_keys, pre_edit_reference, score_requests
 from lit_edit.models.architectures import architecture_of
-from lit_edit.models.loading import load_model, load_tokenizer
+from lit_edit.models.loading import load_model_and_tokenizer
 from lit_edit.modules.downstream import flatten_scores
+from lit_edit.modules.input_checks import check_run_inputs
+from lit_edit.modules.loss_watch import new_tally, watch_step
 from lit_edit.modules.processes import SeveralProcesses
 from lit_edit.modules.resumable import ResumableRun
 from lit_edit.modules.run_outputs import RunOutputs
 from lit_edit.monitors import FixedTextPerplexity, update_norms, weight_monitors
-from lit_edit.paths import resolve_path
 from lit_edit.stats import StatisticsConfig, load_corpus_texts, weights_sha256
 from lit_edit.tasks.suite import DownstreamConfig, DownstreamSuite
 from lit_edit.tasks.summary import TaskScores, bootstrap_delta, nested_delta
@@ -46,18 +48,6 @@ def mode_name(batch_size: int, rollback: bool) -> str:
     if batch_size == 1:
         return "single" if rollback else "instance-sequential"
     return "batch-single" if rollback else "batch-sequential"
-
-
-def model_fingerprint(name_or_path: str) -> str:
-    """Identity of a model for caches: the path plus, for a local folder, every file's name, size and mtime."""
-    digest = hashlib.sha256(str(name_or_path).encode())
-    path = resolve_path(name_or_path)
-    if path.is_dir():
-        for file in sorted(path.iterdir()):
-            if file.is_file():
-                stat = file.stat()
-                digest.update(f"{file.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
-    return digest.hexdigest()[:16]
 
 
 class NonFiniteUpdateError(FloatingPointError):
@@ -96,6 +86,8 @@ class EditingModule(ResumableRun, RunOutputs, SeveralProcesses, L.LightningModul
             previous lit-edit export with ``overwrite_export``; never the current folder, a symbolic link, the
             results folder or the base model (``lit_edit.export_folder``; checked before the first edit).
         overwrite_export: replace a previous lit-edit export in ``export_model_dir``.
+        stop_on_divergence: end the run after a step whose optimisation loss or monitor perplexity diverged
+            (default: warn and count it, ``optimisation`` in metrics.json; ``lit_edit.modules.loss_watch``).
     """
 
     def __init__(self, name_or_path: str = "checkpoints/factworld-gpt2", editor: Editor | None = None,
@@ -105,7 +97,8 @@ class EditingModule(ResumableRun, RunOutputs, SeveralProcesses, L.LightningModul
                  stop_perplexity_factor: float | None = None, results_dir: str | None = None,
                  cache_dir: str = "checkpoints/cache", max_new_tokens: int = 32, eval_batch_size: int = 64,
                  downstream: DownstreamConfig | None = None, export_edits: bool = True,
-                 export_model_dir: str | None = None, overwrite_export: bool = False):
+                 export_model_dir: str | None = None, overwrite_export: bool = False,
+                 stop_on_divergence: bool = False):
         super().__init__()
         if editor is None:
             raise ValueError("EditingModule needs an editor (e.g. class_path: lit_edit.editors.MEMIT)")
@@ -129,9 +122,9 @@ class EditingModule(ResumableRun, RunOutputs, SeveralProcesses, L.LightningModul
         self.statistics = statistics or StatisticsConfig()
         self.downstream_config = downstream
         self.downstream: DownstreamSuite | None = None
-        self.model = load_model(name_or_path, dtype)
-        self.tokenizer = load_tokenizer(name_or_path)
+        self.model, self.tokenizer = load_model_and_tokenizer(name_or_path, dtype)
         self.arch = architecture_of(self.model)
+        editor.check_fits(self.model, self.arch)
         for p in self.model.parameters():
             p.requires_grad_(False)
         self.recorder = None
@@ -173,8 +166,10 @@ class EditingModule(ResumableRun, RunOutputs, SeveralProcesses, L.LightningModul
                                          [r.record_id for r in requests], list(self.families),
                                          self.hparams.max_new_tokens, self.hparams.dtype]).encode()).hexdigest()[:20]
         path = Path(self.hparams.cache_dir) / "references" / f"{key}.json"
-        if all(self.ranks.gather(path.exists())):
-            return PreEditReference.from_dict(json.loads(path.read_text()))
+        read = lambda file: PreEditReference.from_dict(json.loads(file.read_text()))
+        cached = read_cached(path, read, "cached pre-edit reference") if all(self.ranks.gather(path.exists())) else None
+        if cached is not None:
+            return cached
 
         def outputs(chunk):
             part = pre_edit_reference(self.model, self.tokenizer, chunk, self.families,
@@ -204,6 +199,7 @@ class EditingModule(ResumableRun, RunOutputs, SeveralProcesses, L.LightningModul
         from lit_edit.results import RunRecorder
 
         self.started = time.perf_counter()
+        self.downstream = check_run_inputs(self)      # before the run folder: the inputs fit the model
         self.ranks = ranks_of(self.trainer, shares_work=self.sharding is None)
         directory, option = self._results_folder()
         self._claim_results_folder(directory, option, resumes)
@@ -234,7 +230,7 @@ class EditingModule(ResumableRun, RunOutputs, SeveralProcesses, L.LightningModul
         monitors["perplexity"] = self.perplexity(self.model) if self.perplexity else None
         self.pre_monitors = monitors
         self.results = {"method": self.editor.name, "mode": self.mode, "n_edits": 0, "pre": None,
-                        "periodic": [], "retention": [], "monitors": {"pre": monitors}}
+                        "periodic": [], "retention": [], "monitors": {"pre": monitors}, "optimisation": new_tally()}
         if evaluate_pre:
             pre_scores = self._score(data.requests)
             self.request_scores["pre"] = {r.record_id: scores for r, scores in zip(data.requests, pre_scores)}
@@ -247,8 +243,9 @@ class EditingModule(ResumableRun, RunOutputs, SeveralProcesses, L.LightningModul
     # ------------------------------------------------------------------------------------- downstream
 
     def _start_downstream(self) -> None:
-        """Read the task records and get the pre-edit scores (from the cache when this model was scored before)."""
-        self.downstream = DownstreamSuite(self.downstream_config, self.ranks)
+        """The pre-edit scores of the task records that :meth:`setup_run` read and checked (from the cache when this
+        model was scored before)."""
+        self.downstream.ranks = self.ranks
         pre, cached = self.downstream.pre_edit(self.model, self.tokenizer, model_fingerprint(self.hparams.name_or_path),
                                                self.hparams.cache_dir, progress=self._progress,
                                                write=self.trainer.is_global_zero)
@@ -369,6 +366,9 @@ class EditingModule(ResumableRun, RunOutputs, SeveralProcesses, L.LightningModul
         if factor and row.get("perplexity") and row["perplexity"] > factor * self.pre_monitors["perplexity"]:
             self.stop_reason = (f"perplexity {row['perplexity']:.3g} after {n_edits} edits exceeds "
                                 f"{factor} × its pre-edit value {self.pre_monitors['perplexity']:.3g}")
+        self.stop_reason = watch_step(batch_idx, [r.record_id for r in batch], outcome.loss_problems,
+                                      row.get("perplexity"), self.pre_monitors["perplexity"],
+                                      self.results["optimisation"], self.hparams.stop_on_divergence) or self.stop_reason
         if self.downstream is not None:
             every = self.downstream_config.every_n_batches
             last = batch_idx + 1 >= self.trainer.num_test_batches[0] or self.stop_reason is not None

@@ -28,11 +28,16 @@ class DownstreamDataModule(L.LightningDataModule):
         batch_size: records per step (the generator batches their prompts again, by length).
         on_bad_line: ``error`` (default: a malformed line stops the run, naming file and line) or ``skip`` (left
             out, counted and listed in ``describe()``).
+        strict_length: refuse an example longer than the model's context (default: the scoring module leaves it
+            out and counts it, ``too_long`` in ``describe()``; ``lit_edit.tasks.suite.drop_too_long``).
     """
 
     def __init__(self, root: str = "data/factworld/tasks", tasks: list[str] | None = None,
-                 subset: int | None = None, seed: int = 0, batch_size: int = 64, on_bad_line: str = "error"):
+                 subset: int | None = None, seed: int = 0, batch_size: int = 64, on_bad_line: str = "error",
+                 strict_length: bool = False):
         super().__init__()
+        self.strict_length = strict_length
+        self.too_long: dict[str, int] = {}
         self.bad_lines = BadLines(on_bad_line)
         tasks = list(TASK_NAMES) if tasks is None else tasks
         for task in tasks:
@@ -60,4 +65,4 @@ class DownstreamDataModule(L.LightningDataModule):
     def describe(self) -> dict:
         return {"root": str(self.root), "subset": self.subset, "seed": self.seed,
                 "examples": {task: len(records) for task, records in self.datasets.items()},
-                "skipped_lines": list(self.bad_lines.skipped)}
+                "skipped_lines": list(self.bad_lines.skipped), "too_long": dict(self.too_long)}

@@ -15,10 +15,12 @@ import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from lit_edit.caches import read_cached
 from lit_edit.distributed import SINGLE, Ranks
 from lit_edit.io import atomic_write_text
+from lit_edit.lengths import InputTooLongError, example_length, measuring
 from lit_edit.tasks.evaluate import score_records
-from lit_edit.tasks.formats import BadLines, read_task
+from lit_edit.tasks.formats import TASK_FILES, BadLines, TaskFormatError, read_task
 from lit_edit.tasks.metrics import DownstreamMetric
 from lit_edit.tasks.registry import TASK_NAMES, get_task
 from lit_edit.tasks.summary import TaskScores
@@ -41,6 +43,8 @@ class DownstreamConfig:
         choice_loglik: add the ``loglik`` mode to the choice tasks (options ranked by their log-likelihood).
         bootstrap_resamples: paired bootstrap resamples for the interval of each post − pre difference (0: none).
         on_bad_line: ``error`` or ``skip`` (skipped lines are counted and listed in the results).
+        strict_length: refuse the run when an example needs more positions than the model has (default: such
+            examples are left out and counted per task, ``too_long`` in the results; ``lit_edit.lengths``).
     """
 
     root: str = "data/factworld/tasks"
@@ -52,6 +56,7 @@ class DownstreamConfig:
     choice_loglik: bool = False
     bootstrap_resamples: int = 1000
     on_bad_line: str = "error"
+    strict_length: bool = False
 
     def __post_init__(self):
         self.tasks = list(TASK_NAMES) if self.tasks is None else list(self.tasks)
@@ -71,6 +76,10 @@ def load_task_records(root: str | Path, task: str, subset: int | None = None, se
     """``(position in the file, record)`` pairs of ``task`` (the reference view: what both modes need); with
     ``subset``, that many drawn with ``seed`` and kept in file order."""
     records = list(enumerate(read_task(root, task, reference_view=True, bad=bad)))
+    if not records:
+        skipped = f" ({len(bad.skipped)} malformed lines skipped)" if bad is not None and bad.skipped else ""
+        raise TaskFormatError(f"task {task!r}: {Path(root) / TASK_FILES[task]} holds no examples{skipped}; fix the "
+                              "file or leave the task out of the tasks option")
     if subset is not None and subset < len(records):
         keep = sorted(random.Random(seed).sample(range(len(records)), subset))
         records = [records[i] for i in keep]
@@ -79,6 +88,42 @@ def load_task_records(root: str | Path, task: str, subset: int | None = None, se
 
 def records_digest(records: list[tuple[int, dict]]) -> str:
     return hashlib.sha256(json.dumps(records, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+def drop_too_long(records: dict[str, list[tuple[int, dict]]], root: str | Path, tokenizer, limit: int | None,
+                  choice_loglik: bool = False, strict: bool = False) -> dict[str, int]:
+    """Leave out, in place, the examples of each task that need more than ``limit`` positions
+    (:func:`lit_edit.lengths.example_length`; None: no limit) and return how many per task. ``strict`` refuses the
+    first such example instead; a task left with no example is refused."""
+    dropped = dict.fromkeys(records, 0)
+    if limit is None:
+        return dropped
+    with measuring():   # the lengths are the point: no warning that they are too long
+        for task, pairs in records.items():
+            kept = []
+            for index, record in pairs:
+                length = example_length(tokenizer, get_task(task), record, choice_loglik)
+                if length <= limit:
+                    kept.append((index, record))
+                elif strict:
+                    raise InputTooLongError(f"task {task!r}: example {index} of {Path(root) / TASK_FILES[task]} needs "
+                                            f"{length} positions, the model has {limit} (strict_length is true; false "
+                                            "leaves such examples out and counts them)")
+            if not kept:
+                raise InputTooLongError(f"task {task!r}: none of its {len(pairs)} examples fits the model's {limit} "
+                                        "positions; leave the task out of the tasks option")
+            dropped[task] = len(pairs) - len(kept)
+            pairs[:] = kept
+    return dropped
+
+
+def too_long_note(dropped: dict[str, int], records: dict[str, list], limit: int | None) -> str | None:
+    """The console line about the examples left out for their length; None when none was."""
+    if not any(dropped.values()):
+        return None
+    counts = ", ".join(f"{task} {n} of {n + len(records[task])}" for task, n in dropped.items() if n)
+    return (f"[lit-edit] downstream examples longer than the model's {limit} positions are left out (counted as "
+            f"too_long in the results; strict_length: true refuses them): {counts}")
 
 
 class DownstreamSuite:
@@ -93,11 +138,21 @@ class DownstreamSuite:
         self.bad_lines = BadLines(config.on_bad_line)
         self.records = {task: load_task_records(config.root, task, config.subset, config.seed, self.bad_lines)
                         for task in config.tasks}
+        self.too_long: dict[str, int] = dict.fromkeys(config.tasks, 0)
+
+    def drop_too_long(self, tokenizer, limit: int | None) -> dict[str, int]:
+        """Leave out the examples that need more than ``limit`` positions (:func:`drop_too_long`); returns how many
+        per task (also in :meth:`describe`)."""
+        dropped = drop_too_long(self.records, self.config.root, tokenizer, limit, self.config.choice_loglik,
+                                self.config.strict_length)
+        self.too_long = {task: self.too_long[task] + n for task, n in dropped.items()}
+        return self.too_long
 
     def describe(self) -> dict:
         return {**asdict(self.config), "examples": {task: len(r) for task, r in self.records.items()},
                 "records_sha256": {task: records_digest(r) for task, r in self.records.items()},
-                "skipped_lines": list(self.bad_lines.skipped), "scoring_version": SCORING_VERSION}
+                "skipped_lines": list(self.bad_lines.skipped), "too_long": dict(self.too_long),
+                "scoring_version": SCORING_VERSION}
 
     def evaluate(self, model, tokenizer, after_edit: bool, progress: bool = False,
                  tasks: list[str] | None = None) -> dict[str, TaskScores]:
@@ -133,8 +188,10 @@ class DownstreamSuite:
         scores, cached, missing = {}, [], []
         for task in self.config.tasks:
             path = folder / f"{task}-{self.cache_key(model_identity, task)}.json"
-            if path.exists():
-                scores[task] = TaskScores.from_dict(json.loads(path.read_text()))
+            read = lambda file: TaskScores.from_dict(json.loads(file.read_text()))
+            found = read_cached(path, read, f"cached pre-edit scores of {task!r}") if path.exists() else None
+            if found is not None:
+                scores[task] = found
                 cached.append(task)
             else:
                 missing.append(task)
