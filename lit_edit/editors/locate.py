@@ -38,7 +38,10 @@ class ContextTemplates:
     ``per_seed`` samples of each seed word for each of ``lengths``, counted under ``length_rule``."""
 
     def __init__(self, per_seed: int, lengths: int | Sequence[int], seed: int, length_rule: str = "total"):
-        self.lengths = check_template_settings(per_seed, lengths, length_rule)
+        try:
+            self.lengths = check_template_settings(per_seed, lengths, length_rule)
+        except ValueError as error:
+            raise EditorOptionError(f"model.editor.{error}") from error
         self.per_seed, self.seed, self.length_rule = per_seed, seed, length_rule
         self.templates: list[str] | None = None
 

@@ -23,7 +23,8 @@ from .refusals import refusal
     (lambda: MEND(layers=[4, 4]), r"model.editor.layers names layer\(s\) \[4\] more than once"),
     (lambda: ROME(layer=-2), r"model.editor.layer: \[-2\] are not layer indices"),
     (lambda: MEMIT(layers=[1], preservation_weight=-5.0), r"model.editor.preservation_weight must be >= 0, got -5.0"),
-    (lambda: MEMIT(layers=[1], template_tokens=0), r"template_tokens >= 1, got 1 and 0"),
+    (lambda: MEMIT(layers=[1], template_tokens=0),
+     r"model.editor.template_tokens must be one or more lengths >= 1, got \[0\]"),
 ], ids=["memit-empty", "memit-repeat", "d4s-empty", "alphaedit-repeat", "ft-negative", "kn-empty", "mend-repeat",
         "rome-negative", "memit-lambda", "memit-templates"])
 def test_editor_options_are_refused_when_the_editor_is_built(build, problem):

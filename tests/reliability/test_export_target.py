@@ -34,6 +34,13 @@ def edits_file(tiny_gpt2_dir, tmp_path_factory) -> Path:
                       base_sha256=weights_sha256(model), method="test", n_edits=1, weights={name: weight})
 
 
+@pytest.fixture(autouse=True)
+def _raise_known_errors(monkeypatch):
+    """``tools.main`` turns a known error into one line and exit 2; with ``LIT_EDIT_DEBUG`` it raises the error
+    itself, whose message and type these tests check (the one-line form: ``test_cli_errors.py``)."""
+    monkeypatch.setenv("LIT_EDIT_DEBUG", "1")
+
+
 def _apply(base: Path, edits: Path, out: str, *extra: str) -> None:
     tools.main(["apply_edits", "--base", str(base), "--edits", str(edits), "--out", out, *extra])
 
