@@ -30,6 +30,7 @@ import torch
 from lit_edit.editing.accumulated import AccumulatedKeys
 from lit_edit.editing.hook_layers import HookBank
 from lit_edit.editing.memit import LayerStep, LayerUpdate, add_to_weight, check_memit_layers, memit_values, spread_over_layers
+from lit_edit.editing.solver import SecondMomentSolver
 from lit_edit.editing.values import ValueHyperparams, ValueResult, ValueTarget
 from lit_edit.models.architectures import Architecture
 from lit_edit.scoring import pad_right
@@ -46,6 +47,7 @@ class ComebaHyperparams:
         dynamic_threshold: lower α after every step (eq. 18); false keeps α0 (the paper's fixed-α ablation).
         values: value-optimisation settings.
         incremental / refactor_every: the accumulated inverse (``accumulated.py``).
+        solver: how C_accu is inverted when C is singular (``lit_edit/editing/solver.py``).
     """
 
     layers: tuple[int, ...] = (3, 4, 5, 6, 7, 8)
@@ -55,6 +57,7 @@ class ComebaHyperparams:
     values: ValueHyperparams = field(default_factory=ValueHyperparams)
     incremental: bool = True
     refactor_every: int = 100
+    solver: SecondMomentSolver = field(default_factory=SecondMomentSolver)
 
 
 @dataclass

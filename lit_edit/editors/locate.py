@@ -9,6 +9,7 @@ from lit_edit.editing.ft import FtHyperparams, apply_ft
 from lit_edit.editing.memit import MemitHyperparams, apply_memit
 from lit_edit.editing.requests import EditRequest
 from lit_edit.editing.rome import RomeHyperparams, apply_rome
+from lit_edit.editing.solver import PreparedMoment, SecondMomentSolver, solver_report
 from lit_edit.editing.values import ValueHyperparams, ValueResult
 from lit_edit.editors.base import EditContext, Editor, EditOutcome, changes, ffn_weight_names, snapshot, value_targets
 from lit_edit.models.architectures import Architecture
@@ -42,22 +43,28 @@ class ROME(Editor):
         values: value-optimisation settings (ROME's clamp_norm_factor is 4).
         mom2_adjustment: u = C⁻¹k̄ (the ROME paper's default, true) or u = k̄ (EasyEdit, false).
         templates_per_seed / template_tokens / template_seed: context templates (ROME: 10 tokens).
+        solver: how C⁻¹k̄ is solved when C is singular (``lit_edit/editing/solver.py``). C is factorised once per
+            run (:class:`PreparedMoment`), not once per request.
     """
 
     name = "rome"
 
     def __init__(self, layer: int = 17, values: ValueHyperparams | None = None, mom2_adjustment: bool = True,
-                 templates_per_seed: int = 2, template_tokens: int = 10, template_seed: int = 0):
-        self.hp = RomeHyperparams(layer, values or ValueHyperparams(clamp_norm_factor=4.0), mom2_adjustment)
+                 templates_per_seed: int = 2, template_tokens: int = 10, template_seed: int = 0,
+                 solver: SecondMomentSolver | None = None):
+        self.hp = RomeHyperparams(layer, values or ValueHyperparams(clamp_norm_factor=4.0), mom2_adjustment,
+                                  solver=solver or SecondMomentSolver())
         self._templates = ContextTemplates(templates_per_seed, template_tokens, template_seed)
-        self._second_moment = None
+        self._second_moment: PreparedMoment | None = None   # C of hp.layer with its cached factorisation
 
     def setup(self, model, tokenizer, arch: Architecture, context: EditContext) -> None:
         arch.check_layer(model, self.hp.layer)
         self._templates.sample(model, tokenizer)
         if self.hp.mom2_adjustment:
-            self._second_moment = second_moments_for(model, tokenizer, arch, context.model_name, [self.hp.layer],
-                                                     context.statistics, context.progress, context.ranks)[self.hp.layer]
+            moment = second_moments_for(model, tokenizer, arch, context.model_name, [self.hp.layer],
+                                        context.statistics, context.progress, context.ranks)[self.hp.layer]
+            self._second_moment = PreparedMoment(moment, f"layer {self.hp.layer}")
+            self._moment_layer = self.hp.layer
 
     @property
     def context_templates(self) -> list[str] | None:
@@ -67,6 +74,9 @@ class ROME(Editor):
         return ffn_weight_names(arch, [self.hp.layer])
 
     def edit(self, model, tokenizer, arch: Architecture, requests: Sequence[EditRequest]) -> EditOutcome:
+        if self._second_moment is not None and self._moment_layer != self.hp.layer:
+            raise RuntimeError(f"ROME.setup loaded C of layer {self._moment_layer}, but the editor now edits layer "
+                               f"{self.hp.layer}; run setup again")
         before = snapshot(model, self.parameter_names(model, arch))
         edits = apply_rome(model, tokenizer, arch, value_targets(requests), self.hp,
                            self._templates.sample(model, tokenizer), self._second_moment)
@@ -77,6 +87,12 @@ class ROME(Editor):
     def hyperparameters(self) -> dict:
         return super().hyperparameters() | {"context_templates": self.context_templates}
 
+    def report(self, model, tokenizer, arch: Architecture, requests: Sequence[EditRequest]) -> dict | None:
+        """The solver that ran and how ill-conditioned C was (``solver.py``); None without C."""
+        if self._second_moment is None:
+            return None
+        return {"second_moment_solver": solver_report({self.hp.layer: self._second_moment}, self.hp.solver)}
+
 
 class MEMIT(Editor):
     """MEMIT: a batch of requests spread over ``layers`` (methods.md §3).
@@ -86,23 +102,26 @@ class MEMIT(Editor):
         preservation_weight: λ (``mom2_update_weight``).
         values: value-optimisation settings (MEMIT: clamp_norm_factor 0.75).
         templates_per_seed / template_tokens / template_seed: the context-template group (MEMIT: 5 of 10 tokens).
+        solver: how λC + KKᵀ is solved when C is singular (``lit_edit/editing/solver.py``).
     """
 
     name = "memit"
 
     def __init__(self, layers: Sequence[int] = (13, 14, 15, 16, 17), preservation_weight: float = 20000.0,
                  values: ValueHyperparams | None = None, templates_per_seed: int = 1, template_tokens: int = 10,
-                 template_seed: int = 0):
-        self.hp = MemitHyperparams(tuple(layers), preservation_weight, values or ValueHyperparams())
+                 template_seed: int = 0, solver: SecondMomentSolver | None = None):
+        self.hp = MemitHyperparams(tuple(layers), preservation_weight, values or ValueHyperparams(),
+                                   solver=solver or SecondMomentSolver())
         self._templates = ContextTemplates(templates_per_seed, template_tokens, template_seed)
-        self._second_moments = None
+        self._second_moments: dict[int, PreparedMoment] | None = None
 
     def setup(self, model, tokenizer, arch: Architecture, context: EditContext) -> None:
         for layer in self.hp.layers:
             arch.check_layer(model, layer)
         self._templates.sample(model, tokenizer)
-        self._second_moments = second_moments_for(model, tokenizer, arch, context.model_name, self.hp.layers,
-                                                  context.statistics, context.progress, context.ranks)
+        moments = second_moments_for(model, tokenizer, arch, context.model_name, self.hp.layers,
+                                     context.statistics, context.progress, context.ranks)
+        self._second_moments = {layer: PreparedMoment(c, f"layer {layer}") for layer, c in moments.items()}
 
     @property
     def template_groups(self) -> list[list[str]]:
@@ -122,6 +141,12 @@ class MEMIT(Editor):
 
     def hyperparameters(self) -> dict:
         return super().hyperparameters() | {"context_templates": self._templates.templates}
+
+    def report(self, model, tokenizer, arch: Architecture, requests: Sequence[EditRequest]) -> dict | None:
+        """The solver that ran and how ill-conditioned each layer's C was (``solver.py``)."""
+        if self._second_moments is None:
+            return None
+        return {"second_moment_solver": solver_report(self._second_moments, self.hp.solver)}
 
 
 class FT(Editor):

@@ -59,6 +59,9 @@ class RECT(Editor):
         total = sum(d.numel() for d in deltas.values())
         return EditOutcome(deltas, {**outcome.diagnostics, "rect_changed_fraction": changed / total})
 
+    def report(self, model, tokenizer, arch: Architecture, requests: Sequence[EditRequest]) -> dict | None:
+        return self.editor.report(model, tokenizer, arch, requests)
+
     def hyperparameters(self) -> dict:
         return {"editor": {"name": self.editor.name, **self.editor.hyperparameters()},
                 "keep_fraction": self.keep_fraction, "selection": self.selection, "seed": self.seed}
