@@ -2,7 +2,7 @@
 model (``configs/edit/factworld/{method}.yaml``, layers 0 and 1; layer 1's C is singular) with ``exact``, ``ridge``
 at several ε and ``pinv`` at several rcond. Per run: ‖W‖₁/numel of both edited layers after the last edit, the
 largest per-step ‖ΔW₁‖_F, ‖W₁ − W₁⁰‖_F, perplexity and token reliability; ``exact`` reports its refusal.
-    python bench/solver_monitors.py [--n 20] [--methods memit d4s] [--out runs/solver_monitors]
+    python bench/solver_monitors.py [--n 20] [--methods memit d4s] [--solvers pinv ridge exact] [--out runs/solver_monitors]
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ LAYER = "transformer.h.{}.mlp.c_proj.weight"
 
 def run(method: str, n: int, solver: tuple, out: Path) -> dict:
     name, option, value = solver
-    label = f"{name} {option} {value:g}" if option else name
-    folder = out / method / label.replace(" ", "_")
+    label = f"{name} {option}={value:g}" if option else name
+    folder = out / method / label.replace(" ", "_").replace("=", "")
     editor = "--model.init_args.editor.init_args.solver."
     args = [sys.executable, "main.py", "test", "--config", f"configs/edit/factworld/{method}.yaml",
             "--config", "configs/edit/modes/instance_sequential.yaml", "--data.init_args.n", str(n),
@@ -56,6 +56,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=20)
     parser.add_argument("--methods", nargs="+", default=["memit", "d4s"])
+    parser.add_argument("--solvers", nargs="+", default=["pinv", "ridge", "exact"])
     parser.add_argument("--out", default="runs/solver_monitors")
     args = parser.parse_args()
     out = Path(args.out).resolve()
@@ -65,7 +66,7 @@ def main():
           "‖W₁ − W₁⁰‖_F | perplexity | reliability | s |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for method in args.methods:
-        for solver in SETTINGS:
+        for solver in [setting for setting in SETTINGS if setting[0] in args.solvers]:
             r = run(method, args.n, solver, out)
             if "refused" in r:
                 print(f"| {method} | {r['solver']} | – | refused: {r['refused']} | | | | | | {r['seconds']:.0f} |")

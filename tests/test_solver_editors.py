@@ -12,7 +12,7 @@ from lit_edit.editing.requests import EditRequest
 from lit_edit.editing.rome import RomeHyperparams, apply_rome
 from lit_edit.editing.solver import SecondMomentSolver
 from lit_edit.editing.values import ValueHyperparams
-from lit_edit.editors import MEMIT, RECT, ROME
+from lit_edit.editors import D4S, MEMIT, RECT, ROME, AlphaEdit
 from lit_edit.editors.base import EditContext, value_targets
 from lit_edit.models import architecture_of, load_model_and_tokenizer
 from lit_edit.stats import StatisticsConfig, second_moments_for
@@ -63,11 +63,15 @@ def tiny(tmp_path_factory):
 def test_rome_factorises_c_once_per_layer_across_requests(tiny, tmp_path, monkeypatch):
     model, tokenizer, arch = _loaded(tiny)
     editor = ROME(layer=1, values=VALUES, templates_per_seed=1, template_tokens=4)
-    editor.setup(model, tokenizer, arch, _context(tiny, tmp_path))
     counter = _FactorisationCounter(monkeypatch)
+    editor.setup(model, tokenizer, arch, _context(tiny, tmp_path))   # eigenvalues of C, then its factorisation
+    assert counter.calls == 1
     for request in REQUESTS:                      # instance-sequential: one edit call per request
         editor.edit(model, tokenizer, arch, [request])
     assert counter.calls == 1
+    editor.second_moment.forget_factorisations()
+    editor.edit(model, tokenizer, arch, REQUESTS[:1])
+    assert counter.calls == 2
 
 
 def test_cached_factorisation_gives_the_updates_of_a_fresh_one_and_follows_the_solver(tiny, tmp_path):
@@ -105,21 +109,23 @@ def test_cached_factorisation_gives_the_updates_of_a_fresh_one_and_follows_the_s
         editor.edit(model, tokenizer, arch, REQUESTS[:1])
 
 
-def test_exact_refuses_the_shipped_models_singular_layer_by_name(tmp_path):
-    """Layer 1 of the shipped GPT-2 has FFN neurons that never fire: C is singular and ``exact`` (the reference)
-    has no solution; ROME and MEMIT say so, name the layer and the other solvers. Layer 0 is well-conditioned."""
+def test_exact_refuses_the_shipped_models_singular_layer_by_name_before_any_edit(tmp_path):
+    """Layer 1 of the shipped GPT-2 has FFN neurons that never fire: C is singular and ``exact`` (the reference's
+    solve) has no solution. ROME, MEMIT and D4S say so at setup, before any weight changes, naming the layer and the
+    other solvers; AlphaEdit, which only takes C's null space, accepts it. Layer 0 is well-conditioned."""
     model, tokenizer, arch = _loaded(SHIPPED)
+    original = {name: p.detach().clone() for name, p in model.named_parameters()}
     context = _context(SHIPPED, tmp_path, max_tokens=20000)
     exact = SecondMomentSolver("exact")
-    memit = MEMIT(layers=(0, 1), preservation_weight=300, values=VALUES, solver=exact)
-    memit.setup(model, tokenizer, arch, context)
-    with pytest.raises(UpdateSolveError, match="layer 1: λC \\+ KKᵀ: the matrix is not positive definite.*"
-                                               "choose solver method 'ridge'.*or 'pinv'"):
-        memit.edit(model, tokenizer, arch, REQUESTS[:1])
-    rome = ROME(layer=1, values=VALUES, solver=exact, templates_per_seed=1, template_tokens=4)
-    rome.setup(model, tokenizer, arch, context)
-    with pytest.raises(UpdateSolveError, match="layer 1: the second moment C is not positive definite"):
-        rome.edit(model, tokenizer, arch, REQUESTS[:1])
+    refusal = ("layer 1: the second moment C is not positive definite.*solver method 'exact' has no solution; "
+               "choose solver method 'ridge'.*or 'pinv'")
+    for editor in (MEMIT(layers=(0, 1), preservation_weight=300, values=VALUES, solver=exact),
+                   D4S(layers=(0, 1), preservation_weight=300, values=VALUES, solver=exact),
+                   ROME(layer=1, values=VALUES, solver=exact, templates_per_seed=1, template_tokens=4)):
+        with pytest.raises(UpdateSolveError, match=refusal):
+            editor.setup(model, tokenizer, arch, context)
+    assert all(torch.equal(p, original[name]) for name, p in model.named_parameters())
+    AlphaEdit(layers=(0, 1), values=VALUES, solver=exact).setup(model, tokenizer, arch, context)
     rome = ROME(layer=0, values=VALUES, solver=exact, templates_per_seed=1, template_tokens=4)
     rome.setup(model, tokenizer, arch, context)
     assert torch.isfinite(next(iter(rome.edit(model, tokenizer, arch, REQUESTS[:1]).deltas.values()))).all()

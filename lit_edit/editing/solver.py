@@ -164,6 +164,16 @@ class PreparedMoment:
                                                          self.bounds(solver))
         return self._factorisations[solver]
 
+    def check(self, solver: SecondMomentSolver) -> None:
+        """Refuse, before any edit, a C that ``exact`` cannot solve with (not positive definite): a system λC + KKᵀ
+        built on it fails too once the keys leave out C's null space (the keys of neurons that never fire are 0)."""
+        if solver.method == "exact":
+            Factorisation(self.float64(solver), solver, self.where, "second moment C", self.bounds(solver))
+
+    def forget_factorisations(self) -> None:
+        """Drop the cached factorisations (the next solve factorises C again)."""
+        self._factorisations.clear()
+
     def conditioning(self, solver: SecondMomentSolver) -> dict:
         """How ill-conditioned C is: its extreme eigenvalues, their ratio, the condition number (None when the
         smallest eigenvalue is ≤ 0, i.e. infinite), the eigenvalues at or below the solver's cut-off·λ_max and

@@ -64,11 +64,17 @@ class ROME(Editor):
             moment = second_moments_for(model, tokenizer, arch, context.model_name, [self.hp.layer],
                                         context.statistics, context.progress, context.ranks)[self.hp.layer]
             self._second_moment = PreparedMoment(moment, f"layer {self.hp.layer}")
+            self._second_moment.factorisation(self.hp.solver)   # now, not in the first edit (raises for exact)
             self._moment_layer = self.hp.layer
 
     @property
     def context_templates(self) -> list[str] | None:
         return self._templates.templates
+
+    @property
+    def second_moment(self) -> PreparedMoment | None:
+        """C of the edited layer with its cached factorisation (after :meth:`setup`, with ``mom2_adjustment``)."""
+        return self._second_moment
 
     def parameter_names(self, model, arch: Architecture) -> list[str]:
         return ffn_weight_names(arch, [self.hp.layer])
@@ -106,6 +112,7 @@ class MEMIT(Editor):
     """
 
     name = "memit"
+    solves_with_second_moment = True   # the system contains λC: ``exact`` needs C positive definite (checked at setup)
 
     def __init__(self, layers: Sequence[int] = (13, 14, 15, 16, 17), preservation_weight: float = 20000.0,
                  values: ValueHyperparams | None = None, templates_per_seed: int = 1, template_tokens: int = 10,
@@ -122,6 +129,9 @@ class MEMIT(Editor):
         moments = second_moments_for(model, tokenizer, arch, context.model_name, self.hp.layers,
                                      context.statistics, context.progress, context.ranks)
         self._second_moments = {layer: PreparedMoment(c, f"layer {layer}") for layer, c in moments.items()}
+        if self.solves_with_second_moment:
+            for moment in self._second_moments.values():
+                moment.check(self.hp.solver)
 
     @property
     def template_groups(self) -> list[list[str]]:

@@ -232,6 +232,7 @@ class AlphaEdit(_Accumulating):
     """
 
     name = "alphaedit"
+    solves_with_second_moment = False  # C only gives the null space; the system is Uᵀ G U + αI
 
     def __init__(self, layers: Sequence[int] = (13, 14, 15, 16, 17), nullspace_threshold: float = 2e-2,
                  l2: float = 10.0, values: ValueHyperparams | None = None, templates_per_seed: int = 1,
