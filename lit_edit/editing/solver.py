@@ -84,8 +84,8 @@ class Factorisation:
             if solver.method != "pinv":
                 raise UpdateSolveError(
                     f"{where}: the {what} is not positive definite (Cholesky stops at column {int(info) - 1} of "
-                    f"{a.shape[0]}): the second moment C is singular (FFN neurons that never fire, or dependent "
-                    f"ones), so solver method '{solver.method}' has no solution; choose solver method 'ridge' "
+                    f"{a.shape[0]}): C is singular or nearly so (FFN neurons that never fire, or dependent ones), "
+                    f"so solver method '{solver.method}' has no solution; choose solver method 'ridge' "
                     "(C + ε·λ_max·I, option ridge) or 'pinv' (the pseudo-inverse, option rcond)")
         eigenvalues, eigenvectors = torch.linalg.eigh(a)
         if not torch.isfinite(eigenvalues).all() or eigenvalues.max() <= 0:
