@@ -56,6 +56,7 @@ class ROME(Editor):
                                   solver=solver or SecondMomentSolver())
         self._templates = ContextTemplates(templates_per_seed, template_tokens, template_seed)
         self._second_moment: PreparedMoment | None = None   # C of hp.layer with its cached factorisation
+        self._moment_layer: int | None = None
 
     def setup(self, model, tokenizer, arch: Architecture, context: EditContext) -> None:
         arch.check_layer(model, self.hp.layer)
@@ -64,8 +65,8 @@ class ROME(Editor):
             moment = second_moments_for(model, tokenizer, arch, context.model_name, [self.hp.layer],
                                         context.statistics, context.progress, context.ranks)[self.hp.layer]
             self._second_moment = PreparedMoment(moment, f"layer {self.hp.layer}")
-            self._second_moment.factorisation(self.hp.solver)   # now, not in the first edit (raises for exact)
             self._moment_layer = self.hp.layer
+            self._second_moment.factorisation(self.hp.solver)   # now, not in the first edit (raises for exact)
 
     @property
     def context_templates(self) -> list[str] | None:
