@@ -19,41 +19,15 @@ the Woodbury identity (rank N, exact):
 
 which costs O(m²N). Rounding accumulates over many steps, so the inverse is rebuilt from λC + ΣKKᵀ
 every ``refactor_every`` updates. With ``incremental=False`` every step solves A_n afresh (the
-reference's behaviour; the benchmark ``bench/accumulated_solve.py`` compares the two).
+reference's behaviour; the benchmark ``bench/accumulated_solve.py`` compares the two). A singular A (C of a
+layer with FFN neurons that never fire) is handled as the second-moment solver says (``solver.py``).
 """
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 
-from lit_edit.editing.least_squares import UpdateSolveError, solve_psd
-
-
-def psd_inverse(matrix: torch.Tensor, where: str = "", rcond: float = 1e-10,
-                condition_warning: float | None = None) -> torch.Tensor:
-    """A⁻¹ of a symmetric positive (semi-)definite matrix in float64 from one eigendecomposition.
-
-    Eigenvalues at or below ``rcond · λ_max`` are dropped (the pseudo-inverse; dead FFN neurons make C singular),
-    with a warning giving the numerical rank; otherwise, a warning when the condition number exceeds
-    ``condition_warning``.
-    """
-    a = matrix.double()
-    eigenvalues, eigenvectors = torch.linalg.eigh((a + a.T) / 2)
-    if not torch.isfinite(eigenvalues).all() or eigenvalues.max() <= 0:
-        raise UpdateSolveError(f"{where}: the accumulated matrix is not positive semi-definite (largest eigenvalue "
-                               f"{float(eigenvalues.max()):.3g})")
-    keep = eigenvalues > rcond * eigenvalues.max()
-    if not keep.all():
-        warnings.warn(f"{where}: singular accumulated matrix (numerical rank {int(keep.sum())} of {a.shape[0]}); "
-                      "using its pseudo-inverse", stacklevel=3)
-    elif condition_warning is not None and eigenvalues.max() / eigenvalues.min() > condition_warning:
-        warnings.warn(f"{where}: the accumulated matrix λC + ΣKKᵀ is ill-conditioned (condition number "
-                      f"{float(eigenvalues.max() / eigenvalues.min()):.2e} > {condition_warning:.0e}); "
-                      "raise the preservation weight λ", stacklevel=3)
-    basis = eigenvectors[:, keep]
-    return (basis / eigenvalues[keep]) @ basis.T
+from lit_edit.editing.solver import Factorisation, PreparedMoment, SecondMomentSolver, UpdateSolveError
 
 
 class AccumulatedKeys:
@@ -65,21 +39,35 @@ class AccumulatedKeys:
         refactor_every: rebuild A⁻¹ from the sums after this many incremental updates.
         condition_warning: warn when the condition number of A (checked at every rebuild) exceeds this.
         where: a label for messages (e.g. ``"layer 3"``).
+        solver: how A is inverted or solved (``solver.py``); ``pinv`` rebuilds A⁻¹ from an eigendecomposition.
+        preserved_bounds: the smallest and largest eigenvalue of λC, if known (:meth:`from_moment`): they let
+            ``pinv`` solve a full step (``incremental=False``) by Cholesky when no eigenvalue can be below the cut-off.
     """
 
     def __init__(self, preserved: torch.Tensor, incremental: bool = True, refactor_every: int = 100,
-                 condition_warning: float = 1e12, where: str = ""):
+                 condition_warning: float = 1e12, where: str = "", solver: SecondMomentSolver | None = None,
+                 preserved_bounds: tuple[float, float] | None = None):
         if preserved.ndim != 2 or preserved.shape[0] != preserved.shape[1]:
             raise ValueError(f"{where}: λC must be square, got {tuple(preserved.shape)}")
         self.where = where
         self.incremental = incremental
         self.refactor_every = refactor_every
         self.condition_warning = condition_warning
+        self.solver = solver or SecondMomentSolver()
+        self.preserved_bounds = preserved_bounds
         self.preserved = preserved.double()
         self.key_sum = torch.zeros_like(self.preserved)       # Σ K_i K_iᵀ
         self.n_updates = 0
         self.since_refactor = 0
         self._inverse: torch.Tensor | None = None
+
+    @classmethod
+    def from_moment(cls, moment: PreparedMoment, preservation_weight: float, solver: SecondMomentSolver,
+                    incremental: bool = True, refactor_every: int = 100, where: str = "") -> AccumulatedKeys:
+        """A_0 = λC of one layer's prepared C (C + ε·λ_max·I for ``ridge``), with the bounds of its eigenvalues."""
+        smallest, largest = moment.bounds(solver)
+        return cls(preservation_weight * moment.float64(solver), incremental, refactor_every, where=where,
+                   solver=solver, preserved_bounds=(preservation_weight * smallest, preservation_weight * largest))
 
     @property
     def matrix(self) -> torch.Tensor:
@@ -93,8 +81,11 @@ class AccumulatedKeys:
         return self._inverse
 
     def refactor(self) -> None:
-        """Rebuild A⁻¹ from λC + ΣKKᵀ (one float64 eigendecomposition) and check the conditioning."""
-        self._inverse = psd_inverse(self.matrix, self.where, condition_warning=self.condition_warning)
+        """Rebuild A⁻¹ from λC + ΣKKᵀ (``pinv``: one float64 eigendecomposition, checking the conditioning; ``exact``
+        and ``ridge``: Cholesky)."""
+        a = self.matrix
+        self._inverse = Factorisation((a + a.T) / 2, self.solver, self.where, "accumulated matrix",
+                                      condition_warning=self.condition_warning).inverse()
         self.since_refactor = 0
 
     def add(self, keys: torch.Tensor) -> torch.Tensor:
@@ -121,8 +112,15 @@ class AccumulatedKeys:
         return gain
 
     def _solve_gain(self, k: torch.Tensor) -> torch.Tensor:
+        return self.solve(k).T
+
+    def solve(self, rhs: torch.Tensor) -> torch.Tensor:
+        """A_n⁻¹ B by a fresh factorisation of A_n (what ``incremental=False`` does at every step), float64."""
         a = self.matrix
-        return solve_psd((a + a.T) / 2, k, f"{self.where}: λC + ΣKKᵀ").T
+        bounds = None
+        if self.preserved_bounds is not None:   # λ_min(A) ≥ λ_min(λC), λ_max(A) ≤ λ_max(λC) + tr(ΣKKᵀ)
+            bounds = (self.preserved_bounds[0], self.preserved_bounds[1] + float(self.key_sum.trace()))
+        return Factorisation((a + a.T) / 2, self.solver, f"{self.where}: λC + ΣKKᵀ", bounds=bounds).solve(rhs)
 
     def state_dict(self) -> dict:
         return {"preserved": self.preserved, "key_sum": self.key_sum,

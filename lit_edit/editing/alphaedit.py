@@ -8,8 +8,10 @@ the published update is
 
 (P G + αI) is not symmetric, but its solution lies in range(P) (αX = P(KRᵀ − G X)), so with X = U y it is
 exactly (UᵀGU + αI) y = UᵀKRᵀ: a symmetric positive-definite system of the null-space dimension r ≤ m,
-solved here by Cholesky in float64. After all layers, the keys of the batch are measured again on the edited
-model at every layer and added to Σ_prev K_p K_pᵀ (as the reference does).
+solved here by Cholesky in float64 (αI makes it positive definite; with α = 0 it can be singular, and the
+second-moment solver decides: ``solver.py``; ``ridge`` adds ε·λ_max(C)·I to C before the null space is taken).
+After all layers, the keys of the batch are measured again on the edited model at every layer and added to
+Σ_prev K_p K_pᵀ (as the reference does).
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ from dataclasses import dataclass, field
 import torch
 
 from lit_edit.editing.keys import template_keys
-from lit_edit.editing.least_squares import UpdateSolveError, solve_psd
 from lit_edit.editing.memit import LayerStep, LayerUpdate, add_to_weight, check_memit_layers, memit_values, spread_over_layers
+from lit_edit.editing.solver import SecondMomentSolver, UpdateSolveError, solve_psd
 from lit_edit.editing.values import ValueHyperparams, ValueResult, ValueTarget
 from lit_edit.models.architectures import Architecture
 
@@ -35,12 +37,14 @@ class AlphaEditHyperparams:
         nullspace_threshold: τ, eigenvalues of C below it span the null space.
         l2: α, the ridge term.
         values: value-optimisation settings.
+        solver: how the reduced system is solved when it is singular (``lit_edit/editing/solver.py``).
     """
 
     layers: tuple[int, ...] = (13, 14, 15, 16, 17)
     nullspace_threshold: float = 2e-2
     l2: float = 10.0
     values: ValueHyperparams = field(default_factory=ValueHyperparams)
+    solver: SecondMomentSolver = field(default_factory=SecondMomentSolver)
 
 
 def null_space_basis(second_moment: torch.Tensor, threshold: float, where: str = "") -> torch.Tensor:
@@ -55,7 +59,8 @@ def null_space_basis(second_moment: torch.Tensor, threshold: float, where: str =
 
 
 def alphaedit_update(residuals: torch.Tensor, keys: torch.Tensor, basis: torch.Tensor,
-                     previous_keys: torch.Tensor, l2: float, where: str = "") -> torch.Tensor:
+                     previous_keys: torch.Tensor, l2: float, where: str = "",
+                     solver: SecondMomentSolver | None = None) -> torch.Tensor:
     """ΔW = (U y)ᵀ with (Uᵀ(KKᵀ + K_pK_pᵀ)U + αI) y = UᵀKRᵀ (module docstring), float64, math layout ``[d, m]``."""
     r, k, u = residuals.double(), keys.double(), basis.double()
     if not torch.isfinite(r).all() or not torch.isfinite(k).all():
@@ -63,7 +68,8 @@ def alphaedit_update(residuals: torch.Tensor, keys: torch.Tensor, basis: torch.T
     g = k @ k.T + previous_keys.double()
     reduced = u.T @ g @ u
     reduced = (reduced + reduced.T) / 2 + l2 * torch.eye(u.shape[1], dtype=torch.float64, device=u.device)
-    y = solve_psd(reduced, u.T @ (k @ r.T), f"{where}: Uᵀ G U + αI")
+    bounds = (l2, float(reduced.trace()))   # Uᵀ G U ⪰ 0: every eigenvalue lies in [α, tr(Uᵀ G U + αI)]
+    y = solve_psd(reduced, u.T @ (k @ r.T), f"{where}: Uᵀ G U + αI", solver, bounds)
     return (u @ y).T
 
 
@@ -76,7 +82,7 @@ def apply_alphaedit(model, tokenizer, arch: Architecture, targets: Sequence[Valu
 
     def update(step: LayerStep) -> torch.Tensor:
         delta = alphaedit_update(step.residuals / step.remaining, step.keys, bases[step.layer],
-                                 previous_keys[step.layer], hp.l2, where=f"layer {step.layer}")
+                                 previous_keys[step.layer], hp.l2, where=f"layer {step.layer}", solver=hp.solver)
         add_to_weight(model, arch, step.layer, delta)
         return delta
 

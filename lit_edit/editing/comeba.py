@@ -30,6 +30,7 @@ import torch
 from lit_edit.editing.accumulated import AccumulatedKeys
 from lit_edit.editing.hook_layers import HookBank, check_gate_statistics
 from lit_edit.editing.memit import LayerStep, LayerUpdate, add_to_weight, check_memit_layers, memit_values, spread_over_layers
+from lit_edit.editing.solver import SecondMomentSolver
 from lit_edit.editing.values import ValueHyperparams, ValueResult, ValueTarget
 from lit_edit.models.architectures import Architecture
 from lit_edit.scoring import pad_right
@@ -52,6 +53,7 @@ class ComebaHyperparams:
             ``values.requests_per_pass: 1`` (the reference optimises the values one request at a time); any
             other setting warns. The residual's h^L is then read in a pass over the bare prompts alone, as
             there (``spread_over_layers(bare_pass=True)``).
+        solver: how C_accu is inverted when C is singular (``lit_edit/editing/solver.py``).
     """
 
     layers: tuple[int, ...] = (3, 4, 5, 6, 7, 8)
@@ -62,6 +64,7 @@ class ComebaHyperparams:
     incremental: bool = True
     refactor_every: int = 100
     gate_statistics: str = "real_tokens"
+    solver: SecondMomentSolver = field(default_factory=SecondMomentSolver)
 
     def __post_init__(self):
         check_gate_statistics(self.gate_statistics)

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 import torch
 
 from lit_edit.editing.accumulated import AccumulatedKeys
-from lit_edit.editing.least_squares import solve_psd
 from lit_edit.editing.memit import LayerStep, LayerUpdate, check_memit_layers, memit_values, spread_over_layers
+from lit_edit.editing.solver import PreparedMoment, SecondMomentSolver, prepared
 from lit_edit.editing.values import ValueHyperparams, ValueResult, ValueTarget
 from lit_edit.models.architectures import Architecture
 
@@ -46,6 +46,7 @@ class D4sHyperparams:
         residual: ``recompute`` (per layer, the default) or ``reference`` (once, divided by L − p).
         incremental: keep A⁻¹ by Woodbury updates (True) or solve afresh at every step (the reference).
         refactor_every: rebuild A⁻¹ (and S A⁻¹) from the sums after this many incremental steps.
+        solver: how A is solved when C is singular (``lit_edit/editing/solver.py``).
     """
 
     layers: tuple[int, ...] = (3, 4, 5, 6, 7, 8)
@@ -54,6 +55,7 @@ class D4sHyperparams:
     residual: str = "recompute"
     incremental: bool = True
     refactor_every: int = 100
+    solver: SecondMomentSolver = field(default_factory=SecondMomentSolver)
 
     def __post_init__(self):
         if self.residual not in RESIDUAL_RULES:
@@ -63,11 +65,13 @@ class D4sHyperparams:
 class D4sLayerState:
     """S = Σ R Kᵀ, A = λC + Σ K Kᵀ and the solution D = S A⁻¹ of one layer."""
 
-    def __init__(self, second_moment: torch.Tensor, out_features: int, hp: D4sHyperparams, where: str):
-        self.keys = AccumulatedKeys(hp.preservation_weight * second_moment.double(), hp.incremental,
-                                    hp.refactor_every, where=where)
-        m = second_moment.shape[0]
-        self.numerator = torch.zeros(out_features, m, dtype=torch.float64, device=second_moment.device)
+    def __init__(self, second_moment: torch.Tensor | PreparedMoment, out_features: int, hp: D4sHyperparams,
+                 where: str):
+        moment = prepared(second_moment, where)
+        self.keys = AccumulatedKeys.from_moment(moment, hp.preservation_weight, hp.solver, hp.incremental,
+                                                hp.refactor_every, where=where)
+        m = moment.matrix.shape[0]
+        self.numerator = torch.zeros(out_features, m, dtype=torch.float64, device=moment.matrix.device)
         self.solution = torch.zeros_like(self.numerator)
 
     def add(self, residuals: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
@@ -76,8 +80,7 @@ class D4sLayerState:
         self.numerator += r @ k.T
         gain = self.keys.add(k)
         if not self.keys.incremental:
-            a = self.keys.matrix
-            self.solution = solve_psd((a + a.T) / 2, self.numerator.T, self.keys.where).T
+            self.solution = self.keys.solve(self.numerator.T).T
         elif self.keys.since_refactor == 0:          # A⁻¹ was just rebuilt: recompute D exactly
             self.solution = self.numerator @ self.keys.inverse()
         else:

@@ -17,6 +17,7 @@ import torch
 
 from lit_edit.editing.keys import module_io_at_subject, template_keys
 from lit_edit.editing.least_squares import least_squares_update
+from lit_edit.editing.solver import PreparedMoment, SecondMomentSolver, prepared
 from lit_edit.editing.values import ValueHyperparams, ValueResult, ValueTarget, optimize_values
 from lit_edit.models.architectures import Architecture
 
@@ -29,11 +30,13 @@ class MemitHyperparams:
         layers: the edited layers (13..17 for GPT-2 XL).
         preservation_weight: λ (``mom2_update_weight``), 20000 for GPT-2 XL.
         values: value-optimisation settings (MEMIT GPT-2: clamp_norm_factor 0.75).
+        solver: how λC + KKᵀ is solved when C is singular (``lit_edit/editing/solver.py``).
     """
 
     layers: tuple[int, ...] = (13, 14, 15, 16, 17)
     preservation_weight: float = 20000.0
     values: ValueHyperparams = field(default_factory=ValueHyperparams)
+    solver: SecondMomentSolver = field(default_factory=SecondMomentSolver)
 
 
 @dataclass
@@ -103,7 +106,7 @@ def add_to_weight(model, arch: Architecture, layer: int, delta: torch.Tensor) ->
         weight += arch.from_math(delta).to(weight.dtype)
 
 
-def check_memit_layers(model, arch: Architecture, layers: Sequence[int], second_moments: Mapping[int, torch.Tensor]
+def check_memit_layers(model, arch: Architecture, layers: Sequence[int], second_moments: Mapping[int, object]
                        ) -> None:
     for layer in layers:
         arch.check_layer(model, layer)
@@ -119,15 +122,17 @@ def memit_values(model, tokenizer, arch: Architecture, targets: Sequence[ValueTa
 
 
 def apply_memit(model, tokenizer, arch: Architecture, targets: Sequence[ValueTarget], hp: MemitHyperparams,
-                template_groups: Sequence[Sequence[str]], second_moments: Mapping[int, torch.Tensor]
-                ) -> tuple[list[LayerUpdate], ValueResult]:
-    """Edit ``model`` in place with one MEMIT batch; return the per-layer updates and the values."""
+                template_groups: Sequence[Sequence[str]],
+                second_moments: Mapping[int, torch.Tensor | PreparedMoment]) -> tuple[list[LayerUpdate], ValueResult]:
+    """Edit ``model`` in place with one MEMIT batch; return the per-layer updates and the values. C per layer as a
+    tensor or a :class:`PreparedMoment` (the editor's, with its eigenvalues computed once per run)."""
     check_memit_layers(model, arch, hp.layers, second_moments)
+    moments = {layer: prepared(second_moments[layer], f"layer {layer}") for layer in hp.layers}
     values = memit_values(model, tokenizer, arch, targets, hp.layers, hp.values, template_groups)
 
     def update(step: LayerStep) -> torch.Tensor:
-        delta = least_squares_update(step.residuals / step.remaining, step.keys, second_moments[step.layer],
-                                     hp.preservation_weight, where=f"layer {step.layer}")
+        delta = least_squares_update(step.residuals / step.remaining, step.keys, moments[step.layer],
+                                     hp.preservation_weight, where=f"layer {step.layer}", solver=hp.solver)
         add_to_weight(model, arch, step.layer, delta)
         return delta
 

@@ -13,14 +13,19 @@ from __future__ import annotations
 
 import torch
 
-from lit_edit.editing.least_squares import solve_psd
+from lit_edit.editing.solver import PreparedMoment, SecondMomentSolver, prepared
 
 
-def rome_direction(key_mean: torch.Tensor, second_moment: torch.Tensor | None) -> torch.Tensor:
-    """u = C⁻¹ k̄ (float64; the pseudo-inverse when C is singular, see ``solve_psd``), or k̄ when C is None."""
+def rome_direction(key_mean: torch.Tensor, second_moment: torch.Tensor | PreparedMoment | None,
+                   solver: SecondMomentSolver | None = None) -> torch.Tensor:
+    """u = C⁻¹ k̄ (float64, as ``solver`` solves it: ``solver.py``), or k̄ when C is None.
+
+    A :class:`PreparedMoment` keeps its factorisation of C, so a sequence of requests factorises C once.
+    """
     if second_moment is None:
         return key_mean.double()
-    return solve_psd(second_moment, key_mean.double()[:, None], "ROME: C")[:, 0]
+    factorisation = prepared(second_moment, "ROME").factorisation(solver or SecondMomentSolver())
+    return factorisation.solve(key_mean.double()[:, None])[:, 0]
 
 
 def rank_one_update(residual: torch.Tensor, key: torch.Tensor, direction: torch.Tensor,

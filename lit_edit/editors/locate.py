@@ -9,6 +9,7 @@ from lit_edit.editing.ft import FtHyperparams, apply_ft
 from lit_edit.editing.memit import MemitHyperparams, apply_memit
 from lit_edit.editing.requests import EditRequest
 from lit_edit.editing.rome import RomeHyperparams, apply_rome
+from lit_edit.editing.solver import PreparedMoment, SecondMomentSolver, solver_report
 from lit_edit.editing.values import ValueHyperparams, ValueResult, loss_trend
 from lit_edit.editors.base import (
     EditContext,
@@ -67,17 +68,21 @@ class ROME(Editor):
             seed word and length (``template_tokens``: one length or several), the sampling seed and the length
             rule: ``total`` counts the seed word's tokens (the reference's rule), ``new`` only the sampled ones.
             The default is the reference's set: lengths 5 and 10, 2 per seed word, 21 templates with the bare one.
+        solver: how C⁻¹k̄ is solved when C is singular (``lit_edit/editing/solver.py``). C is factorised once per
+            run (:class:`PreparedMoment`), not once per request.
     """
 
     name = "rome"
 
     def __init__(self, layer: int = 17, values: ValueHyperparams | None = None, mom2_adjustment: bool = True,
                  templates_per_seed: int = 2, template_tokens: int | Sequence[int] = (5, 10), template_seed: int = 0,
-                 template_length_rule: str = "total"):
+                 template_length_rule: str = "total", solver: SecondMomentSolver | None = None):
         (layer,) = checked_layers([layer], "layer")
-        self.hp = RomeHyperparams(layer, values or ValueHyperparams(clamp_norm_factor=4.0), mom2_adjustment)
+        self.hp = RomeHyperparams(layer, values or ValueHyperparams(clamp_norm_factor=4.0), mom2_adjustment,
+                                  solver=solver or SecondMomentSolver())
         self._templates = ContextTemplates(templates_per_seed, template_tokens, template_seed, template_length_rule)
-        self._second_moment = None
+        self._second_moment: PreparedMoment | None = None   # C of hp.layer with its cached factorisation
+        self._moment_layer: int | None = None
 
     def check_fits(self, model, arch: Architecture) -> None:
         check_layers_fit(model, arch, [self.hp.layer], "layer")
@@ -89,17 +94,28 @@ class ROME(Editor):
         arch.check_layer(model, self.hp.layer)
         self._templates.sample(model, tokenizer)
         if self.hp.mom2_adjustment:
-            self._second_moment = second_moments_for(model, tokenizer, arch, context.model_name, [self.hp.layer],
-                                                     context.statistics, context.progress, context.ranks)[self.hp.layer]
+            moment = second_moments_for(model, tokenizer, arch, context.model_name, [self.hp.layer],
+                                        context.statistics, context.progress, context.ranks)[self.hp.layer]
+            self._second_moment = PreparedMoment(moment, f"layer {self.hp.layer}")
+            self._moment_layer = self.hp.layer
+            self._second_moment.factorisation(self.hp.solver)   # now, not in the first edit (raises for exact)
 
     @property
     def context_templates(self) -> list[str] | None:
         return self._templates.templates
 
+    @property
+    def second_moment(self) -> PreparedMoment | None:
+        """C of the edited layer with its cached factorisation (after :meth:`setup`, with ``mom2_adjustment``)."""
+        return self._second_moment
+
     def parameter_names(self, model, arch: Architecture) -> list[str]:
         return ffn_weight_names(arch, [self.hp.layer])
 
     def edit(self, model, tokenizer, arch: Architecture, requests: Sequence[EditRequest]) -> EditOutcome:
+        if self._second_moment is not None and self._moment_layer != self.hp.layer:
+            raise RuntimeError(f"ROME.setup loaded C of layer {self._moment_layer}, but the editor now edits layer "
+                               f"{self.hp.layer}; run setup again")
         before = snapshot(model, self.parameter_names(model, arch))
         edits = apply_rome(model, tokenizer, arch, value_targets(requests), self.hp,
                            self._templates.sample(model, tokenizer), self._second_moment)
@@ -113,6 +129,12 @@ class ROME(Editor):
     def hyperparameters(self) -> dict:
         return super().hyperparameters() | {"context_templates": self.context_templates}
 
+    def report(self, model, tokenizer, arch: Architecture, requests: Sequence[EditRequest]) -> dict | None:
+        """The solver that ran and how ill-conditioned C was (``solver.py``); None without C."""
+        if self._second_moment is None:
+            return None
+        return {"second_moment_solver": solver_report({self.hp.layer: self._second_moment}, self.hp.solver)}
+
 
 class MEMIT(Editor):
     """MEMIT: a batch of requests spread over ``layers`` (docs/methods.md §3).
@@ -124,19 +146,22 @@ class MEMIT(Editor):
         templates_per_seed / template_tokens / template_seed / template_length_rule: the context-template group,
             as ROME's; the default is the reference's: 1 per seed word of length 10 (``total``: the seed word's
             tokens included), 5 templates beside the bare one.
+        solver: how λC + KKᵀ is solved when C is singular (``lit_edit/editing/solver.py``).
     """
 
     name = "memit"
+    solves_with_second_moment = True   # the system contains λC: ``exact`` needs C positive definite (checked at setup)
 
     def __init__(self, layers: Sequence[int] = (13, 14, 15, 16, 17), preservation_weight: float = 20000.0,
                  values: ValueHyperparams | None = None, templates_per_seed: int = 1,
                  template_tokens: int | Sequence[int] = 10, template_seed: int = 0,
-                 template_length_rule: str = "total"):
+                 template_length_rule: str = "total", solver: SecondMomentSolver | None = None):
         if preservation_weight < 0:
             raise EditorOptionError(f"model.editor.preservation_weight must be >= 0, got {preservation_weight}")
-        self.hp = MemitHyperparams(checked_layers(layers), preservation_weight, values or ValueHyperparams())
+        self.hp = MemitHyperparams(checked_layers(layers), preservation_weight, values or ValueHyperparams(),
+                                   solver=solver or SecondMomentSolver())
         self._templates = ContextTemplates(templates_per_seed, template_tokens, template_seed, template_length_rule)
-        self._second_moments = None
+        self._second_moments: dict[int, PreparedMoment] | None = None
 
     def check_fits(self, model, arch: Architecture) -> None:
         check_layers_fit(model, arch, self.hp.layers)
@@ -148,8 +173,12 @@ class MEMIT(Editor):
         for layer in self.hp.layers:
             arch.check_layer(model, layer)
         self._templates.sample(model, tokenizer)
-        self._second_moments = second_moments_for(model, tokenizer, arch, context.model_name, self.hp.layers,
-                                                  context.statistics, context.progress, context.ranks)
+        moments = second_moments_for(model, tokenizer, arch, context.model_name, self.hp.layers,
+                                     context.statistics, context.progress, context.ranks)
+        self._second_moments = {layer: PreparedMoment(c, f"layer {layer}") for layer, c in moments.items()}
+        if self.solves_with_second_moment:
+            for moment in self._second_moments.values():
+                moment.check(self.hp.solver)
 
     @property
     def template_groups(self) -> list[list[str]]:
@@ -170,6 +199,12 @@ class MEMIT(Editor):
 
     def hyperparameters(self) -> dict:
         return super().hyperparameters() | {"context_templates": self._templates.templates}
+
+    def report(self, model, tokenizer, arch: Architecture, requests: Sequence[EditRequest]) -> dict | None:
+        """The solver that ran and how ill-conditioned each layer's C was (``solver.py``)."""
+        if self._second_moments is None:
+            return None
+        return {"second_moment_solver": solver_report(self._second_moments, self.hp.solver)}
 
 
 class FT(Editor):

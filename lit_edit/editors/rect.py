@@ -66,6 +66,9 @@ class RECT(Editor):
         return EditOutcome(deltas, {**outcome.diagnostics, "rect_changed_fraction": changed / total},
                            outcome.loss_problems)
 
+    def report(self, model, tokenizer, arch: Architecture, requests: Sequence[EditRequest]) -> dict | None:
+        return self.editor.report(model, tokenizer, arch, requests)
+
     def hyperparameters(self) -> dict:
         return {"editor": {"name": self.editor.name, **self.editor.hyperparameters()},
                 "keep_fraction": self.keep_fraction, "selection": self.selection, "seed": self.seed}

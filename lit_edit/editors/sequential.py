@@ -14,6 +14,7 @@ from lit_edit.editing.comeba import ComebaHyperparams, apply_comeba
 from lit_edit.editing.d4s import D4sHyperparams, D4sLayerState, apply_d4s
 from lit_edit.editing.hook_layers import HookBank, gate_scores_by_group
 from lit_edit.editing.requests import EditRequest
+from lit_edit.editing.solver import PreparedMoment, SecondMomentSolver
 from lit_edit.editing.values import ValueHyperparams
 from lit_edit.editors.base import EditContext, EditOutcome, changes, snapshot, value_loss_problems, value_targets
 from lit_edit.editors.locate import MEMIT, value_diagnostics
@@ -47,7 +48,7 @@ class _Accumulating(MEMIT):
         if state is None:
             raise RuntimeError(f"{self.name}.setup must run before the first edit (it builds the method's state)")
 
-    def _second_moment_on(self, model, arch: Architecture, layer: int) -> torch.Tensor:
+    def _second_moment_on(self, model, arch: Architecture, layer: int) -> PreparedMoment:
         return self._second_moments[layer].to(arch.edit_weight(model, layer).device)
 
 
@@ -60,6 +61,7 @@ class D4S(_Accumulating):
             divided by L − p; see ``lit_edit/editing/d4s.py``).
         incremental: Woodbury-updated inverse (default) or a full solve every step (the reference).
         refactor_every: rebuild the inverse from the sums after this many steps.
+        solver: how λC + ΣKKᵀ is solved when C is singular (``lit_edit/editing/solver.py``).
     """
 
     name = "d4s"
@@ -67,11 +69,11 @@ class D4S(_Accumulating):
     def __init__(self, layers: Sequence[int] = (3, 4, 5, 6, 7, 8), preservation_weight: float = 15000.0,
                  values: ValueHyperparams | None = None, residual: str = "recompute", incremental: bool = True,
                  refactor_every: int = 100, templates_per_seed: int = 1, template_tokens: int | Sequence[int] = 10,
-                 template_seed: int = 0, template_length_rule: str = "total"):
+                 template_seed: int = 0, template_length_rule: str = "total", solver: SecondMomentSolver | None = None):
         super().__init__(layers, preservation_weight, values, templates_per_seed, template_tokens, template_seed,
-                         template_length_rule)
+                         template_length_rule, solver)
         self.hp = D4sHyperparams(tuple(layers), preservation_weight, self.hp.values, residual, incremental,
-                                 refactor_every)
+                                 refactor_every, solver=self.hp.solver)
         self._states: dict[int, D4sLayerState] | None = None
         self._w0: dict[int, torch.Tensor] = {}
 
@@ -116,6 +118,7 @@ class COMEBA(_Accumulating):
         gate_statistics: ``real_tokens`` (default): the gate's z-scores over the real tokens; ``all_positions``:
             over every position, padding included, as the reference code (needs ``values.requests_per_pass: 1``
             to reproduce it; see ``docs/fidelity.md``).
+        solver: how C_accu is inverted when C is singular (``lit_edit/editing/solver.py``).
     """
 
     name = "comeba"
@@ -124,11 +127,12 @@ class COMEBA(_Accumulating):
                  alpha: float = 2.2, dynamic_threshold: bool = True, hooks: bool = True,
                  values: ValueHyperparams | None = None, incremental: bool = True, refactor_every: int = 100,
                  templates_per_seed: int = 1, template_tokens: int | Sequence[int] = 10, template_seed: int = 0,
-                 template_length_rule: str = "total", gate_statistics: str = "real_tokens"):
+                 template_length_rule: str = "total", gate_statistics: str = "real_tokens",
+                 solver: SecondMomentSolver | None = None):
         super().__init__(layers, preservation_weight, values, templates_per_seed, template_tokens, template_seed,
-                         template_length_rule)
+                         template_length_rule, solver)
         self.hp = ComebaHyperparams(tuple(layers), preservation_weight, alpha, dynamic_threshold, self.hp.values,
-                                    incremental, refactor_every, gate_statistics)
+                                    incremental, refactor_every, gate_statistics, solver=self.hp.solver)
         self.hooks = hooks
         self.name = "comeba-hk" if hooks else "comeba-wohk"
         self._accumulated: dict[int, AccumulatedKeys] | None = None
@@ -136,9 +140,10 @@ class COMEBA(_Accumulating):
 
     def setup(self, model, tokenizer, arch: Architecture, context: EditContext) -> None:
         super().setup(model, tokenizer, arch, context)
-        self._accumulated = {layer: AccumulatedKeys(self.hp.preservation_weight *
-                                                    self._second_moment_on(model, arch, layer).double(),
-                                                    self.hp.incremental, self.hp.refactor_every, where=f"layer {layer}")
+        self._accumulated = {layer: AccumulatedKeys.from_moment(self._second_moment_on(model, arch, layer),
+                                                                self.hp.preservation_weight, self.hp.solver,
+                                                                self.hp.incremental, self.hp.refactor_every,
+                                                                where=f"layer {layer}")
                              for layer in self.hp.layers}
         if self.hooks:
             self.bank = HookBank(model, arch, self.hp.layers, self.hp.alpha, self.hp.gate_statistics).install()
@@ -176,8 +181,9 @@ class COMEBA(_Accumulating):
         """Where the gate fires: per layer, the max z of the edit prompts, their rephrasings and unrelated prompts
         (the locality prompts that name no edited subject), the share of each at or above α, and the median
         ‖ΔW k‖ at each prompt's max-z token (how much the hook changes there when it fires)."""
+        solver = super().report(model, tokenizer, arch, requests)
         if self.bank is None or not requests:
-            return None
+            return solver
         subjects = {r.subject for r in requests}
         groups = {"edited": [r.prompt.format(r.subject) for r in requests],
                   "rephrased": [p for r in requests for p in r.rephrase_prompts],
@@ -194,7 +200,7 @@ class COMEBA(_Accumulating):
                 "difference_at_max_z_median": _median(differences[layer][group])} for group, values
                 in by_group.items()}}
         return {"gate": layers, "gate_max_z": {layer: by_group for layer, by_group in scores.items()},
-                "hook_bytes": self.bank.nbytes}
+                "hook_bytes": self.bank.nbytes, **(solver or {})}
 
     def state_dict(self) -> dict:
         self._check_ready(self._accumulated)
@@ -228,21 +234,25 @@ class AlphaEdit(_Accumulating):
         layers / values / templates: as MEMIT.
         nullspace_threshold: τ, eigenvalues of C below it span the preserved null space (paper: 2e-2).
         l2: the ridge term α (GPT-2 XL / GPT-J: 10, LLaMA-3-8B: 1).
+        solver: how the reduced system is solved when it is singular (``lit_edit/editing/solver.py``).
     """
 
     name = "alphaedit"
+    solves_with_second_moment = False  # C only gives the null space; the system is Uᵀ G U + αI
 
     def __init__(self, layers: Sequence[int] = (13, 14, 15, 16, 17), nullspace_threshold: float = 2e-2,
                  l2: float = 10.0, values: ValueHyperparams | None = None, templates_per_seed: int = 1,
-                 template_tokens: int | Sequence[int] = 10, template_seed: int = 0, template_length_rule: str = "total"):
-        super().__init__(layers, 0.0, values, templates_per_seed, template_tokens, template_seed, template_length_rule)
-        self.hp = AlphaEditHyperparams(tuple(layers), nullspace_threshold, l2, self.hp.values)
+                 template_tokens: int | Sequence[int] = 10, template_seed: int = 0, template_length_rule: str = "total",
+                 solver: SecondMomentSolver | None = None):
+        super().__init__(layers, 0.0, values, templates_per_seed, template_tokens, template_seed, template_length_rule,
+                         solver)
+        self.hp = AlphaEditHyperparams(tuple(layers), nullspace_threshold, l2, self.hp.values, solver=self.hp.solver)
         self._bases: dict[int, torch.Tensor] | None = None
         self._previous: dict[int, torch.Tensor] = {}
 
     def setup(self, model, tokenizer, arch: Architecture, context: EditContext) -> None:
         super().setup(model, tokenizer, arch, context)
-        self._bases = {layer: null_space_basis(self._second_moment_on(model, arch, layer),
+        self._bases = {layer: null_space_basis(self._second_moment_on(model, arch, layer).float64(self.hp.solver),
                                                self.hp.nullspace_threshold, where=f"layer {layer}")
                        for layer in self.hp.layers}
         self._previous = {layer: torch.zeros(basis.shape[0], basis.shape[0], dtype=torch.float64,
