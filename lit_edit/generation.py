@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
-from transformers import PreTrainedTokenizerBase
+from transformers import DynamicCache, PreTrainedTokenizerBase
 
 from lit_edit.tasks.legacy import clean_up_tokenization
 
@@ -34,6 +34,17 @@ def _cut_at_stop(tokenizer: PreTrainedTokenizerBase, new: list[int], stop: str) 
     return new
 
 
+def _cache_keyword(model) -> str:
+    """The name under which ``model.forward`` takes the KV cache: ``cache`` in the transformers releases that
+    renamed it, ``past_key_values`` before."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def _new_cache(model):
+    """An empty :class:`~transformers.DynamicCache` for ``model`` (filled in place by each forward pass)."""
+    return DynamicCache(config=getattr(model, "config", None))
+
+
 @torch.no_grad()
 def greedy_decode(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, max_new_tokens: int, eos_id: int,
                   pad_id: int, is_done: Callable[[int, list[int]], bool] | None = None) -> torch.Tensor:
@@ -42,12 +53,18 @@ def greedy_decode(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, 
     The same tokens as ``model.generate(do_sample=False)`` — positions count only the attended tokens, a finished
     row gets ``pad_id`` from then on, the batch ends when every row has finished — without its per-step overhead,
     and with logits computed for the last position only. A row finishes at ``eos_id`` or when ``is_done(row,
-    its new tokens so far)`` says so (stop strings)."""
+    its new tokens so far)`` says so (stop strings). One new token is one forward pass without a cache."""
     rows = input_ids.shape[0]
     position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
-    last_only = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
+    parameters = inspect.signature(model.forward).parameters
+    last_only = {"logits_to_keep": 1} if "logits_to_keep" in parameters else {}
+    if max_new_tokens <= 1:
+        out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False,
+                    **last_only)
+        return out.logits[:, -1].argmax(-1)[:, None][:, :max_new_tokens]
+    cache = {_cache_keyword(model): _new_cache(model)}
     out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=True,
-                **last_only)
+                **cache, **last_only)
     finished = torch.zeros(rows, dtype=torch.bool, device=input_ids.device)
     new_tokens: list[torch.Tensor] = []
     for step in range(max_new_tokens):
@@ -63,20 +80,60 @@ def greedy_decode(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, 
         attention_mask = torch.cat([attention_mask, attention_mask.new_ones((rows, 1))], dim=1)
         position_ids = position_ids[:, -1:] + 1
         out = model(input_ids=token[:, None], attention_mask=attention_mask, position_ids=position_ids,
-                    past_key_values=out.past_key_values, use_cache=True)
+                    use_cache=True, **cache)
     return torch.stack(new_tokens, 1) if new_tokens else input_ids.new_zeros((rows, 0))
+
+
+CPU_TOKEN_BUDGET = 1024
+"""Tokens (prompt + new, padding included) in one generation batch on a CPU: past a few hundred rows' worth of
+work a bigger batch saves no calls worth having and leaves the caches."""
+
+ACCELERATOR_TOKEN_BUDGET = 16384
+"""Tokens in one generation batch on an accelerator, where wide batches are what fills the device."""
+
+
+def default_token_budget(device: torch.device) -> int:
+    """The token budget of a generation batch on ``device`` (:data:`CPU_TOKEN_BUDGET` or
+    :data:`ACCELERATOR_TOKEN_BUDGET`)."""
+    return CPU_TOKEN_BUDGET if torch.device(device).type == "cpu" else ACCELERATOR_TOKEN_BUDGET
+
+
+MAX_PADDING = 0.125
+"""The largest share of a batch's prompt tokens that may be padding: a longer prompt starts a new batch."""
+
+
+def plan_batches(lengths: Sequence[int], max_new_tokens: int, token_budget: int = CPU_TOKEN_BUDGET,
+                 max_rows: int | None = None, max_padding: float = MAX_PADDING) -> list[list[int]]:
+    """Indices of ``lengths`` (prompt lengths) grouped into generation batches: shortest first (ties in input
+    order), each batch as many prompts as ``rows × (longest prompt + max_new_tokens) ≤ token_budget`` allows
+    (at least one, at most ``max_rows``), and no more padding than ``max_padding`` of its prompt tokens."""
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+    batches: list[list[int]] = []
+    batch: list[int] = []
+    real = 0
+    for i in order:
+        rows, width = len(batch) + 1, lengths[i]           # sorted: the newcomer is the longest
+        fits = (rows * (width + max_new_tokens) <= token_budget and (max_rows is None or rows <= max_rows)
+                and rows * width - (real + width) <= max_padding * rows * width)
+        if batch and not fits:
+            batches.append(batch)
+            batch, real = [], 0
+        batch.append(i)
+        real += lengths[i]
+    return batches + [batch] if batch else batches
 
 
 @torch.no_grad()
 def generate_greedy(model, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str], max_new_tokens: int,
-                    batch_size: int = 32, stop: str | None = None) -> list[Generation]:
-    """Greedy-decode ``max_new_tokens`` after each prompt in length-sorted batches (left padding, attention mask,
-    KV cache; :func:`greedy_decode`): a row stops at EOS, or once its new text contains ``stop``. With ``stop``
-    the continuation is cut before it; without, the text is what full-length decoding gives. Results come back
-    in the order of ``prompts``."""
+                    batch_size: int | None = 32, stop: str | None = None, token_budget: int | None = None
+                    ) -> list[Generation]:
+    """Greedy-decode ``max_new_tokens`` after each prompt (left padding, attention mask, KV cache;
+    :func:`greedy_decode`) in batches of similar length sized by tokens (:func:`plan_batches`; ``batch_size``
+    caps the prompts per batch, ``token_budget`` their tokens, by default :func:`default_token_budget`): a row
+    stops at EOS, or once its new text contains ``stop``. With ``stop`` the continuation is cut before it;
+    without, the text is what full-length decoding gives. Results come back in the order of ``prompts``."""
     device = next(model.parameters()).device
     encoded = [tokenizer(p)["input_ids"] for p in prompts]
-    order = sorted(range(len(prompts)), key=lambda i: (len(encoded[i]), i))
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     results: list[Generation | None] = [None] * len(prompts)
     window = len(stop) + 8 if stop else 0   # tokens enough to contain the stop string however it is split
@@ -84,8 +141,8 @@ def generate_greedy(model, tokenizer: PreTrainedTokenizerBase, prompts: Sequence
     def is_done(row: int, new: list[int]) -> bool:
         return stop in tokenizer.decode(new[-window:], skip_special_tokens=True)
 
-    for start in range(0, len(order), batch_size):
-        rows = order[start:start + batch_size]
+    budget = token_budget or default_token_budget(device)
+    for rows in plan_batches([len(ids) for ids in encoded], max_new_tokens, budget, batch_size):
         width = max(len(encoded[i]) for i in rows)
         input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)

@@ -264,11 +264,13 @@ class ScriptedModel(torch.nn.Module):
         self.anchor = torch.nn.Parameter(torch.zeros(1))
         self.vocab_size, self.script = vocab_size, script
 
-    def forward(self, input_ids, attention_mask=None, position_ids=None, past_key_values=None, use_cache=None):
-        step = 0 if past_key_values is None else past_key_values
+    def forward(self, input_ids, attention_mask=None, position_ids=None, cache=None, use_cache=None):
+        step = getattr(cache, "scripted_steps", 0)        # the decoder passes one cache object to every step
+        if cache is not None:
+            cache.scripted_steps = step + 1
         logits = torch.zeros(input_ids.shape[0], input_ids.shape[1], self.vocab_size)
         logits[:, -1, self.script[min(step, len(self.script) - 1)]] = 1.0
-        return SimpleNamespace(logits=logits, past_key_values=step + 1)
+        return SimpleNamespace(logits=logits, cache=cache)
 
 
 def scripted(tokenizer, text: str) -> ScriptedModel:

@@ -31,7 +31,7 @@ class DownstreamEvalModule(L.LightningModule):
     Args:
         name_or_path: a Hugging Face causal LM folder (or hub name when online).
         dtype: ``float32``, ``float16`` or ``bfloat16``.
-        generation_batch_size: prompts per ``generate`` call (length-sorted).
+        generation_batch_size: the most prompts in one generation batch (``lit_edit.generation.plan_batches``).
         after_edit: score with the reference's post-edit parsers in ``paper`` mode (BoolQ substring, MuTual
             ``Chi`` rule); the corrected numbers do not depend on it.
         results_dir: where ``downstream.json`` is written; default: the logger's version folder.

@@ -10,9 +10,10 @@ from lit_edit.scoring import score_answers
 from lit_edit.tasks.registry import DownstreamTask
 
 
-def generate_for_records(model, tokenizer, task: DownstreamTask, records: Sequence[dict], batch_size: int = 32
-                         ) -> list[dict[str, Generation]]:
-    """The generations of each record by query variant; queries shared by several records or variants run once."""
+def generate_for_records(model, tokenizer, task: DownstreamTask, records: Sequence[dict], batch_size: int = 32,
+                         token_budget: int | None = None) -> list[dict[str, Generation]]:
+    """The generations of each record by query variant; queries shared by several records or variants run once,
+    in batches of at most ``batch_size`` prompts and ``token_budget`` tokens (:func:`generate_greedy`)."""
     queries = [task.queries(record) for record in records]
     groups: dict[tuple[int, str | None], list[str]] = {}
     for record_queries in queries:
@@ -21,7 +22,8 @@ def generate_for_records(model, tokenizer, task: DownstreamTask, records: Sequen
     done: dict[tuple[str, int, str | None], Generation] = {}
     for (length, stop), prompts in groups.items():
         unique = list(dict.fromkeys(prompts))
-        for prompt, generation in zip(unique, generate_greedy(model, tokenizer, unique, length, batch_size, stop)):
+        generated = generate_greedy(model, tokenizer, unique, length, batch_size, stop, token_budget)
+        for prompt, generation in zip(unique, generated):
             done[(prompt, length, stop)] = generation
     return [{q.variant: done[(q.prompt, q.max_new_tokens, q.stop)] for q in record_queries}
             for record_queries in queries]
@@ -45,10 +47,11 @@ def option_nlls(model, tokenizer, task: DownstreamTask, records: Sequence[dict],
 
 
 def score_records(model, tokenizer, task: DownstreamTask, records: Sequence[dict], after_edit: bool,
-                  batch_size: int = 32, choice_loglik: bool = False) -> list[dict]:
+                  batch_size: int = 32, choice_loglik: bool = False, token_budget: int | None = None
+                  ) -> list[dict]:
     """Per-record counter increments (:meth:`DownstreamTask.score`), every mode from the same generations;
     ``choice_loglik`` adds the ``loglik`` mode to tasks with a fixed answer set."""
-    generations = generate_for_records(model, tokenizer, task, records, batch_size)
+    generations = generate_for_records(model, tokenizer, task, records, batch_size, token_budget)
     nlls = option_nlls(model, tokenizer, task, records, batch_size) if choice_loglik else [None] * len(records)
     return [task.score(record, generated, after_edit, option_nll=nll)
             for record, generated, nll in zip(records, generations, nlls)]

@@ -39,7 +39,9 @@ class DownstreamConfig:
         subset: examples per task, drawn with ``seed`` and kept in file order; None: all.
         seed: the subset's seed (also the bootstrap's).
         every_n_batches: also score every k edit batches (0: only before the first and after the last edit).
-        generation_batch_size: prompts per ``generate`` call.
+        generation_batch_size: the most prompts in one generation batch.
+        generation_token_budget: the most tokens (prompt + new, padding included) in one generation batch; None:
+            ``lit_edit.generation.default_token_budget`` of the model's device.
         choice_loglik: add the ``loglik`` mode to the choice tasks (options ranked by their log-likelihood).
         bootstrap_resamples: paired bootstrap resamples for the interval of each post − pre difference (0: none).
         on_bad_line: ``error`` or ``skip`` (skipped lines are counted and listed in the results).
@@ -53,6 +55,7 @@ class DownstreamConfig:
     seed: int = 0
     every_n_batches: int = 0
     generation_batch_size: int = 32
+    generation_token_budget: int | None = None
     choice_loglik: bool = False
     bootstrap_resamples: int = 1000
     on_bad_line: str = "error"
@@ -167,7 +170,8 @@ class DownstreamSuite:
             shard = [records[i] for i in self.ranks.mine(len(records))]
             metric = DownstreamMetric(task, sync_on_compute=self.ranks.world_size > 1 and self.ranks.shares_work)
             metric.update(score_records(model, tokenizer, get_task(task), [r for _, r in shard], after_edit,
-                                        self.config.generation_batch_size, self.config.choice_loglik),
+                                        self.config.generation_batch_size, self.config.choice_loglik,
+                                        self.config.generation_token_budget),
                           [i for i, _ in shard])
             scores[task] = metric.task_scores()
         model.train(was_training)
