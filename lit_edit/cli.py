@@ -6,8 +6,11 @@ import sys
 
 from lightning.pytorch.cli import LightningCLI
 
+from lit_edit.cli_help import SUBCOMMANDS, subcommand_parser_kwargs
+from lit_edit.editors import EDITORS
 from lit_edit.loops import EditTrainer
 from lit_edit.paths import resolve_config_args, set_data_root
+from lit_edit.third_party_notices import silence_third_party_notices
 
 
 class LitEditCLI(LightningCLI):
@@ -16,6 +19,8 @@ class LitEditCLI(LightningCLI):
     ``trainer:``)."""
 
     def __init__(self, **kwargs):
+        silence_third_party_notices()
+        kwargs.setdefault("parser_kwargs", subcommand_parser_kwargs(EDITORS))
         kwargs.setdefault("trainer_class", EditTrainer)
         kwargs.setdefault("subclass_mode_model", True)
         kwargs.setdefault("subclass_mode_data", True)
@@ -27,10 +32,21 @@ class LitEditCLI(LightningCLI):
                             help="The folder that data paths in configs are read from ('data/...' means this "
                                  "folder); default: $LIT_EDIT_DATA, else the project's data/ (lit_edit/paths.py).")
 
+    def _add_subcommands(self, parser, **kwargs) -> None:
+        """Lightning's subcommands, listed in the main ``--help`` with what each does in this project."""
+        super()._add_subcommands(parser, **kwargs)
+        describe_subcommands(parser, SUBCOMMANDS)
+
     def before_instantiate_classes(self) -> None:
         root = self.config[self.subcommand].get("data_root") if self.subcommand else self.config.get("data_root")
         if root:
             set_data_root(root)
+
+
+def describe_subcommands(parser, descriptions: dict[str, str]) -> None:
+    """Replace the one-line help of the named subcommands (Lightning takes it from the Trainer's docstrings)."""
+    for choice in parser._subcommands_action._choices_actions:
+        choice.help = descriptions.get(choice.dest, choice.help)
 
 
 def main(args=None) -> None:
