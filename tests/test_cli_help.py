@@ -12,8 +12,8 @@ import docstring_parser
 import pytest
 
 from lit_edit.cli import main
-from lit_edit.editors import EDITORS
 from lit_edit.editing.values import ValueHyperparams
+from lit_edit.editors import EDITORS
 from lit_edit.third_party_notices import (
     IGNORED_LOG_PREFIXES,
     IGNORED_WARNINGS,
@@ -58,7 +58,7 @@ def test_test_help_lists_every_editor_and_its_options(capsys):
     assert len(EDITORS) == 9
     for name, cls in EDITORS.items():
         block = _joined(_editor_block(out, name, cls))
-        for option, param in inspect.signature(cls.__init__).parameters.items():
+        for option in inspect.signature(cls.__init__).parameters:
             if option != "self":
                 assert f"{option}=" in block, f"{name}: option {option} missing from test --help"
         documented = docstring_parser.parse(cls.__doc__).params
