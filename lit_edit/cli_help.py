@@ -135,5 +135,6 @@ def subcommand_parser_kwargs(editors: dict[str, type]) -> dict[str, dict]:
     width = _width()
     return {"description": _fill(DESCRIPTION, "", width, ""), "formatter_class": ListingHelpFormatter,
             "fit": {"description": _fill(SUBCOMMANDS["fit"], "", width, "")},
-            "test": {"description": _fill(SUBCOMMANDS["test"], "", width, ""),
+            "test": {"description": _fill(SUBCOMMANDS["test"] + " The editors and their options are listed at the end.",
+                                          "", width, ""),
                      "epilog": editors_help(editors, width)}}
