@@ -7,9 +7,12 @@ import sys
 from lightning.pytorch.cli import LightningCLI
 
 from lit_edit.checkpoint_loading import safe_checkpoint_options
+from lit_edit.cli_help import SUBCOMMANDS, subcommand_parser_kwargs
+from lit_edit.editors import EDITORS
 from lit_edit.error_report import ConfigurationError, message_of, own_error, parser_message, run_reporting_errors
 from lit_edit.loops import EditTrainer
 from lit_edit.paths import resolve_config_args, set_data_root
+from lit_edit.third_party_notices import silence_third_party_notices
 
 
 class LitEditCLI(LightningCLI):
@@ -18,6 +21,8 @@ class LitEditCLI(LightningCLI):
     ``trainer:``)."""
 
     def __init__(self, **kwargs):
+        silence_third_party_notices()
+        kwargs["parser_kwargs"] = {**subcommand_parser_kwargs(EDITORS), **(kwargs.get("parser_kwargs") or {})}
         kwargs.setdefault("trainer_class", EditTrainer)
         kwargs.setdefault("subclass_mode_model", True)
         kwargs.setdefault("subclass_mode_data", True)
@@ -28,6 +33,11 @@ class LitEditCLI(LightningCLI):
         parser.add_argument("--data_root", type=str | None, default=None,
                             help="The folder that data paths in configs are read from ('data/...' means this "
                                  "folder); default: $LIT_EDIT_DATA, else the project's data/ (lit_edit/paths.py).")
+
+    def _add_subcommands(self, parser, **kwargs) -> None:
+        """Lightning's subcommands, listed in the main ``--help`` with what each does in this project."""
+        super()._add_subcommands(parser, **kwargs)
+        describe_subcommands(parser, SUBCOMMANDS)
 
     def before_instantiate_classes(self) -> None:
         root = self.config[self.subcommand].get("data_root") if self.subcommand else self.config.get("data_root")
@@ -49,6 +59,12 @@ class LitEditCLI(LightningCLI):
         except ValueError as error:
             own = own_error(error)
             raise ConfigurationError(parser_message(error) if own is None else message_of(own)) from error
+
+
+def describe_subcommands(parser, descriptions: dict[str, str]) -> None:
+    """Replace the one-line help of the named subcommands (Lightning takes it from the Trainer's docstrings)."""
+    for choice in parser._subcommands_action._choices_actions:
+        choice.help = descriptions.get(choice.dest, choice.help)
 
 
 def main(args=None) -> None:

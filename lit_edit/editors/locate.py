@@ -208,7 +208,21 @@ class MEMIT(Editor):
 
 
 class FT(Editor):
-    """Constrained fine-tuning of the FFN output projection (FT-L: ``loss="prompt_last"``; FT-M: ``"target_new"``)."""
+    """Constrained fine-tuning of the FFN output projection (FT-L: ``loss="prompt_last"``; FT-M: ``"target_new"``).
+
+    Args:
+        layers: the layers whose FFN output projection (weight and bias) is trained.
+        loss: ``prompt_last`` (FT-L: every target token read at the prompt's last position) or ``target_new``
+            (FT-M: teacher-forced cross-entropy over the target tokens).
+        lr: Adam's learning rate.
+        steps: epochs over the requests of an edit step.
+        batch_size: requests per optimiser step.
+        weight_decay: Adam's L2 term.
+        norm_constraint: ε: each trained weight is clamped to its original value ± ε after every optimiser step;
+            null: unconstrained.
+        stop_loss: an optimiser step is skipped when its chunk's loss is below this, and training stops when an
+            epoch's mean is.
+    """
 
     name = "ft"
 
