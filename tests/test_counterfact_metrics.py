@@ -190,7 +190,7 @@ def test_counterfact_family_scores_fluency_and_consistency(tokenizer, reference_
     no_prompts = EditRequest("{} is in", "Paris", "Spain", "France", record_id="cf:2")
     [first, second, third] = score_requests(_cycle_model(tokenizer), tokenizer, [about_paris, no_snippets, no_prompts],
                                             ["probability", "counterfact"], reference=None)
-    text = "Paris is" + " a city is" * 32
+    # each generation is "Paris is" + " a city is" × 32 (100 tokens)
     # words: Paris, is, then (a, city, is) × 32 → bigrams (Paris,is) ×1 and 3 cycle bigrams × 32;
     # trigrams (Paris,is,a) ×1 and 3 cycle trigrams with counts 32, 32, 31
     h2 = -(1 / 97 * math.log2(1 / 97) + 3 * 32 / 97 * math.log2(32 / 97))

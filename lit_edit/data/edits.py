@@ -13,21 +13,30 @@ from pathlib import Path
 import lightning as L
 from torch.utils.data import DataLoader
 
-from lit_edit.editing.requests import EditRequest, EditSet, read_counterfact, read_zsre, select, shared_subject_count
+from lit_edit.editing.requests import (
+    EditRequest,
+    EditSet,
+    is_counterfact_edit_record,
+    read_counterfact,
+    read_zsre,
+    select,
+    shared_subject_count,
+)
 from lit_edit.paths import resolve_path
 
 FORMATS = ("auto", "zsre", "counterfact")
 
 
 def detect_format(path: Path | str) -> str:
-    """``zsre`` or ``counterfact`` from the first record's fields."""
+    """``zsre`` or ``counterfact`` (original or EasyEdit's flattened ``counterfact-edit.json``) from the first
+    record's fields."""
     with open(path, encoding="utf-8") as f:
         head = f.read(1 << 16)
     try:
         first = json.JSONDecoder().raw_decode(head.lstrip()[1:].lstrip())[0] if head.lstrip().startswith("[") else None
     except json.JSONDecodeError:
         first = None
-    if isinstance(first, dict) and "requested_rewrite" in first:
+    if isinstance(first, dict) and "requested_rewrite" in first or is_counterfact_edit_record(first):
         return "counterfact"
     if isinstance(first, dict) and "src" in first:
         return "zsre"
