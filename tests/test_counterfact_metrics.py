@@ -211,3 +211,37 @@ def test_counterfact_family_keys_and_its_place():
         "counterfact/fluency", "counterfact/consistency"]
     with pytest.raises(ValueError, match="'counterfact' .* cannot come first: list it after one of"):
         check_families(["counterfact"])
+
+
+ADVERSARIAL_TEXTS = ["Paris, PARIS and paris-ville: l'été à Paris_2 — 42 km², x", "Éclair café naïve 3d 3D _ __",
+                     "it's isn't don't won't", "", "Über Straße İstanbul ﬁne", "a b c d e f g"]
+
+
+def test_consistency_equals_scikit_learn_on_its_own_statistics(tmp_path):
+    """The reference computes consistency with scikit-learn's TfidfVectorizer; here its IDF and vocabulary are
+    written as the published files and read back, and every pair of awkward texts scores as scikit-learn does."""
+    text = pytest.importorskip("sklearn.feature_extraction.text")
+    vectorizer = text.TfidfVectorizer().fit(ADVERSARIAL_TEXTS[:3] + ["paris is a city", "Straße und Café"])
+    np.save(tmp_path / "idf.npy", vectorizer.idf_)
+    (tmp_path / "tfidf_vocab.json").write_text(json.dumps({t: int(c) for t, c in vectorizer.vocabulary_.items()}))
+    stats = read_tfidf_statistics(tmp_path / "idf.npy", tmp_path / "tfidf_vocab.json")
+    for a in ADVERSARIAL_TEXTS:
+        for b in ADVERSARIAL_TEXTS:
+            encoded = vectorizer.transform([a, b]).toarray()
+            norms = np.linalg.norm(encoded, axis=1)
+            expected = float(encoded[0] @ encoded[1] / norms.prod()) if norms.all() else 0.0
+            assert consistency([a], [b], stats) == pytest.approx(expected), (a, b)
+
+
+def test_fluency_equals_nltk_frequency_distributions():
+    """n-gram entropy from nltk's own n-grams and FreqDist, as the reference counts them."""
+    import nltk
+
+    for sample in ADVERSARIAL_TEXTS + ["The cat sat. The cat sat. The cat sat on the mat, didn't it?"]:
+        tokens = word_tokens(sample)
+        entropies = []
+        for n in (2, 3):
+            counts = np.array(list(nltk.FreqDist(nltk.ngrams(tokens, n)).values()), dtype=float)
+            freqs = counts / counts.sum() if counts.size else counts
+            entropies.append(float(-(freqs * np.log(freqs) / np.log(2)).sum()))
+        assert text_fluency(tokens) == pytest.approx(np.mean([2 / 3 * entropies[0], 4 / 3 * entropies[1]])), sample
