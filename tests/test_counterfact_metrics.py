@@ -27,7 +27,7 @@ from lit_edit.metrics.counterfact import (
     word_tokens,
 )
 from lit_edit.metrics.counterfact_generation import GENERATION_LENGTH, TOP_K, sample_generations, sample_top_k
-from lit_edit.models.loading import load_tokenizer
+from lit_edit.models.loading import load_model_and_tokenizer, load_tokenizer
 from tests.conftest import FACTWORLD
 
 LOG2_3 = math.log2(3)
@@ -245,3 +245,17 @@ def test_fluency_equals_nltk_frequency_distributions():
             freqs = counts / counts.sum() if counts.size else counts
             entropies.append(float(-(freqs * np.log(freqs) / np.log(2)).sum()))
         assert text_fluency(tokens) == pytest.approx(np.mean([2 / 3 * entropies[0], 4 / 3 * entropies[1]])), sample
+
+
+def test_cached_sampling_draws_what_full_forward_passes_draw(tiny_gpt2_dir):
+    """The KV-cached sampler against recomputing every prefix, with the same generator draws."""
+    model, tokenizer = load_model_and_tokenizer(str(tiny_gpt2_dir))
+    prompt = torch.tensor([tokenizer("Giodes Heatilios works as")["input_ids"]] * 2)
+    cached = sample_top_k(model, prompt, 12, TOP_K, torch.Generator().manual_seed(3))
+    generator, sequence = torch.Generator().manual_seed(3), prompt
+    with torch.no_grad():
+        for _ in range(12):
+            top = model(input_ids=sequence).logits[:, -1].float().softmax(-1).topk(TOP_K, dim=-1)
+            choice = torch.multinomial(top.values / top.values.sum(-1, keepdim=True), 1, generator=generator)
+            sequence = torch.cat([sequence, top.indices.gather(1, choice)], 1)
+    assert torch.equal(cached, sequence[:, prompt.shape[1]:])
