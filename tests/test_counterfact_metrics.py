@@ -259,3 +259,30 @@ def test_cached_sampling_draws_what_full_forward_passes_draw(tiny_gpt2_dir):
             choice = torch.multinomial(top.values / top.values.sum(-1, keepdim=True), 1, generator=generator)
             sequence = torch.cat([sequence, top.indices.gather(1, choice)], 1)
     assert torch.equal(cached, sequence[:, prompt.shape[1]:])
+
+
+def test_an_editing_run_reports_fluency_and_consistency(tmp_path, monkeypatch):
+    """FT on two fact-world CounterFact edits with reference files in the data root: both numbers land in
+    metrics.json and requests.csv, consistency only for the request whose relation and object have texts."""
+    from tests.conftest import ROOT, run_edit_cli
+
+    folder = tmp_path / "data" / "counterfact"
+    folder.mkdir(parents=True)
+    np.save(folder / "idf.npy", np.array([1.0, 2.0]))
+    (folder / "tfidf_vocab.json").write_text(json.dumps({"marrowfield": 0, "giodes": 1}))
+    (folder / "attribute_snippets.json").write_text(json.dumps([{"relation_id": "birth_city", "target_id": "cities/4",
+                                                                 "samples": [{"name": "x", "text": "Marrowfield"}]}]))
+    monkeypatch.setenv("LIT_EDIT_DATA", str(tmp_path / "data"))
+    run_edit_cli(tmp_path, "--config", str(ROOT / "configs/edit/factworld/ft.yaml"),
+                 "--data.init_args.path", "counterfact/counterfact_factworld.json", "--data.init_args.n", "2",
+                 "--model.init_args.families", "[probability, counterfact]", "--trainer.eval_every_n_batches", "0",
+                 "--trainer.eval_pre", "false", "--trainer.eval_immediate", "false")
+    final = json.loads((tmp_path / "run" / "metrics.json").read_text())["final"]["counterfact"]
+    rows = (tmp_path / "run" / "requests.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    first, second = (dict(zip(header, row.split(","))) for row in rows[1:3])
+    assert 0 < float(first["final/counterfact/fluency"]) and 0 <= float(first["final/counterfact/consistency"]) <= 1
+    assert second["final/counterfact/consistency"] == "" and float(second["final/counterfact/fluency"]) > 0
+    assert final["consistency"] == pytest.approx(float(first["final/counterfact/consistency"]))
+    assert final["fluency"] == pytest.approx((float(first["final/counterfact/fluency"])
+                                              + float(second["final/counterfact/fluency"])) / 2)
