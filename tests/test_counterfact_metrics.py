@@ -205,6 +205,14 @@ def test_counterfact_family_scores_fluency_and_consistency(tokenizer, reference_
     assert first["probability/reliability"] is not None
 
 
+def test_missing_reference_files_warn_once_naming_the_fetch_command(tmp_path):
+    from lit_edit.metrics.counterfact_generation import _references
+
+    with pytest.warns(UserWarning, match=r"lacks attribute_snippets.json.*fetch_data counterfact"):
+        assert _references(str(tmp_path)) is None
+    assert _references(str(tmp_path)) is None          # read once per folder, so warned once
+
+
 def test_counterfact_family_keys_and_its_place():
     assert metric_keys(["token", "counterfact"]) == [
         "token/reliability", "token/generality", "token/locality", "token/portability",
