@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -210,7 +211,10 @@ def test_missing_reference_files_warn_once_naming_the_fetch_command(tmp_path):
 
     with pytest.warns(UserWarning, match=r"lacks attribute_snippets.json.*fetch_data counterfact"):
         assert _references(str(tmp_path)) is None
-    assert _references(str(tmp_path)) is None          # read once per folder, so warned once
+    with warnings.catch_warnings(record=True) as again:
+        warnings.simplefilter("always")
+        assert _references(str(tmp_path)) is None     # read once per folder, so warned once
+    assert again == []
 
 
 def test_counterfact_family_keys_and_its_place():
