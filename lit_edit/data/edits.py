@@ -17,6 +17,7 @@ from lit_edit.editing.requests import (
     EditSet,
     EditSetFileError,
     SelectionError,
+    is_counterfact_edit_record,
     load_records,
     read_counterfact,
     read_zsre,
@@ -29,9 +30,10 @@ FORMATS = ("auto", "zsre", "counterfact")
 
 
 def detect_format(path: Path | str) -> str:
-    """``zsre`` or ``counterfact`` from the first record's fields."""
+    """``zsre`` or ``counterfact`` (original or EasyEdit's flattened ``counterfact-edit.json``) from the first
+    record's fields."""
     first = load_records(path)[0][0]
-    if isinstance(first, dict) and "requested_rewrite" in first:
+    if isinstance(first, dict) and "requested_rewrite" in first or is_counterfact_edit_record(first):
         return "counterfact"
     if isinstance(first, dict) and "src" in first:
         return "zsre"

@@ -68,6 +68,9 @@ class EditRequest:
     relation: str | None = None
     generation_prompts: tuple[str, ...] = ()
     """CounterFact generation prompts (free generation, consistency and fluency)."""
+    target_new_id: str | None = None
+    """CounterFact's id of the new object (``requested_rewrite.target_new.id``): with ``relation`` it names the
+    reference texts of consistency (docs/evaluation.md §13)."""
 
     def __post_init__(self) -> None:
         fail = lambda field, problem: EditRequestError(self.record_id, field, problem)
@@ -76,7 +79,7 @@ class EditRequest:
         for name in ("prompt", "subject", "target_new"):
             if not isinstance(getattr(self, name), str):
                 raise fail(name, f"expected a string, found {type(getattr(self, name)).__name__}")
-        for name in ("target_true", "relation"):
+        for name in ("target_true", "relation", "target_new_id"):
             if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
                 raise fail(name, f"expected a string or None, found {type(getattr(self, name)).__name__}")
         if not self.subject.strip():
@@ -226,7 +229,10 @@ ZSRE_SOURCES = {"prompt": "src", "subject": "subject", "target_new": "alt", "tar
                 "rephrase_prompts": "rephrase", "relation": "relation"}
 COUNTERFACT_SOURCES = {"prompt": "requested_rewrite.prompt", "subject": "requested_rewrite.subject",
                        "target_new": "requested_rewrite.target_new.str",
-                       "target_true": "requested_rewrite.target_true.str", "relation": "requested_rewrite.relation_id"}
+                       "target_true": "requested_rewrite.target_true.str", "relation": "requested_rewrite.relation_id",
+                       "target_new_id": "requested_rewrite.target_new.id"}
+COUNTERFACT_EDIT_SOURCES = {"prompt": "prompt", "subject": "subject", "target_new": "target_new",
+                            "target_true": "ground_truth", "rephrase_prompts": "rephrase_prompt"}
 
 
 def _portability(record: _Record) -> tuple[PortabilityProbe, ...]:
@@ -295,29 +301,56 @@ def read_zsre(path: Path | str, id_prefix: str = "zsre", target_true: str = "ans
     return EditSet(tuple(requests), tuple(skipped), str(path), sha, tuple(indices))
 
 
-def read_counterfact(path: Path | str, id_prefix: str = "counterfact") -> EditSet:
-    """Read a CounterFact file (``counterfact.json``/``multi_counterfact.json``; docs/methods.md §11.4).
+def is_counterfact_edit_record(record: Any) -> bool:
+    """Whether ``record`` is in EasyEdit's flattened CounterFact format (``counterfact-edit.json``)."""
+    return isinstance(record, dict) and "requested_rewrite" not in record and "ground_truth" in record \
+        and "locality_prompt" in record
 
-    rephrases = ``paraphrase_prompts`` (all of them; EasyEdit's runner uses only the first), locality =
-    ``neighborhood_prompts`` with ``target_true`` as the answer, ``generation_prompts`` kept. Record ids
-    are ``{id_prefix}:{case_id}``.
+
+def read_counterfact(path: Path | str, id_prefix: str = "counterfact") -> EditSet:
+    """Read a CounterFact file (docs/methods.md §11.4): the original ``counterfact.json``/``multi_counterfact.json``,
+    or EasyEdit's flattened ``counterfact-edit.json`` (told apart by the first record).
+
+    Original: rephrases = ``paraphrase_prompts`` (all of them; EasyEdit's runner uses only the first), locality =
+    ``neighborhood_prompts`` with ``target_true`` as the answer, ``generation_prompts`` and the new object's id
+    kept. Flattened: prompt = ``prompt``, target_new = ``target_new``, target_true = ``ground_truth``, rephrase =
+    ``rephrase_prompt``, locality = (``locality_prompt``, ``locality_ground_truth``); it has no generation
+    prompts, so fluency and consistency are not scored. Record ids are ``{id_prefix}:{case_id}``, or
+    ``{id_prefix}:{index in the file}`` for a flattened record without ``case_id``.
     """
     raw_records, sha = load_records(path)
+    flattened = bool(raw_records) and is_counterfact_edit_record(raw_records[0])
     requests = []
     for index, raw in enumerate(raw_records):
-        case_id = _Record(raw, path, index, f"#{index}").get("case_id", (int, str))
-        record = _Record(raw, path, index, f"{id_prefix}:{case_id}")
-        target_true = record.get("requested_rewrite.target_true.str", str)
-        requests.append(record.build(
-            COUNTERFACT_SOURCES, prompt=record.get("requested_rewrite.prompt", str),
-            subject=record.get("requested_rewrite.subject", str),
-            target_new=record.get("requested_rewrite.target_new.str", str), target_true=target_true,
-            rephrase_prompts=record.strings("paraphrase_prompts"),
-            locality=tuple(LocalityProbe(p, target_true.strip()) for p in record.strings("neighborhood_prompts")),
-            generation_prompts=record.strings("generation_prompts", required=False),
-            relation=record.get("requested_rewrite.relation_id", str, required=False)))
+        case_id = _Record(raw, path, index, f"#{index}").get("case_id", (int, str), required=not flattened)
+        record = _Record(raw, path, index, f"{id_prefix}:{index if case_id is None else case_id}")
+        requests.append(_counterfact_edit_request(record) if flattened else _counterfact_request(record))
     _check_unique(requests, path)
     return EditSet(tuple(requests), (), str(path), sha, tuple(range(len(requests))))
+
+
+def _counterfact_request(record: _Record) -> EditRequest:
+    target_true = record.get("requested_rewrite.target_true.str", str)
+    return record.build(
+        COUNTERFACT_SOURCES, prompt=record.get("requested_rewrite.prompt", str),
+        subject=record.get("requested_rewrite.subject", str),
+        target_new=record.get("requested_rewrite.target_new.str", str), target_true=target_true,
+        rephrase_prompts=record.strings("paraphrase_prompts"),
+        locality=tuple(LocalityProbe(p, target_true.strip()) for p in record.strings("neighborhood_prompts")),
+        generation_prompts=record.strings("generation_prompts", required=False),
+        relation=record.get("requested_rewrite.relation_id", str, required=False),
+        target_new_id=record.get("requested_rewrite.target_new.id", str, required=False))
+
+
+def _counterfact_edit_request(record: _Record) -> EditRequest:
+    answer = record.get("locality_ground_truth", str).strip()
+    if not answer:
+        raise record.error("locality_ground_truth", "answer is empty")
+    return record.build(
+        COUNTERFACT_EDIT_SOURCES, prompt=record.get("prompt", str), subject=record.get("subject", str),
+        target_new=record.get("target_new", str), target_true=record.get("ground_truth", str),
+        rephrase_prompts=record.strings("rephrase_prompt"),
+        locality=(LocalityProbe(record.get("locality_prompt", str), answer),))
 
 
 # ------------------------------------------------------------------------------------------- selection

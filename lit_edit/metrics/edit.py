@@ -7,6 +7,9 @@
   Needs ``target_true``; portability has no alternative answer and is not scored.
 - ``generation`` (strict): greedy generation (≤ ``max_new_tokens``, stop at newline/EOS, no length hint),
   SQuAD-normalised exact match; locality = generation equal to the pre-edit generation.
+- ``counterfact`` (CounterFact's generation prompts): ``counterfact/fluency`` and ``counterfact/consistency`` of
+  sampled generations (``lit_edit.metrics.counterfact_generation``; docs/evaluation.md §13). It adds to the
+  other families and is listed after one of them.
 
 A request's generality / locality / portability is the mean over its prompts; a metric a request cannot have
 (no rephrases, no ``target_true``) is None and is left out of the averages.
@@ -20,18 +23,22 @@ from dataclasses import dataclass, field
 
 from lit_edit.editing.requests import EditRequest
 from lit_edit.generation import greedy_continuations
+from lit_edit.metrics.counterfact_generation import METRIC_KEYS as COUNTERFACT_KEYS
+from lit_edit.metrics.counterfact_generation import score_counterfact_generation
 from lit_edit.metrics.text import exact_match, normalize_answer
 from lit_edit.scoring import score_answers
 
-FAMILIES = ("token", "probability", "generation")
+FAMILIES = ("token", "probability", "generation", "counterfact")
 METRICS = ("reliability", "generality", "locality", "portability")
 
 
 def metric_keys(families: Sequence[str]) -> list[str]:
     """``family/metric`` for every metric, plus the probability family's magnitudes."""
-    keys = [f"{family}/{metric}" for family in families for metric in METRICS]
+    keys = [f"{family}/{metric}" for family in families if family != "counterfact" for metric in METRICS]
     if "probability" in families:
         keys += [f"probability/{metric}_magnitude" for metric in ("reliability", "generality", "locality")]
+    if "counterfact" in families:
+        keys += list(COUNTERFACT_KEYS)
     return keys
 
 
@@ -39,6 +46,9 @@ def check_families(families: Sequence[str]) -> tuple[str, ...]:
     unknown = [f for f in families if f not in FAMILIES]
     if unknown or not families:
         raise ValueError(f"unknown edit-metric families {unknown}; choose from {FAMILIES}")
+    if families[0] == "counterfact":
+        raise ValueError("the edit-metric family 'counterfact' (fluency and consistency) adds to another family and "
+                         f"cannot come first: list it after one of {FAMILIES[:-1]}, e.g. [probability, counterfact]")
     return tuple(families)
 
 
@@ -90,6 +100,8 @@ def score_requests(model, tokenizer, requests: Sequence[EditRequest], families: 
         _teacher_forced(model, tokenizer, requests, families, reference, results, batch_size)
     if "generation" in families:
         _generated(model, tokenizer, requests, reference, results, max_new_tokens, batch_size)
+    if "counterfact" in families:
+        score_counterfact_generation(model, tokenizer, requests, results, batch_size)
     return results
 
 

@@ -61,7 +61,8 @@ class EditingModule(ResumableRun, RunOutputs, SeveralProcesses, L.LightningModul
         name_or_path: a Hugging Face causal LM folder (or hub name when online).
         editor: the method (``lit_edit.editors``: ROME, MEMIT, FT, ...).
         rollback: restore the edited parameters after every step (single / batch-single modes).
-        families: edit-metric families (``token``, ``probability``, ``generation``; see ``lit_edit.metrics``).
+        families: edit-metric families (``token``, ``probability``, ``generation``, ``counterfact``; see
+            ``lit_edit.metrics``).
         dtype: model dtype (``float32``, ``bfloat16``, ``float16``).
         statistics: where C = E[k kᵀ] comes from (methods that need it).
         monitor_text: documents for the perplexity monitor (``.jsonl``/``.txt``/``datasets`` folder).
