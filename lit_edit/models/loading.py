@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 
 import torch
@@ -73,6 +74,10 @@ def load_model(name_or_path: str, dtype: str = "float32", device: str | torch.de
     except SafetensorError as e:
         raise ModelLoadError(f"{_weight_files(name_or_path)} of {name_or_path!r} is not a readable safetensors "
                              f"file ({e}): truncated or corrupt; copy it again") from e
+    except pickle.UnpicklingError as e:
+        raise ModelLoadError(f"the PyTorch weights file of {name_or_path!r} holds objects other than tensors, which "
+                             "lit-edit does not unpickle (that could run code): convert a trusted copy to "
+                             "model.safetensors") from e
     architecture_of(model)
     return model.to(device).eval()
 
