@@ -77,6 +77,22 @@ def test_blocks_below_the_edited_layer_run_once(tiny):
     assert calls == {0: 1, 1: 1, 2: 1 + hp.steps}
 
 
+def test_a_model_in_training_mode_runs_every_block_every_step(tiny):
+    """Dropout draws new masks in every block at every step, so nothing below the edited layer is fixed."""
+    model, tokenizer = tiny
+    arch = architecture_of(model)
+    calls = []
+    handle = model.get_submodule(arch.layer(0)).register_forward_pre_hook(lambda mod, args: calls.append(1))
+    hp = ValueHyperparams(steps=3, lr=0.05, weight_decay=0.0, stop_loss=0.0)
+    model.train()
+    try:
+        optimize_values(model, tokenizer, arch.ffn_at(2), TARGETS, hp, TEMPLATES)
+    finally:
+        model.eval()
+        handle.remove()
+    assert len(calls) == 1 + hp.steps
+
+
 def test_modules_outside_the_blocks_use_the_full_pass(tiny):
     model, _ = tiny
     arch = architecture_of(model)

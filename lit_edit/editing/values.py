@@ -126,7 +126,8 @@ def _first_pass(model, module: str, input_ids: torch.Tensor, mask: torch.Tensor,
     model's last hidden state) — blocks from ``module``'s layer on when the lower ones can be kept, else all."""
     from lit_edit.sharding import is_sharded
 
-    if not (reuse_lower_layers and upper_layers_supported(model, module)) or is_sharded(model):
+    # a model in training mode draws new dropout masks in every block at every step: nothing below is fixed then
+    if not (reuse_lower_layers and upper_layers_supported(model, module)) or model.training or is_sharded(model):
         with torch.no_grad(), record(model, [module]) as seen:
             model(input_ids=input_ids, attention_mask=mask)
         return seen[module].output, lambda: model.base_model(input_ids=input_ids, attention_mask=mask).last_hidden_state
