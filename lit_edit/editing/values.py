@@ -17,19 +17,23 @@ to 1e-5); rows that stopped are restored after every step so that momentum canno
 same reason a large batch can be optimised in chunks of ``requests_per_pass`` requests: the activations
 saved for the backward pass scale with the rows of one pass, the result does not change. Only δ is
 differentiated (``torch.autograd.grad``), so the backward pass stops at the edited module and no parameter
-gradient is computed or left behind, whether or not the model's parameters require grad.
+gradient is computed or left behind, whether or not the model's parameters require grad. δ enters inside block l, so
+the blocks below l see the same rows at every step: their result is kept from the first pass and each step runs
+blocks l… only (:mod:`lit_edit.models.upper_layers`; the same numbers as the full pass).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 
 import torch
 
 from lit_edit.editing.positions import subject_token_index
 from lit_edit.hooks import record, rewrite_output
+from lit_edit.models.architectures import architecture_of
+from lit_edit.models.upper_layers import layer_of, record_upper_layers, upper_layers_supported
 from lit_edit.scoring import pad_right
 
 
@@ -117,13 +121,32 @@ def _build_rows(tokenizer, targets: Sequence[ValueTarget], templates: Sequence[s
                  target_ids)
 
 
+def _first_pass(model, module: str, input_ids: torch.Tensor, mask: torch.Tensor,
+                reuse_lower_layers: bool) -> tuple[torch.Tensor, Callable[[], torch.Tensor]]:
+    """One pass without gradients: ``module``'s output on every row, and the forward pass each step repeats (the base
+    model's last hidden state) — blocks from ``module``'s layer on when the lower ones can be kept, else all."""
+    from lit_edit.sharding import is_sharded
+
+    # a model in training mode draws new dropout masks in every block at every step: nothing below is fixed then
+    if not (reuse_lower_layers and upper_layers_supported(model, module)) or model.training or is_sharded(model):
+        with torch.no_grad(), record(model, [module]) as seen:
+            model(input_ids=input_ids, attention_mask=mask)
+        return seen[module].output, lambda: model.base_model(input_ids=input_ids, attention_mask=mask).last_hidden_state
+    layer = layer_of(architecture_of(model), module)
+    with torch.no_grad(), record(model, [module]) as seen, record_upper_layers(model, layer) as upper:
+        model.base_model(input_ids=input_ids, attention_mask=mask, use_cache=False)
+    return seen[module].output, upper.run
+
+
 def optimize_values(model, tokenizer, module: str, targets: Sequence[ValueTarget], hp: ValueHyperparams,
-                    context_templates: Sequence[str] = ("{}",)) -> ValueResult:
+                    context_templates: Sequence[str] = ("{}",), reuse_lower_layers: bool = True) -> ValueResult:
     """Optimise one δ per request at the output of ``module`` (see the module docstring).
 
     Args:
         module: the module whose (first tensor) output receives δ: a block (MEMIT) or an FFN (ROME).
         context_templates: prefixes with ``{}`` for the prompt; the first must be the bare ``"{}"``.
+        reuse_lower_layers: keep the blocks below ``module``'s layer from the first pass (False: every step runs the
+            whole model; the result is the same, for comparison).
     """
     if not targets:
         raise ValueError("no requests")
@@ -131,7 +154,8 @@ def optimize_values(model, tokenizer, module: str, targets: Sequence[ValueTarget
         raise ValueError(f"the first context template must be the bare '{{}}', got {context_templates[0]!r}")
     chunk = hp.requests_per_pass
     if chunk is not None and len(targets) > chunk:   # independent requests: the same result, less memory
-        parts = [optimize_values(model, tokenizer, module, targets[i:i + chunk], hp, context_templates)
+        parts = [optimize_values(model, tokenizer, module, targets[i:i + chunk], hp, context_templates,
+                                 reuse_lower_layers)
                  for i in range(0, len(targets), chunk)]
         return ValueResult(*(torch.cat([getattr(part, f.name) for part in parts]) for f in fields(ValueResult)))
     device = next(model.parameters()).device
@@ -150,9 +174,7 @@ def optimize_values(model, tokenizer, module: str, targets: Sequence[ValueTarget
     tok_row, tok_pos, tok_id, tok_weight = (torch.tensor(col, device=device) for col in zip(*flat))
     tok_owner = owner[tok_row]
 
-    with torch.no_grad(), record(model, [module]) as seen:
-        model(input_ids=input_ids, attention_mask=mask)
-    h = seen[module].output
+    h, forward = _first_pass(model, module, input_ids, mask, reuse_lower_layers)
     d = h.shape[-1]
     initial = h[bare_rows, lookup[bare_rows]].float()
     delta = torch.zeros(n, d, device=device, dtype=torch.float32, requires_grad=True)
@@ -177,7 +199,7 @@ def optimize_values(model, tokenizer, module: str, targets: Sequence[ValueTarget
     unembedding = model.get_output_embeddings()
     for step in range(hp.steps):
         with rewrite_output(model, {module: add_delta}):
-            hidden = model.base_model(input_ids=input_ids, attention_mask=mask).last_hidden_state
+            hidden = forward()
         logprobs = torch.log_softmax(unembedding(hidden[score_rows, score_positions]).float(), dim=-1)
         token_nll = -logprobs[scored, tok_id] * tok_weight
         nll = torch.zeros(n, device=device).index_add(0, tok_owner, token_nll)
