@@ -82,7 +82,9 @@ def _eval(tmp_path, devices: int) -> dict:
                "--data.init_args.batch_size", "6", "--trainer.enable_progress_bar", "false"]
     if devices > 1:
         command += ["--trainer.strategy", "ddp"]
-    subprocess.run(command, cwd=ROOT, check=True, capture_output=True, text=True, timeout=600)
+    # one thread per process in both runs (ONE_THREAD, below): greedy generation compares logits that another
+    # thread count may round differently
+    subprocess.run(command, cwd=ROOT, check=True, capture_output=True, text=True, timeout=600, env=ONE_THREAD)
     return json.loads((folder / "downstream.json").read_text())
 
 
