@@ -1,5 +1,5 @@
 """MEMIT on the shipped fact-world model through the editing loop, batch-single: 10 edits in one batch at λ 100
-("small batches work", README, Known limitations 1) and 100 edits in one batch at the config's λ 300.
+("small batches work", docs/limitations.md, item 1) and 100 edits in one batch at the config's λ 300.
 
 The runs are ``configs/edit/factworld/memit.yaml`` with ``configs/edit/modes/batch_single.yaml``, built by the CLI
 itself so the tests follow the config; both share one statistics cache. The floors are the levels measured on the
@@ -51,7 +51,7 @@ def test_batch_single_memit_on_10_edits_at_lambda_100_flips_them_and_keeps_local
 
 def test_batch_single_memit_on_100_edits_holds_its_measured_level(hundred):
     # measured: token reliability 0.495, generality 0.185, locality 0.835, portability 0.167 (pre-edit 0.11 / 0.11 /
-    # 1.00 / 0.25); README, Known limitations 1
+    # 1.00 / 0.25); docs/limitations.md, item 1
     token, pre = hundred["final"]["token"], hundred["pre"]["token"]
     assert pre["reliability"] < 0.2, pre
     assert token["reliability"] >= 0.4, token
@@ -63,8 +63,9 @@ def test_batch_single_memit_on_100_edits_holds_its_measured_level(hundred):
 
 @pytest.mark.xfail(strict=True, raises=CriterionNotMet,
                    reason="100 edits in one batch leak onto other subjects' keys in this 4-layer model, and 27 of them "
-                   "share a subject with another (README, Known limitations 1): on the shipped model at λ 300 with "
-                   "the config's 25 value steps, token reliability 0.495, locality 0.835 (v1, 40 steps: 0.69 / 0.62)")
+                   "share a subject with another (docs/limitations.md, item 1): on the shipped model at λ 300, "
+                   "the config's 25 value steps, token reliability 0.495, locality 0.835 "
+                   "(stage-2 model, 40 steps: 0.69 / 0.62)")
 def test_batch_single_memit_on_100_edits_reaches_reliability_and_locality_0_9(hundred):
     token = hundred["final"]["token"]
     if not (token["reliability"] >= 0.9 and token["locality"] >= 0.9):
