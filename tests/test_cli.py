@@ -110,7 +110,12 @@ def test_the_main_job_edits_and_writes_the_run_folder(tmp_path):
         assert set(metrics[when]) == {"token", "probability", "generation"}
         for family in metrics[when].values():
             assert {"reliability", "generality", "locality", "portability"} <= set(family)
-    assert metrics["final"]["token"]["locality"] > 0.5 and metrics["monitors"]["final"]["perplexity"] > 1
+    # the edits hold (measured, one thread: token reliability 0.70 after pre-edit 0.10, generation 0.70 after 0.00,
+    # token locality 1.00): an editor that does nothing stays at the pre-edit level
+    token, pre = metrics["final"]["token"], metrics["pre"]["token"]
+    assert token["reliability"] >= 0.5 and metrics["final"]["generation"]["reliability"] >= 0.5, metrics["final"]
+    assert metrics["immediate"]["token"]["reliability"] >= pre["reliability"] + 0.4, metrics
+    assert token["locality"] >= 0.8 and metrics["monitors"]["final"]["perplexity"] > 1
     steps = (folder / "steps.csv").read_text().splitlines()
     header = steps[0].split(",")
     updates = [i for i, name in enumerate(header) if name.startswith("update_fro/")]

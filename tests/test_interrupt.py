@@ -21,8 +21,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from lit_edit.data import EditDataModule
 from lit_edit.loops.consecutive import ConsecutiveEditingLoop
+from lit_edit.models import load_model_and_tokenizer
 from lit_edit.run_state import STATE_FILE, load_run_state
+from lit_edit.scoring import score_answers
 from lit_edit.signals import interrupts_deferred
 from tests.conftest import ROOT
 
@@ -78,14 +81,17 @@ def _interrupt(tmp_path: Path, sig: signal.Signals) -> tuple[dict, str]:
     partial = json.loads(metrics_path.read_text())
     interrupted = partial["interrupted"]
     done, during = interrupted["batches_done"], interrupted["during_batch"]
-    assert 2 <= done < 5 and partial["final"] is None and partial["pre"]["token"]["reliability"] is not None
-    assert partial["immediate"]["token"]["reliability"] is not None
+    assert 2 <= done < 5 and partial["final"] is None
+    assert partial["pre"]["token"]["reliability"] == pytest.approx(_pre_edit_reliability(), abs=1e-6)
     # n_edits: the edits the weights received, a step cut after its edit included; every finished step in steps.csv
     assert partial["n_edits"] == interrupted["n_edits"] in ({2 * done} if during is None else {2 * done, 2 * done + 2})
     assert _rows(tmp_path / "cut" / "run") in ({done} if during is None else {done, done + 1})
     with open(tmp_path / "cut" / "run" / "requests.csv") as f:   # each request scored so far, by stage
         scored = [row for row in csv.DictReader(f) if row["immediate/token/reliability"]]
     assert len(scored) == partial["n_edits"] or (during is not None and len(scored) == 2 * done)
+    # the partial immediate scores are the mean over the requests scored so far
+    assert partial["immediate"]["token"]["reliability"] == pytest.approx(
+        sum(float(row["immediate/token/reliability"]) for row in scored) / len(scored), abs=1e-6)
     assert interrupted["run_state"] == str(tmp_path / "cut" / "run" / STATE_FILE)
     # between two steps the interrupt saves the state where it stopped; inside a step (the edit of batch `during`,
     # its scores or its run state) it keeps the last one, which with a state after every batch is at `during`
@@ -93,17 +99,26 @@ def _interrupt(tmp_path: Path, sig: signal.Signals) -> tuple[dict, str]:
     assert interrupted["run_state_batches"] in ({done} if during is None else {during, during + 1})
     assert during is None or done in (during, during + 1)
     assert f"--trainer.resume_from {tmp_path / 'cut' / 'run'}" in output
-    return interrupted, output
+    return interrupted, output, scored
+
+
+def _pre_edit_reliability() -> float:
+    """The unedited model's mean token reliability on the run's 10 requests, scored here directly."""
+    data = EditDataModule(root=str(ROOT / "data" / "factworld"), n=10, batch_size=2)
+    data.setup("test")
+    model, tokenizer = load_model_and_tokenizer(str(ROOT / "checkpoints" / "factworld-gpt2"))
+    scores = score_answers(model, tokenizer, [r.text for r in data.requests], [r.target_new for r in data.requests])
+    return sum(s.token_accuracy for s in scores) / len(scores)
 
 
 def test_sigterm_writes_partial_results_and_says_where(tmp_path):
-    interrupted, output = _interrupt(tmp_path, signal.SIGTERM)
+    interrupted, output, _ = _interrupt(tmp_path, signal.SIGTERM)
     assert "[lit-edit] interrupted" in output and interrupted["batches_done"] >= 2
 
 
 def test_ctrl_c_writes_partial_results_and_the_run_resumes_to_the_uninterrupted_result(tmp_path):
     full, full_log = _cli(tmp_path, "full", "--trainer.checkpoint_every_n_batches", "1")
-    interrupted, _ = _interrupt(tmp_path, signal.SIGINT)
+    interrupted, _, scored = _interrupt(tmp_path, signal.SIGINT)
     metrics_path = tmp_path / "cut" / "run" / "metrics.json"
     resumed, resumed_log = _cli(tmp_path, "cut", "--trainer.checkpoint_every_n_batches", "1",
                                 "--trainer.resume_from", str(tmp_path / "cut" / "run"))
@@ -112,6 +127,10 @@ def test_ctrl_c_writes_partial_results_and_the_run_resumes_to_the_uninterrupted_
     restored = interrupted["run_state_batches"]
     assert f"resumed from {tmp_path / 'cut' / 'run' / STATE_FILE}: {restored} batches" in resumed_log.read_text()
     a = json.loads((tmp_path / "full" / "run" / "metrics.json").read_text())
+    with open(tmp_path / "full" / "run" / "requests.csv") as f:     # the interrupted steps scored as the full run's
+        full_rows = {row["record_id"]: row for row in csv.DictReader(f)}
+    assert [row["immediate/token/reliability"] for row in scored] == [
+        full_rows[row["record_id"]]["immediate/token/reliability"] for row in scored]
     b = json.loads(metrics_path.read_text())
     assert "interrupted" not in b and b["n_edits"] == 10
     assert _without_time(a) == _without_time(b)

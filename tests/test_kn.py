@@ -298,8 +298,9 @@ def test_one_token_edit_rules_on_a_direct_computation():
 
 
 def test_kn_flips_most_facts_and_keeps_most_unrelated_ones(factworld):
-    """6 requests, each edited alone and rolled back: most first answer tokens flip, and most (not all: KN disturbs
-    far more than ROME's ≥ 90 %, tests/test_rome.py) unrelated first answer tokens are kept."""
+    """6 requests, each edited alone and rolled back: most first answer tokens flip, and most unrelated first answer
+    tokens are kept (measured, one thread: 6 of 6 flipped, 0.817 kept — fewer than ROME's ≥ 0.9, tests/test_rome.py;
+    a floor, so that a KN that disturbs less passes)."""
     model, tokenizer, arch = factworld
     requests = read_zsre(FACTWORLD / "zsre" / "zsre_factworld.json").requests[:6]
     world = load_world(FACTWORLD)
@@ -322,7 +323,7 @@ def test_kn_flips_most_facts_and_keeps_most_unrelated_ones(factworld):
                 p.copy_(originals[n])
     print(f"KN: {sum(flipped)}/{len(requests)} flipped, {sum(kept) / len(kept):.3f} of unrelated first tokens kept")
     assert sum(flipped) >= 4
-    assert 0.7 <= sum(kept) / len(kept) < 0.95
+    assert sum(kept) / len(kept) >= 0.7
 
 
 def test_rollback_restores_every_parameter_bit_exactly(tmp_path):

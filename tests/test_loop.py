@@ -13,7 +13,10 @@ from lightning.pytorch.loops import _EvaluationLoop
 from lit_edit.data import EditDataModule
 from lit_edit.editing.values import ValueHyperparams
 from lit_edit.editors import FT, MEMIT, ROME
+from lit_edit.editors.base import Editor, EditOutcome, changes, snapshot
 from lit_edit.loops import ConsecutiveEditingLoop, EditTrainer
+from lit_edit.metrics import pre_edit_reference, score_requests
+from lit_edit.models import architecture_of, load_model_and_tokenizer
 from lit_edit.modules import EditingModule
 from lit_edit.modules.editing import mode_name
 from lit_edit.stats import StatisticsConfig
@@ -80,6 +83,52 @@ def test_rollback_restores_every_parameter_bit_exactly(tmp_path, kind):
     with open(tmp_path / "run" / "requests.csv") as f:     # with rollback the final scores are the immediate ones
         rows = list(csv.DictReader(f))
     assert len(rows) == 4 and all(r["final/token/reliability"] == r["immediate/token/reliability"] != "" for r in rows)
+
+
+class _ScaleLayer(Editor):
+    """Step k multiplies layer 1's FFN output weight by −(k + 1): an edit that is easy to redo and to detect."""
+
+    name = "scale-layer"
+
+    def __init__(self):
+        self.steps = 0
+
+    def parameter_names(self, model, arch):
+        return [f"{arch.ffn_out_at(1)}.weight"]
+
+    def edit(self, model, tokenizer, arch, requests):
+        before = snapshot(model, self.parameter_names(model, arch))
+        self.steps += 1
+        with torch.no_grad():
+            arch.edit_weight(model, 1).mul_(-float(self.steps))
+        return EditOutcome(changes(model, before))
+
+
+def test_with_rollback_each_step_is_scored_on_its_edited_model_before_the_rollback(tmp_path):
+    """Each request's immediate (= final) scores are those of the model holding its own step's edit, redone here
+    on a fresh copy and scored directly, and differ from the pre-edit scores: the loop scored before restoring."""
+    module, _, metrics = run(tmp_path, _ScaleLayer(), rollback=True)
+    requests = EditDataModule(root=str(FACTWORLD), n=4, batch_size=2)
+    requests.setup("test")
+    batches = list(requests.test_dataloader())
+    model, tokenizer = load_model_and_tokenizer(MODEL)
+    arch = architecture_of(model)
+    reference = pre_edit_reference(model, tokenizer, [r for b in batches for r in b], ["token"])
+    with open(tmp_path / "run" / "requests.csv") as f:
+        rows = {row["record_id"]: row for row in csv.DictReader(f)}
+    moved = 0
+    for step, batch in enumerate(batches):
+        edited, _ = load_model_and_tokenizer(MODEL)
+        with torch.no_grad():
+            arch.edit_weight(edited, 1).mul_(-float(step + 1))
+        for request, scores in zip(batch, score_requests(edited, tokenizer, batch, ["token"], reference)):
+            row = rows[request.record_id]
+            for key in ("token/reliability", "token/locality", "token/generality"):
+                assert float(row[f"immediate/{key}"]) == pytest.approx(scores[key], abs=1e-6), (request.record_id, key)
+                assert row[f"final/{key}"] == row[f"immediate/{key}"]
+                moved += float(row[f"immediate/{key}"]) != pytest.approx(float(row[f"pre/{key}"]), abs=1e-6)
+    assert moved >= 4, moved                                  # the edit shows in the scores
+    assert metrics["immediate"]["token"]["locality"] < 1.0 == metrics["pre"]["token"]["locality"]
 
 
 def _column(lines, name):

@@ -76,14 +76,19 @@ def test_comeba_hk_run_edits_through_hooks_only_and_reports_its_gate(tmp_path):
     import csv
 
     steps = list(csv.DictReader((tmp_path / "run" / "steps.csv").open()))
+    max_z = json.loads((tmp_path / "run" / "gate_max_z.json").read_text())
     for layer in ("0", "1"):
-        # right after its step, the dynamic threshold lets every edit of the batch through...
+        alpha, edited = report["gate"][layer]["alpha"], max_z[layer]["edited"]     # edited: request order
+        assert report["gate"][layer]["edited"]["fire_rate"] == sum(z >= alpha for z in edited) / 20
+        # right after its step, the dynamic threshold lets every edit of the batch through: α is at most the
+        # smallest max z of the last batch's prompts (eq. 18; one of them sits on α, so the report's own pass may
+        # put it a rounding error below: measured −2.6e-8 at layer 1, where the report's fire rate is then 0.85)
         assert [float(row[f"gate_missed/layer{layer}"]) for row in steps] == [0.0, 0.0]
-        # ...later batches move the hook weights, so at the end most (not necessarily all) earlier edits still pass:
-        # 17 of the 20 edit prompts on the shipped model with torch 2.13 and transformers 5.25 on 2 CPU cores, 18 on
-        # other package versions; the floor leaves room for such a one-or-two-prompt change
-        assert report["gate"][layer]["edited"]["fire_rate"] >= 0.75
-        assert report["gate"][layer]["alpha"] <= 2.2
+        assert min(edited[10:]) >= alpha - 1e-6, (alpha, edited[10:])
+        # ...later batches move the hook weights, so at the end most (not necessarily all) of the first batch's
+        # edits still pass (measured 9 and 8 of 10 at layers 0 and 1)
+        assert sum(z >= alpha - 1e-6 for z in edited[:10]) >= 6, (alpha, edited[:10])
+        assert alpha <= 2.2
     assert metrics["final"]["token"]["reliability"] > metrics["pre"]["token"]["reliability"]
     assert (tmp_path / "run" / "plots" / "gate_zscores.png").exists()
     assert set(json.loads((tmp_path / "run" / "gate_max_z.json").read_text())["0"]) == {"edited", "rephrased",

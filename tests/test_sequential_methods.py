@@ -9,17 +9,18 @@ from lit_edit.editing.comeba import ComebaHyperparams, apply_comeba
 from lit_edit.editing.d4s import D4sHyperparams, D4sLayerState, apply_d4s
 from lit_edit.editing.hook_layers import HookBank
 from lit_edit.editing.memit import MemitHyperparams, apply_memit
-from lit_edit.editing.values import ValueHyperparams, ValueTarget
+from lit_edit.editing.values import ValueTarget
 from lit_edit.models import architecture_of, load_model_and_tokenizer
 
 from .conftest import make_tiny_model
+from .direct import LIVE_VALUES, clamp_binds, keys_and_outputs, memit_replica
 
 TARGETS = [ValueTarget("{} was born in", "Alda Venkor", "Port Ivory"),
            ValueTarget("The pet of {} is a", "Bram Tosk", "parrot"),
            ValueTarget("{} works for", "Ziva Lorn", "Quillon Systems"),
            ValueTarget("{} plays the", "Omar Teel", "violin")]
 GROUPS = (("{}",), ("The weather was mild. {}", "Nobody expected it. {}"))
-VALUES = ValueHyperparams(steps=6, lr=0.05, weight_decay=0.0, clamp_norm_factor=100.0)
+VALUES = LIVE_VALUES
 LAMBDA = 3.0
 
 
@@ -54,7 +55,8 @@ def test_d4s_on_one_layer_after_n_edits_equals_batch_memit_over_them(tiny):
     for target in TARGETS:                                  # instance-sequential, batch size 1
         apply_d4s(model, tokenizer, arch, [target], hp, GROUPS, w0, states)
     batch, tok, _ = _fresh(folder)
-    apply_memit(batch, tok, arch, TARGETS, MemitHyperparams((1,), LAMBDA, VALUES), GROUPS, moments)
+    _, values = apply_memit(batch, tok, arch, TARGETS, MemitHyperparams((1,), LAMBDA, VALUES), GROUPS, moments)
+    assert clamp_binds(values)            # the per-request terms are live: a coupling through them would show
     torch.testing.assert_close(_math(model, arch, 1), _math(batch, arch, 1), rtol=1e-5, atol=1e-7)
 
 
@@ -95,16 +97,17 @@ def _comeba(folder, moments, hooks, alpha=float("-inf"), steps=2):
     accumulated = {layer: AccumulatedKeys(LAMBDA * moments[layer], refactor_every=3) for layer in layers}
     bank = HookBank(model, arch, layers, alpha) if hooks else None
     w_before = {layer: _math(model, arch, layer) for layer in layers}
-    history = []
+    history, values = [], []
     for i in range(steps):
         updates, step = apply_comeba(model, tokenizer, arch, TARGETS[2 * i: 2 * i + 2], hp, GROUPS, accumulated, bank)
         history.append(updates)
-    return model, arch, bank, w_before, history
+        values.append(step.values)
+    return model, arch, bank, w_before, history, values
 
 
 def test_comeba_without_hooks_applies_the_accumulated_update_each_step(tiny):
     folder, moments = tiny
-    model, arch, _, w0, history = _comeba(folder, moments, hooks=False)
+    model, arch, _, w0, history, _ = _comeba(folder, moments, hooks=False)
     for layer_index, layer in enumerate((0, 1)):
         keys, total = [], torch.zeros_like(w0[layer])
         for updates in history:
@@ -119,8 +122,8 @@ def test_comeba_without_hooks_applies_the_accumulated_update_each_step(tiny):
 
 def test_comeba_hk_with_an_always_open_gate_equals_the_ablation_and_never_touches_the_model(tiny):
     folder, moments = tiny
-    plain, arch, _, _, _ = _comeba(folder, moments, hooks=False)
-    hooked, _, bank, w0, _ = _comeba(folder, moments, hooks=True, alpha=float("-inf"))
+    plain, arch, _, _, _, _ = _comeba(folder, moments, hooks=False)
+    hooked, _, bank, w0, _, _ = _comeba(folder, moments, hooks=True, alpha=float("-inf"))
     for layer in (0, 1):
         torch.testing.assert_close(_math(hooked, arch, layer), w0[layer], rtol=0, atol=0)   # base model untouched
         torch.testing.assert_close(w0[layer] + bank.layers[layer].delta.double(),
@@ -129,29 +132,77 @@ def test_comeba_hk_with_an_always_open_gate_equals_the_ablation_and_never_touche
     assert bank.nbytes == sum(h.delta.numel() * (4 + 8) for h in bank.layers.values())
 
 
+@pytest.mark.parametrize("hooks", [False, True])
+def test_comeba_steps_equal_a_replica_measuring_each_layer_after_the_earlier_ones(tiny, hooks):
+    """Eqs. 13–15 from a replica (tests/direct.py) that measures each step's keys and h^L with fresh forward passes on
+    a plain model holding every earlier update, earlier layers of the same step included, and keeps
+    C_accu = λC + Σ KKᵀ itself; COMEBA's effective weights (with hook layers: always open) are the replica's."""
+    folder, moments = tiny
+    model, arch, bank, w0, _, values = _comeba(folder, moments, hooks=hooks)
+    replica, tokenizer, _ = _fresh(folder)
+    layers = (0, 1)
+    accumulated = {layer: LAMBDA * moments[layer] for layer in layers}
+
+    def solve(layer, residuals, keys):                                      # ΔW = R Kᵀ C_accu⁻¹, C_accu with K
+        accumulated[layer] = accumulated[layer] + keys @ keys.T
+        return residuals @ keys.T @ torch.linalg.inv(accumulated[layer])
+
+    for i, step_values in enumerate(values):
+        targets = TARGETS[2 * i: 2 * i + 2]
+        _, outputs = keys_and_outputs(replica, tokenizer, arch, 0, max(layers), targets, GROUPS)
+        torch.testing.assert_close(step_values.initial_outputs.double(), outputs.T, rtol=1e-5, atol=1e-7)
+        memit_replica(replica, tokenizer, arch, targets, step_values.values, layers, GROUPS, solve)
+    for layer in layers:
+        effective = w0[layer] + bank.layers[layer].delta.double() if hooks else _math(model, arch, layer)
+        torch.testing.assert_close(effective, _math(replica, arch, layer), rtol=1e-5, atol=1e-7)
+
+
 def test_comeba_hk_lowers_the_threshold_to_the_edit_prompts(tiny):
     folder, moments = tiny
-    _, _, bank, _, _ = _comeba(folder, moments, hooks=True, alpha=50.0, steps=1)
+    _, _, bank, _, _, _ = _comeba(folder, moments, hooks=True, alpha=50.0, steps=1)
     assert all(hook.alpha < 50.0 for hook in bank.layers.values())
 
 
 def test_alphaedit_accumulates_previous_keys_and_leaves_the_preserved_space_alone(tiny):
+    """Two batches against a replica (tests/direct.py): each layer's keys and h^L measured after the earlier layers,
+    the published update X = (P G + αI)⁻¹ P K Rᵀ with G = KKᵀ + Σ K_pK_pᵀ solved as the non-symmetric system it is,
+    and after each batch the keys measured again on the edited model and added to the sum. The sum is that of both
+    batches (forgetting the first changes it and the second batch's update), and the weights are the replica's."""
     folder, moments = tiny
     model, tokenizer, arch = _fresh(folder)
-    layers = (0, 1)
+    replica, _, _ = _fresh(folder)
+    layers, l2 = (0, 1), 1.0
     eigenvalues = torch.linalg.eigvalsh(moments[0])
-    threshold = float(eigenvalues[eigenvalues.numel() // 2])
-    hp = AlphaEditHyperparams(layers=layers, nullspace_threshold=threshold, l2=1.0, values=VALUES)
+    half = eigenvalues.numel() // 2
+    # midway between two eigenvalues: the null space has `half` dimensions whatever the eigensolver's last bits
+    assert eigenvalues[half] - eigenvalues[half - 1] > 1e-3 * eigenvalues[half]
+    threshold = float(eigenvalues[half - 1] + eigenvalues[half]) / 2
+    hp = AlphaEditHyperparams(layers=layers, nullspace_threshold=threshold, l2=l2, values=VALUES)
     bases = {layer: null_space_basis(moments[layer], threshold) for layer in layers}
+    assert all(b.shape[1] == half for b in bases.values())
+    eigenvectors = {layer: torch.linalg.eigh(moments[layer]).eigenvectors for layer in layers}
+    projectors = {layer: v[:, :half] @ v[:, :half].T for layer, v in eigenvectors.items()}
     previous = {layer: torch.zeros(b.shape[0], b.shape[0], dtype=torch.float64) for layer, b in bases.items()}
+    expected_previous = {layer: torch.zeros_like(p) for layer, p in previous.items()}
     w0 = {layer: _math(model, arch, layer) for layer in layers}
-    apply_alphaedit(model, tokenizer, arch, TARGETS[:2], hp, GROUPS, bases, previous)
-    assert all(previous[layer].abs().sum() > 0 for layer in layers)
-    first = {layer: previous[layer].clone() for layer in layers}
-    apply_alphaedit(model, tokenizer, arch, TARGETS[2:], hp, GROUPS, bases, previous)
+    eye = torch.eye(w0[0].shape[1], dtype=torch.float64)
+
+    def solve(layer, residuals, keys):
+        p, g = projectors[layer], keys @ keys.T + expected_previous[layer]
+        return torch.linalg.solve(p @ g + l2 * eye, p @ keys @ residuals.T).T
+
+    for batch in (TARGETS[:2], TARGETS[2:]):
+        _, values = apply_alphaedit(model, tokenizer, arch, batch, hp, GROUPS, bases, previous)
+        _, outputs = keys_and_outputs(replica, tokenizer, arch, 0, max(layers), batch, GROUPS)
+        torch.testing.assert_close(values.initial_outputs.double(), outputs.T, rtol=1e-5, atol=1e-7)
+        memit_replica(replica, tokenizer, arch, batch, values.values, layers, GROUPS, solve)
+        for layer in layers:                                 # the batch's keys on the edited model, every layer
+            keys, _ = keys_and_outputs(replica, tokenizer, arch, layer, max(layers), batch, GROUPS)
+            expected_previous[layer] = expected_previous[layer] + keys @ keys.T
+            torch.testing.assert_close(previous[layer], expected_previous[layer], rtol=1e-7, atol=1e-10)
+            torch.testing.assert_close(_math(model, arch, layer), _math(replica, arch, layer), rtol=1e-7, atol=1e-9)
     for layer in layers:
-        assert not torch.equal(first[layer], previous[layer])
-        kept = torch.linalg.eigh(moments[layer]).eigenvectors[:, bases[layer].shape[1]:]
+        kept = eigenvectors[layer][:, half:]
         change = _math(model, arch, layer) - w0[layer]
         assert change.abs().max() > 1e-6
         assert (change @ kept).abs().max() < 1e-9 * change.abs().max().clamp_min(1)

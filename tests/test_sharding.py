@@ -100,8 +100,12 @@ def test_sharded_model_edits_and_scores_like_the_whole_model(tmp_path):
     out = str(tmp_path / "result")
     mp.start_processes(_worker, args=(2, str(tmp_path / "init"), str(tmp_path / "stats2"), out), nprocs=2,
                        start_method="spawn")
-    torch.set_num_threads(1)
-    wholes = {kind: _edit_and_score(kind, str(tmp_path / "stats1"), SINGLE) for kind in KINDS}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)        # as each rank: the same kernels, the same rounding
+    try:
+        wholes = {kind: _edit_and_score(kind, str(tmp_path / "stats1"), SINGLE) for kind in KINDS}
+    finally:
+        torch.set_num_threads(threads)   # the tests after this one run with the session's thread count
     for rank in range(2):
         assert len(torch.load(f"{out}.{rank}", weights_only=False)["downstream_indices"]) == 5
     for rank, kind in itertools.product(range(2), KINDS):

@@ -6,6 +6,8 @@ import torch
 from lit_edit.editing.values import ValueHyperparams, ValueTarget, optimize_values
 from lit_edit.models import architecture_of, load_model_and_tokenizer
 
+from .direct import optimise_one_value
+
 TARGETS = [ValueTarget("{} was born in", "Alda Venkor", "Port Ivory"),
            ValueTarget("The pet of {} is a", "Bram Tosk", "parrot"),
            ValueTarget("{} works for", "Ziva Lorn", "Quillon Systems"),
@@ -27,26 +29,69 @@ def _module(model, kind):
     return arch.layer(1) if kind == "block" else arch.ffn_at(1)
 
 
+def _midway(values: torch.Tensor, i: int) -> float:
+    """Midway between the i-th and (i+1)-th smallest of ``values``: a threshold no value sits on."""
+    ordered = values.sort().values
+    assert ordered[i + 1] - ordered[i] > 1e-3 * ordered[i + 1].abs()
+    return float(ordered[i] + ordered[i + 1]) / 2
+
+
+def _live_settings(model, tokenizer, module) -> ValueHyperparams:
+    """Settings under which every per-request term of the objective is live: weight decay and KL above zero, a
+    clamp that binds, and a stop threshold one request crosses halfway."""
+    h = optimize_values(model, tokenizer, module, TARGETS, ValueHyperparams(steps=1), TEMPLATES).initial_outputs
+    norms = h.norm(dim=1)
+    # the reference's decay ‖δ‖/‖h‖² is steep on a random tiny model's small ‖h‖: scale it to ‖h‖
+    hp = ValueHyperparams(steps=8, lr=0.05, kl_factor=0.25, weight_decay=0.001 * float(norms.mean()),
+                          clamp_norm_factor=100.0)
+    free = optimize_values(model, tokenizer, module, TARGETS, hp, TEMPLATES)
+    # half the smallest ‖δ‖/‖h‖ the free run reaches: the clamp binds for every request that runs long enough
+    hp = dataclasses.replace(hp, clamp_norm_factor=0.5 * float(((free.values - free.initial_outputs).norm(dim=1)
+                                                                  / norms).min()))
+    # the loss of every request at every step; the stop threshold goes midway into the largest drop below a
+    # request's earlier losses, so that request stops there and no loss sits near the threshold
+    losses = torch.stack([optimize_values(model, tokenizer, module, TARGETS, dataclasses.replace(hp, steps=steps),
+                                          TEMPLATES).last_loss for steps in range(1, hp.steps + 1)])
+    lowest = losses.cummin(0).values
+    step, request = divmod(int((lowest[:-1] - losses[1:]).argmax()), len(TARGETS))
+    stop = float(lowest[step, request] + losses[step + 1, request]) / 2
+    assert (losses - stop).abs().min() > 1e-5 * stop, (losses, stop)
+    return dataclasses.replace(hp, stop_loss=stop)
+
+
 @pytest.mark.parametrize("kind", ["block", "ffn"])
-def test_batched_equals_one_request_at_a_time(model_and_tokenizer, kind):
+def test_batched_equals_one_request_at_a_time_and_a_direct_optimisation(model_and_tokenizer, kind):
+    """With weight decay, KL, a binding clamp and per-request stopping all live — the per-request terms that could
+    couple requests — the batched optimisation gives each request what it gets alone, what a direct one-request
+    implementation of the objective gives (tests/direct.py), and the same in passes of ``requests_per_pass``."""
     model, tokenizer = model_and_tokenizer
-    # A random tiny model has a tiny ‖h‖ (FFN outputs especially), so the reference's ‖δ‖/‖h‖² decay would
-    # dominate and the loss would rise: switch it off here and take small steps.
-    hp = ValueHyperparams(steps=4, lr=0.01, weight_decay=0.0, clamp_norm_factor=100.0)
-    probe = optimize_values(model, tokenizer, _module(model, kind), TARGETS, hp, TEMPLATES)
-    # a threshold some requests reach halfway and others not, so per-row stopping is exercised
-    hp = dataclasses.replace(hp, steps=8, stop_loss=float(probe.last_loss.median()) + 1e-9)
-    batched = optimize_values(model, tokenizer, _module(model, kind), TARGETS, hp, TEMPLATES)
-    assert 0 < int((batched.steps_taken < hp.steps - 1).sum()) < len(TARGETS)
+    module = _module(model, kind)
+    hp = _live_settings(model, tokenizer, module)
+    batched = optimize_values(model, tokenizer, module, TARGETS, hp, TEMPLATES)
+    ratio = (batched.values - batched.initial_outputs).norm(dim=1) / batched.initial_outputs.norm(dim=1)
+    at_clamp = (ratio - hp.clamp_norm_factor).abs() < 1e-5 * hp.clamp_norm_factor
+    assert at_clamp.any(), (ratio, hp.clamp_norm_factor)                                # the clamp binds
+    assert (ratio <= hp.clamp_norm_factor * (1 + 1e-6)).all()
+    stopped = batched.steps_taken < hp.steps - 1
+    assert stopped.any() and not stopped.all() and ((batched.steps_taken > 0) & stopped).any(), batched.steps_taken
+    for term in ("weight_decay", "kl_factor"):                                       # each term changes the result
+        without = optimize_values(model, tokenizer, module, TARGETS, dataclasses.replace(hp, **{term: 0.0}), TEMPLATES)
+        assert (without.values - batched.values).abs().max() > 1e-5, term
     for i, target in enumerate(TARGETS):
-        alone = optimize_values(model, tokenizer, _module(model, kind), [target], hp, TEMPLATES)
-        torch.testing.assert_close(batched.values[i], alone.values[0], rtol=1e-5, atol=1e-5)
+        alone = optimize_values(model, tokenizer, module, [target], hp, TEMPLATES)
+        torch.testing.assert_close(batched.values[i], alone.values[0], rtol=1e-5, atol=1e-7)
         assert int(batched.steps_taken[i]) == int(alone.steps_taken[0])
+        value, initial, first, last, steps = optimise_one_value(model, tokenizer, module, target, hp, TEMPLATES)
+        torch.testing.assert_close(batched.values[i], value, rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(batched.initial_outputs[i], initial, rtol=1e-6, atol=1e-8)
+        assert float(batched.first_loss[i]) == pytest.approx(first, rel=1e-5)
+        assert float(batched.last_loss[i]) == pytest.approx(last, rel=1e-5)
+        assert int(batched.steps_taken[i]) == steps
     # in passes of at most 3 requests (3 + 1): every field the same, in request order
-    chunked = optimize_values(model, tokenizer, _module(model, kind), TARGETS,
-                              dataclasses.replace(hp, requests_per_pass=3), TEMPLATES)
+    chunked = optimize_values(model, tokenizer, module, TARGETS, dataclasses.replace(hp, requests_per_pass=3),
+                              TEMPLATES)
     for field in dataclasses.fields(chunked):
-        torch.testing.assert_close(getattr(chunked, field.name), getattr(batched, field.name), rtol=1e-5, atol=1e-5,
+        torch.testing.assert_close(getattr(chunked, field.name), getattr(batched, field.name), rtol=1e-5, atol=1e-7,
                                    equal_nan=True)
 
 
