@@ -133,8 +133,10 @@ def _first_pass(model, module: str, input_ids: torch.Tensor, mask: torch.Tensor,
             model(input_ids=input_ids, attention_mask=mask)
         return seen[module].output, lambda: model.base_model(input_ids=input_ids, attention_mask=mask).last_hidden_state
     layer = layer_of(architecture_of(model), module)
+    # the whole model, not its base: hooks on the model's inputs (COMEBA-HK's gate reads the batch's mask there)
+    # must see this batch before the steps re-run its upper blocks
     with torch.no_grad(), record(model, [module]) as seen, record_upper_layers(model, layer) as upper:
-        model.base_model(input_ids=input_ids, attention_mask=mask, use_cache=False)
+        model(input_ids=input_ids, attention_mask=mask, use_cache=False)
     return seen[module].output, upper.run
 
 
