@@ -24,7 +24,7 @@ from lit_edit.errors import UserError
 
 LOCK_FILE = "lit-edit.lock"
 RUN_FILES = ("run.json", "metrics.json", "steps.csv", "requests.csv", "run_state.pt", "edits.safetensors",
-             "gate_max_z.json")
+             "gate_max_z.json", "downstream.json")
 
 try:
     import fcntl

@@ -9,7 +9,7 @@ from lit_edit.editing.comeba import ComebaHyperparams, apply_comeba
 from lit_edit.editing.d4s import D4sHyperparams, D4sLayerState, apply_d4s
 from lit_edit.editing.hook_layers import HookBank
 from lit_edit.editing.memit import MemitHyperparams, apply_memit
-from lit_edit.editing.values import ValueTarget
+from lit_edit.editing.values import ValueHyperparams, ValueTarget
 from lit_edit.models import architecture_of, load_model_and_tokenizer
 
 from .conftest import make_tiny_model

@@ -13,6 +13,7 @@ import torch
 from lit_edit.io import atomic_write_text
 from lit_edit.lengths import context_length
 from lit_edit.models.loading import load_model_and_tokenizer
+from lit_edit.run_folder import RunFolderLock, claim_run_folder
 from lit_edit.tasks.evaluate import score_records
 from lit_edit.tasks.metrics import DownstreamMetric
 from lit_edit.tasks.registry import get_task
@@ -45,9 +46,19 @@ class DownstreamEvalModule(L.LightningModule):
         self.model.eval()
         self.scores = torch.nn.ModuleDict()
         self._started = 0.0
+        self._folder_lock: RunFolderLock | None = None
+
+    @property
+    def results_folder(self) -> Path:
+        """Where ``downstream.json`` goes: ``results_dir``, else the logger's version folder, else ``results``."""
+        return Path(self.hparams.results_dir or self.trainer.log_dir or "results")
 
     def setup(self, stage: str) -> None:
-        """Before any scoring: leave out the examples longer than the model's context (counted in the results)."""
+        """Before any scoring: claim the results folder (one run per folder, ``lit_edit.run_folder``) and leave out
+        the examples longer than the model's context (counted in the results)."""
+        if stage == "test" and self.trainer.is_global_zero and self._folder_lock is None:
+            option = "model.results_dir" if self.hparams.results_dir else "the logger's folder"
+            self._folder_lock = claim_run_folder(self.results_folder, option)
         data = self.trainer.datamodule
         if stage == "test" and not data.too_long:
             data.too_long = drop_too_long(data.datasets, data.root, self.tokenizer, context_length(self.model),
@@ -74,9 +85,12 @@ class DownstreamEvalModule(L.LightningModule):
         for name, value in flatten_scores(results).items():
             self.log(f"downstream/{name}", float(value), add_dataloader_idx=False, sync_dist=False)
         if self.trainer.is_global_zero:
-            directory = Path(self.hparams.results_dir or self.trainer.log_dir or "results")
+            directory = self.results_folder
             payload = {"model": str(self.hparams.name_or_path), "after_edit": self.hparams.after_edit,
                        "data": self.trainer.datamodule.describe(), "scores": results, "scored": scored,
                        "seconds": time.perf_counter() - self._started}
             atomic_write_text(directory / "downstream.json", json.dumps(payload, indent=1))
             print(f"[lit-edit] downstream tasks {self.tasks}; results in {directory / 'downstream.json'}")
+            if self._folder_lock is not None:
+                self._folder_lock.release()
+                self._folder_lock = None

@@ -119,3 +119,24 @@ def test_without_a_results_folder_each_run_gets_its_own(tiny_gpt2_dir, tmp_path)
     for folder in (first, second):
         assert json.loads((folder / "metrics.json").read_text())["n_edits"] == 2
     assert not (tmp_path / "metrics.json").exists()
+
+
+def test_a_downstream_evaluation_into_a_folder_with_earlier_scores_is_refused(tmp_path):
+    from lit_edit.cli import LitEditCLI
+    from lit_edit.run_folder import RunFolderError
+
+    folder = tmp_path / "scores"
+    folder.mkdir()
+    (folder / "downstream.json").write_text('{"scores": "an earlier evaluation"}\n')
+    before = snapshot(folder)
+    cli = LitEditCLI(args=["--config", str(ROOT / "configs/eval/tasks.yaml"),
+                           "--model.init_args.name_or_path", str(ROOT / "checkpoints/factworld-gpt2"),
+                           "--data.init_args.root", str(ROOT / "data/factworld/tasks"),
+                           "--data.init_args.tasks", "[sentiment]", "--data.init_args.subset", "4",
+                           "--model.init_args.results_dir", str(folder), "--trainer.logger", "false",
+                           "--trainer.default_root_dir", str(tmp_path), "--trainer.enable_progress_bar", "false"],
+                     run=False)
+    with pytest.raises(RunFolderError, match=rf"model.results_dir={folder} already holds the files of another run "
+                                             r"\(downstream.json\)"):
+        cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)
+    assert snapshot(folder) == before
