@@ -38,7 +38,7 @@ def rank_one_update(residual: torch.Tensor, key: torch.Tensor, direction: torch.
         direction: u, ``[m]``.
     """
     denominator = torch.dot(direction.double(), key.double())
-    if not torch.isfinite(denominator) or denominator.abs() < 1e-12 * direction.norm() * key.norm():
+    if not torch.isfinite(denominator) or denominator.abs() <= 1e-12 * direction.norm() * key.norm():
         raise FloatingPointError(f"{where}: uᵀk* = {float(denominator):.3g}: the key is orthogonal to the "
                                  "update direction, the rank-one update is undefined")
     return torch.outer(residual.double(), direction.double()) / denominator
