@@ -22,6 +22,7 @@ def test_first_word_of_nothing_is_empty():
     ("'Acme'", "Acme"),
     ("Salomon Bros . Inc", "Salomon Bros. Inc"),  # a stand-alone full stop glued to the word before it
     ("FEDEX.", "FEDEX"),                        # only the final full stop goes, a final X stays
+    ("Acme ..", "Acme"),                        # full stops off the end, then the space before them
 ])
 def test_normalize_entity(text, expected):
     assert normalize_entity(text) == expected

@@ -54,6 +54,13 @@ def test_least_squares_names_the_input_that_is_not_finite(name, index):
         least_squares_update(*tensors, preservation_weight=1.0, where="layer 1")
 
 
+def test_an_update_that_overflows_is_refused_with_its_label():
+    """R Kᵀ (λC + KKᵀ)⁻¹ = 1e300 · 1e-10 / (1e-30 + 1e-20) ≈ 1e310: beyond float64 from finite inputs."""
+    residuals, keys = torch.tensor([[1e300]], dtype=torch.float64), torch.tensor([[1e-10]], dtype=torch.float64)
+    with pytest.raises(UpdateSolveError, match="^layer 3: the solved update is not finite$"):
+        least_squares_update(residuals, keys, torch.tensor([[1e-30]], dtype=torch.float64), 1.0, where="layer 3")
+
+
 def test_least_squares_takes_a_prepared_moment_and_gives_what_the_tensor_gives():
     c = _diag(2.0, 3.0, 5.0)
     residuals, keys = torch.tensor([[1.0, 2.0]], dtype=torch.float64), _diag(1.0, 1.0, 0.0)[:, :2]
