@@ -67,7 +67,7 @@ def at_subject(model, tokenizer, module_name: str, text: str, subject: str) -> t
 def averaged_key(model, tokenizer, arch, layer: int, prompt: str, subject: str,
                  groups: Sequence[Sequence[str]]) -> torch.Tensor:
     """A request's key at ``layer``: the FFN output projection's input at the subject, averaged within each template
-    group, then over the groups (methods.md §3)."""
+    group, then over the groups (docs/methods.md §3)."""
     module = arch.ffn_out_at(layer)
     means = [torch.stack([at_subject(model, tokenizer, module, t.format(prompt), subject)[0].double() for t in group])
              .mean(0) for group in groups]
@@ -92,7 +92,7 @@ def add_math_delta(model, arch, layer: int, delta: torch.Tensor) -> None:
 def memit_replica(model, tokenizer, arch, targets, values: torch.Tensor, layers: Sequence[int], groups,
                   solve) -> list[torch.Tensor]:
     """MEMIT's layer loop on ``model`` (edited in place), each layer's K and residual measured by a fresh forward
-    pass on the model with the earlier layers' updates applied (methods.md §3):
+    pass on the model with the earlier layers' updates applied (docs/methods.md §3):
 
         R_p = (Z − H_p) / (P − p),   ΔW_p = solve(layer, R_p, K_p)   (then applied before layer p + 1).
 
@@ -108,7 +108,7 @@ def memit_replica(model, tokenizer, arch, targets, values: torch.Tensor, layers:
 
 
 def optimise_one_value(model, tokenizer, module_name: str, target, hp, templates: Sequence[str]):
-    """Value optimisation of one request, written out from methods.md §0.6 (module docstring of
+    """Value optimisation of one request, written out from docs/methods.md §0.6 (module docstring of
     ``lit_edit/editing/values.py``): δ at the subject's last token of every prompt, the loss
 
         mean_templates NLL(target) + kl_factor · KL(p_δ ‖ p_0) on "{subject} is a" + weight_decay · ‖δ‖ / ‖h‖²,

@@ -40,7 +40,7 @@ def test_memit_layer_updates_equal_the_closed_form_and_spread_the_residual(tmp_p
 
 
 def test_each_layer_is_solved_for_keys_and_residual_measured_after_the_earlier_layers(tmp_path):
-    """The residual is recomputed per layer (methods.md §3): a replica (tests/direct.py) measures layer p's keys and
+    """The residual is recomputed per layer (docs/methods.md §3): a replica (tests/direct.py) measures layer p's keys and
     h^L with a fresh, unbatched forward pass on a model holding the updates of layers < p, asks layer p for
     (Z − H_p)/(P − p), solves eq. 14 with an explicit inverse and applies it; MEMIT's weights are the replica's."""
     folder = make_tiny_model("gpt2", tmp_path, seed=5)
