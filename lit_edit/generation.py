@@ -34,13 +34,13 @@ def _cut_at_stop(tokenizer: PreTrainedTokenizerBase, new: list[int], stop: str) 
     return new
 
 
-def _cache_keyword(model) -> str:
+def cache_keyword(model) -> str:
     """The name under which ``model.forward`` takes the KV cache: ``cache`` in the transformers releases that
     renamed it, ``past_key_values`` before."""
     return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
-def _new_cache(model):
+def new_cache(model):
     """An empty :class:`~transformers.DynamicCache` for ``model`` (filled in place by each forward pass)."""
     return DynamicCache(config=getattr(model, "config", None))
 
@@ -62,7 +62,7 @@ def greedy_decode(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, 
         out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False,
                     **last_only)
         return out.logits[:, -1].argmax(-1)[:, None][:, :max_new_tokens]
-    cache = {_cache_keyword(model): _new_cache(model)}
+    cache = {cache_keyword(model): new_cache(model)}
     out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=True,
                 **cache, **last_only)
     finished = torch.zeros(rows, dtype=torch.bool, device=input_ids.device)

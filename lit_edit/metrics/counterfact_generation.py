@@ -17,6 +17,7 @@ from functools import lru_cache
 import torch
 
 from lit_edit.editing.requests import EditRequest
+from lit_edit.generation import cache_keyword, new_cache
 from lit_edit.metrics.counterfact import CounterFactReferences, consistency, fluency, read_counterfact_references
 from lit_edit.paths import resolve_path
 
@@ -38,14 +39,15 @@ def sample_top_k(model, input_ids: torch.Tensor, new_tokens: int, top_k: int, ge
     the softmax restricted to its ``top_k`` most probable tokens (KV cache); returns ``(rows, new_tokens)``."""
     drawn: list[torch.Tensor] = []
     mask = torch.ones_like(input_ids)
-    out = model(input_ids=input_ids, attention_mask=mask, use_cache=True)
+    cache = {cache_keyword(model): new_cache(model)}
+    out = model(input_ids=input_ids, attention_mask=mask, use_cache=True, **cache)
     for step in range(new_tokens):
         top = out.logits[:, -1].float().softmax(-1).topk(top_k, dim=-1)
         choice = torch.multinomial(top.values / top.values.sum(-1, keepdim=True), 1, generator=generator)
         drawn.append(top.indices.gather(1, choice))
         if step < new_tokens - 1:
             mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
-            out = model(input_ids=drawn[-1], attention_mask=mask, past_key_values=out.past_key_values, use_cache=True)
+            out = model(input_ids=drawn[-1], attention_mask=mask, use_cache=True, **cache)
     return torch.cat(drawn, 1) if drawn else input_ids.new_zeros((input_ids.shape[0], 0))
 
 
