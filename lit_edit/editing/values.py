@@ -236,7 +236,6 @@ def optimize_values(model, tokenizer, module: str, targets: Sequence[ValueTarget
     return ValueResult(values, initial, first_loss, last_loss, steps_taken)
 
 
-
 MIN_CHANGE = 0.1
 """The fraction of its starting value by which an optimisation's loss must fall (:func:`loss_trend`): rising by
 more is a divergence, moving by less either way is a stall."""
