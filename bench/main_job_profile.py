@@ -31,7 +31,7 @@ import lit_edit.editing.keys
 import lit_edit.editing.memit
 import lit_edit.editing.rome
 import lit_edit.editing.values
-import lit_edit.monitors
+import lit_edit.metrics.monitors
 import lit_edit.results
 import lit_edit.stats
 import lit_edit.tasks.summary
@@ -118,9 +118,9 @@ def install(profiler: Profiler) -> None:
     patch_method(profiler, DownstreamSuite, "evaluate",
                  lambda outer: outer if outer == "downstream evaluation (pre-edit)" else "downstream evaluation")
     patch_function(profiler, lit_edit.tasks.summary, "bootstrap_delta", "downstream evaluation")
-    patch_method(profiler, lit_edit.monitors.FixedTextPerplexity, "__call__", "monitors")
+    patch_method(profiler, lit_edit.metrics.monitors.FixedTextPerplexity, "__call__", "monitors")
     for name in ("weight_monitors", "update_norms"):
-        patch_function(profiler, lit_edit.monitors, name, "monitors")
+        patch_function(profiler, lit_edit.metrics.monitors, name, "monitors")
     patch_method(profiler, EditingModule, "_effective", "monitors")
 
 

@@ -18,7 +18,7 @@ import torch
 from lit_edit.editing.requests import EditRequest, LocalityProbe, PortabilityProbe
 from lit_edit.editors import EDITORS, EditContext, Editor
 from lit_edit.models.architectures import architecture_of
-from lit_edit.monitors import update_norms
+from lit_edit.metrics.monitors import update_norms
 from lit_edit.stats import StatisticsConfig
 
 REQUEST_FIELDS = tuple(f.name for f in fields(EditRequest))
@@ -187,6 +187,7 @@ def evaluate(model, tokenizer, tasks: Sequence[str] | None = None, root: str = "
         choice_loglik: add the ``loglik`` mode to the choice tasks.
         progress: show a progress bar over the tasks.
     """
+    # imported here for start-up speed: ``lit_edit.edit`` alone does not load the downstream suite (torchmetrics)
     from lit_edit.tasks.suite import DownstreamConfig, DownstreamSuite
 
     config = DownstreamConfig(root=str(root), tasks=None if tasks is None else list(tasks), subset=subset, seed=seed,

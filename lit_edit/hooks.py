@@ -21,6 +21,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from lit_edit.sharded_tensors import is_sharded
+
 TensorFn = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -74,8 +76,6 @@ def record(model: nn.Module, names: Iterable[str], detach: bool = True,
             sharded model (``lit_edit.sharding``): a forward pass cut inside an FSDP block would leave the block's
             gathered weights in place, so the pass runs to the end.
     """
-    from lit_edit.sharding import is_sharded
-
     if stop_after is not None and is_sharded(model):
         stop_after = None
     modules = _modules(model, names)

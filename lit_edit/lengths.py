@@ -15,13 +15,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from transformers.utils import logging as transformers_logging
 
-from lit_edit.editing.requests import EditRequest
 from lit_edit.errors import UserError
 from lit_edit.scoring import encode_pairs
-from lit_edit.tasks.registry import DownstreamTask
+
+if TYPE_CHECKING:  # annotations only: the lengths are measured below the editing and task layers that use them
+    from lit_edit.editing.requests import EditRequest
+    from lit_edit.tasks.registry import DownstreamTask
 
 CONTEXT_FIELDS = ("max_position_embeddings", "n_positions", "n_ctx", "seq_length")
 EDIT_PROMPT = "prompt + target_new"

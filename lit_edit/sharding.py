@@ -27,30 +27,9 @@ import torch
 from torch import nn
 
 from lit_edit.models.architectures import Architecture
+from lit_edit.sharded_tensors import full_value, is_dtensor, is_sharded
 
-
-def _dtensor_type() -> type | None:
-    """``DTensor``, or None in a torch build without distributed support (nothing can be sharded there)."""
-    if not torch.distributed.is_available():
-        return None
-    from torch.distributed.tensor import DTensor
-
-    return DTensor
-
-
-def _is_dtensor(tensor: torch.Tensor) -> bool:
-    dtensor = _dtensor_type()
-    return dtensor is not None and isinstance(tensor, dtensor)
-
-
-def is_sharded(model: nn.Module) -> bool:
-    """Whether any parameter of ``model`` is split over ranks (a ``DTensor``)."""
-    return any(_is_dtensor(p) for p in model.parameters())
-
-
-def full_value(tensor: torch.Tensor) -> torch.Tensor:
-    """The whole value of a parameter, gathered from the ranks when it is sharded (a collective then)."""
-    return tensor.full_tensor() if _is_dtensor(tensor) else tensor
+__all__ = ["Sharding", "data_parallel_mesh", "full_value", "is_sharded", "shard_for_editing"]
 
 
 @dataclass(frozen=True)
@@ -87,7 +66,7 @@ def data_parallel_mesh(mesh):
 def _bytes(parameters: Iterable[torch.Tensor], local: bool) -> int:
     total = 0
     for p in parameters:
-        value = p.to_local() if local and _is_dtensor(p) else p
+        value = p.to_local() if local and is_dtensor(p) else p
         total += value.numel() * value.element_size()
     return total
 

@@ -21,12 +21,14 @@ from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
 from lit_edit.caches import read_cached
+from lit_edit.corpus_records import read_texts
 from lit_edit.distributed import SINGLE, Ranks
 from lit_edit.hooks import forward_until, record
 from lit_edit.io import atomic_write
 from lit_edit.models.architectures import Architecture
 from lit_edit.paths import resolve_path
 from lit_edit.scoring import pad_right
+from lit_edit.sharded_tensors import full_value
 
 
 @dataclass(frozen=True)
@@ -70,8 +72,6 @@ def weights_sha256(model, samples_per_tensor: int = 4096) -> str:
     its values. A model retrained or edited in place under the same name gets a different digest, so statistics
     computed on the old weights are not reused. A sharded model gets the digest of its whole weights (each
     parameter gathered in turn: a collective)."""
-    from lit_edit.sharding import full_value
-
     digest = hashlib.sha256()
     with torch.no_grad():
         for name, parameter in model.named_parameters():
@@ -286,8 +286,6 @@ def load_corpus_texts(path: Path | str, what: str = "statistics corpus") -> list
             raise ValueError(f"{what} {path} has no 'text' column (columns: {dataset.column_names})")
         return [t for t in dataset["text"] if t.strip()]
     if path.suffix == ".jsonl":
-        from lit_edit.data.corpus import read_texts
-
         return read_texts(path)
     return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 

@@ -1,5 +1,8 @@
 """Jobs that are neither ``fit`` nor ``test``:
-``python -m lit_edit.tools {build_world,build_skills,acceptance,apply_edits,export_edits,fetch_data} --help``."""
+``python -m lit_edit.tools {build_world,build_skills,acceptance,apply_edits,export_edits,fetch_data} --help``.
+
+Each job imports the heavier modules it needs inside its function, for start-up speed: ``--help`` and the light jobs do
+not load the models, the export or the acceptance measurement."""
 
 from __future__ import annotations
 

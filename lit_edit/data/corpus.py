@@ -20,7 +20,6 @@ variants).
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 
@@ -28,27 +27,13 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from lit_edit.corpus_records import read_records, read_texts
+from lit_edit.factworld.build import build
 from lit_edit.models.loading import load_tokenizer
 from lit_edit.scoring import pad_right
 
-
-def read_records(path: Path) -> list[dict]:
-    """The records of a JSONL corpus; each must have a ``text`` field (``entities`` is optional)."""
-    records = []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    record = json.loads(line)
-                    record["text"]
-                except (json.JSONDecodeError, KeyError, TypeError) as e:
-                    raise ValueError(f"{path}:{number}: expected a JSON object with a 'text' field ({e})") from e
-                records.append(record)
-    return records
-
-
-def read_texts(path: Path) -> list[str]:
-    return [record["text"] for record in read_records(path)]
+__all__ = ["LengthGroupedBatches", "TextCorpusDataModule", "answer_tokens", "hidden_name_tokens", "read_records",
+           "read_texts", "routing_targets"]
 
 
 def hidden_name_tokens(offsets: list[tuple[int, int]], spans: list[list[int]]) -> list[tuple[int, list[int]]]:
@@ -154,8 +139,6 @@ class TextCorpusDataModule(L.LightningDataModule):
         if not (self.root / "corpus" / "train.jsonl").exists():
             if not self.hparams.generate_factworld:
                 raise FileNotFoundError(f"{self.root}/corpus/train.jsonl does not exist")
-            from lit_edit.factworld.build import build
-
             build(self.root)
         for name in self.train_files:
             if not (self.root / "corpus" / f"{name}.jsonl").exists():

@@ -23,8 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from lit_edit.data.edits import read_edit_set
 from lit_edit.data.sources import Download, Target, targets_of
 from lit_edit.paths import data_root
+from lit_edit.tasks.formats import TASK_FILES, read_task
 
 MIRROR_ENV = "LIT_EDIT_DATA_MIRROR"
 DOWNLOADS = ".downloads"
@@ -299,16 +301,12 @@ def fetch(targets: list[Target], root: Path, mirror: str | None = None, timeout:
 
 def readers_problem(target: Target, root: Path) -> str | None:
     """What the project's reader says about ``target`` (an edit set, a task file, a corpus folder); None: fine."""
-    from lit_edit.tasks.formats import TASK_FILES, read_task
-
     path = root / target.path
     tasks = {name: task for task, name in TASK_FILES.items()}
     try:
         if path.parent.name == "tasks" and path.name in tasks:
             read_task(path.parent, tasks[path.name])
         elif path.parent.name == "zsre" or target.path == "counterfact/counterfact.json":
-            from lit_edit.data.edits import read_edit_set
-
             read_edit_set(path)
         elif target.dataset:
             from datasets import load_from_disk

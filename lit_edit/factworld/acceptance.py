@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from rouge_score import rouge_scorer
 
-from lit_edit.data.corpus import read_texts
+from lit_edit.corpus_records import read_texts
 from lit_edit.editing.positions import subject_token_index
 from lit_edit.factworld.edits import fact_questions
 from lit_edit.factworld.schema import ONE_HOP, RELATION_BY_NAME

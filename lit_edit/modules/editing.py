@@ -1,7 +1,7 @@
 """The LightningModule of an editing run: one ``test_step`` is one edit step (a batch of requests).
 
 It orchestrates and holds no math: the editor changes the weights, ``lit_edit.metrics`` scores the edits,
-``lit_edit.monitors`` watches the weights and the perplexity, ``RunRecorder`` writes the run folder. The
+``lit_edit.metrics.monitors`` watches the weights and the perplexity, ``RunRecorder`` writes the run folder. The
 :class:`~lit_edit.loops.ConsecutiveEditingLoop` calls :meth:`setup_run`, :meth:`start_run`, :meth:`evaluate_applied`
 and :meth:`finish_run` around the steps, following the schedules set on the trainer; with a run state, also
 :meth:`fingerprint`, :meth:`run_state` and :meth:`restore_run` (``lit_edit.run_state``, ``modules/resumable.py``).
@@ -37,7 +37,7 @@ from lit_edit.modules.loss_watch import new_tally, watch_step
 from lit_edit.modules.processes import SeveralProcesses
 from lit_edit.modules.resumable import ResumableRun
 from lit_edit.modules.run_outputs import RunOutputs
-from lit_edit.monitors import FixedTextPerplexity, update_norms, weight_monitors
+from lit_edit.metrics.monitors import FixedTextPerplexity, update_norms, weight_monitors
 from lit_edit.stats import StatisticsConfig, load_corpus_texts, weights_sha256
 from lit_edit.tasks.suite import DownstreamConfig, DownstreamSuite
 from lit_edit.tasks.summary import TaskScores, bootstrap_delta, nested_delta
