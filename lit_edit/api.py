@@ -17,8 +17,8 @@ import torch
 
 from lit_edit.editing.requests import EditRequest, LocalityProbe, PortabilityProbe
 from lit_edit.editors import EDITORS, EditContext, Editor
-from lit_edit.models.architectures import architecture_of
 from lit_edit.metrics.monitors import update_norms
+from lit_edit.models.architectures import architecture_of
 from lit_edit.stats import StatisticsConfig
 
 REQUEST_FIELDS = tuple(f.name for f in fields(EditRequest))

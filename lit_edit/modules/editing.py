@@ -29,6 +29,7 @@ from lit_edit.editing.requests import EditRequest, shared_subject_count
 from lit_edit.editors.base import EditContext, Editor
 from lit_edit.export import EDITS_FILE, changed_parameters, hook_bank
 from lit_edit.metrics import MeanScores, PreEditReference, check_families, metric_keys, pre_edit_reference, score_requests
+from lit_edit.metrics.monitors import FixedTextPerplexity, update_norms, weight_monitors
 from lit_edit.models.architectures import architecture_of
 from lit_edit.models.loading import load_model_and_tokenizer
 from lit_edit.modules.downstream import flatten_scores
@@ -37,7 +38,6 @@ from lit_edit.modules.loss_watch import new_tally, watch_step
 from lit_edit.modules.processes import SeveralProcesses
 from lit_edit.modules.resumable import ResumableRun
 from lit_edit.modules.run_outputs import RunOutputs
-from lit_edit.metrics.monitors import FixedTextPerplexity, update_norms, weight_monitors
 from lit_edit.stats import StatisticsConfig, load_corpus_texts, weights_sha256
 from lit_edit.tasks.suite import DownstreamConfig, DownstreamSuite
 from lit_edit.tasks.summary import TaskScores, bootstrap_delta, nested_delta
