@@ -53,7 +53,8 @@ def data_parallel_mesh(mesh):
     if mesh.ndim == 1:
         return mesh
     if "tensor_parallel" in names and mesh["tensor_parallel"].size() > 1:
-        raise ValueError(f"trainer.strategy: tensor parallelism (tensor_parallel_size={mesh['tensor_parallel'].size()}) "
+        size = mesh["tensor_parallel"].size()
+        raise ValueError(f"trainer.strategy: tensor parallelism (tensor_parallel_size={size}) "
                          "is not supported — the editing methods read and write whole FFN matrices; use "
                          "lit_edit.strategies.ShardedEditingStrategy (configs/edit/strategies/fsdp.yaml), which "
                          "shards the model with FSDP over all devices")

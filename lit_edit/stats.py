@@ -264,7 +264,8 @@ class StatisticsConfig:
 
     def __post_init__(self):
         if self.max_tokens is not None and self.max_tokens < 1:
-            raise ValueError(f"model.statistics.max_tokens must be >= 1 (null: the whole corpus), got {self.max_tokens}")
+            raise ValueError("model.statistics.max_tokens must be >= 1 (null: the whole corpus), "
+                             f"got {self.max_tokens}")
         if self.max_length < 1:
             raise ValueError(f"model.statistics.max_length must be >= 1, got {self.max_length}")
         if self.dtype not in ("float64", "float32"):

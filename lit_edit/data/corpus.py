@@ -96,7 +96,8 @@ class LengthGroupedBatches(Dataset):
         labels = input_ids.masked_fill(mask == 0, -100)
         batch = {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
         if self.blocked is not None:
-            batch["routing_forbidden"], batch["routing_compose"] = routing_targets(mask, [self.blocked[i] for i in rows])
+            blocked = [self.blocked[i] for i in rows]
+            batch["routing_forbidden"], batch["routing_compose"] = routing_targets(mask, blocked)
         if self.answers is not None:
             batch["answer_mask"] = torch.zeros_like(mask, dtype=torch.bool)
             for row, i in enumerate(rows):
@@ -147,7 +148,8 @@ class TextCorpusDataModule(L.LightningDataModule):
                 raise FileNotFoundError(f"data.init_args.train_files names {name!r}, but "
                                         f"{self.root}/corpus/{name}.jsonl does not exist{hint}")
 
-    def _encode(self, names: list[str]) -> tuple[list[list[int]], list[list[tuple[int, list[int]]]], list[list[int]] | None]:
+    def _encode(self, names: list[str]
+                ) -> tuple[list[list[int]], list[list[tuple[int, list[int]]]], list[list[int]] | None]:
         """Token ids (truncated, EOS appended), per document its entities' hidden tokens and (when some record marks
         an answer) its answer tokens, of the documents of ``corpus/{name}.jsonl`` for each name in turn."""
         tokenizer = load_tokenizer(self.hparams.tokenizer_path)
