@@ -85,3 +85,10 @@ def test_bfloat16_loading(tiny_gpt2_dir):
     model = load_model(str(tiny_gpt2_dir), dtype="bfloat16")
     assert next(model.parameters()).dtype == torch.bfloat16
     assert json.loads((tiny_gpt2_dir / "config.json").read_text())["model_type"] == "gpt2"
+
+
+def test_every_supported_family_has_a_tiny_model_for_the_layout_tests():
+    """docs/adding-a-model.md: a family added to ARCHITECTURES is covered by the tests over ``tiny_model_dir``."""
+    from .conftest import TINY_CONFIGS
+
+    assert sorted(ARCHITECTURES) == sorted(TINY_CONFIGS)
