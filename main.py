@@ -1,6 +1,14 @@
-"""Entry point: ``python main.py fit|test --config configs/...yaml``."""
+"""Entry point: ``python main.py fit|test --config configs/...yaml``. ``python main.py --help`` alone is answered
+without importing Lightning (``lit_edit.cli_help.top_level_parser``)."""
 
-from lit_edit.cli import main
+import sys
+
+from lit_edit.cli_help import asks_for_top_level_help, top_level_parser
 
 if __name__ == "__main__":
-    main()
+    if asks_for_top_level_help(sys.argv[1:]):
+        top_level_parser().parse_args(sys.argv[1:])
+    else:
+        from lit_edit.cli import main
+
+        main()

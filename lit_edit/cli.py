@@ -7,7 +7,7 @@ import sys
 from lightning.pytorch.cli import LightningCLI
 
 from lit_edit.checkpoint_loading import safe_checkpoint_options
-from lit_edit.cli_help import SUBCOMMANDS, subcommand_parser_kwargs
+from lit_edit.cli_help import SUBCOMMANDS, SUBCOMMANDS_OF_LIGHTNING, subcommand_parser_kwargs
 from lit_edit.editors import EDITORS
 from lit_edit.error_report import ConfigurationError, message_of, own_error, parser_message, run_reporting_errors
 from lit_edit.loops import EditTrainer
@@ -37,7 +37,7 @@ class LitEditCLI(LightningCLI):
     def _add_subcommands(self, parser, **kwargs) -> None:
         """Lightning's subcommands, listed in the main ``--help`` with what each does in this project."""
         super()._add_subcommands(parser, **kwargs)
-        describe_subcommands(parser, SUBCOMMANDS)
+        describe_subcommands(parser, {**SUBCOMMANDS, **SUBCOMMANDS_OF_LIGHTNING})
 
     def before_instantiate_classes(self) -> None:
         root = self.config[self.subcommand].get("data_root") if self.subcommand else self.config.get("data_root")

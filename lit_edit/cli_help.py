@@ -26,6 +26,11 @@ SUBCOMMANDS = {
             "(configs/eval/tasks.yaml).",
 }
 
+SUBCOMMANDS_OF_LIGHTNING = {
+    "validate": "One pass over the validation set of a fit config (the language-model and MEND modules have one).",
+    "predict": "Not used by lit-edit: no module of the project defines a prediction step.",
+}
+
 EDITOR_OPTION = "--model.init_args.editor"
 
 
@@ -138,3 +143,26 @@ def subcommand_parser_kwargs(editors: dict[str, type]) -> dict[str, dict]:
             "test": {"description": _fill(SUBCOMMANDS["test"] + " The editors and their options are listed at the end.",
                                           "", width, ""),
                      "epilog": editors_help(editors, width)}}
+
+
+def top_level_parser(prog: str | None = None):
+    """The parser of ``python main.py`` without a subcommand, built without importing Lightning: the same options and
+    subcommand listing as LightningCLI's main parser (a test compares the two help texts), so ``main.py --help``
+    answers in a fraction of a second."""
+    from jsonargparse import ActionConfigFile, ArgumentParser
+
+    width = _width()
+    parser = ArgumentParser(prog=prog, description=_fill(DESCRIPTION, "", width, ""),
+                            formatter_class=ListingHelpFormatter)
+    parser.add_argument("-c", "--config", action=ActionConfigFile,
+                        help="Path to a configuration file in json or yaml format.")
+    subcommands = parser.add_subcommands()
+    for name in ("fit", "validate", "test", "predict"):
+        description = {**SUBCOMMANDS, **SUBCOMMANDS_OF_LIGHTNING}[name]
+        subcommands.add_subcommand(name, ArgumentParser(description=description), help=description)
+    return parser
+
+
+def asks_for_top_level_help(args: list[str]) -> bool:
+    """``main.py --help`` / ``-h`` alone: answered by :func:`top_level_parser`."""
+    return len(args) == 1 and args[0] in ("-h", "--help")

@@ -4,6 +4,7 @@ silences (while other warnings still show)."""
 
 import inspect
 import logging
+import os
 import subprocess
 import sys
 import warnings
@@ -102,3 +103,26 @@ def test_short_run_prints_no_silenced_notice(tmp_path):
         assert message not in result.stderr
     for prefix in IGNORED_LOG_PREFIXES:
         assert prefix not in result.stderr
+
+
+def _without_prog(help_text: str) -> str:
+    """A help text with the program name taken out of its usage line (``usage: PROG [-c CONFIG] ...``)."""
+    usage, _, rest = help_text.partition("\n")
+    return usage.split(" ", 2)[2] + "\n" + rest
+
+
+def test_main_help_alone_is_lightnings_text_without_importing_lightning(capsys, monkeypatch):
+    """``python main.py --help`` is answered by a parser built without Lightning or torch; it must say exactly
+    what LightningCLI's main parser says (options, subcommands, descriptions)."""
+    monkeypatch.setenv("COLUMNS", "100")
+    full = _help(capsys)
+    script = ("import runpy, sys\nsys.argv = ['main.py', '--help']\ntry:\n    runpy.run_path('main.py', "
+              "run_name='__main__')\nexcept SystemExit as exited:\n    assert exited.code == 0, exited.code\n"
+              "print([m for m in sys.modules if m.split('.')[0] in ('lightning', 'torch')])\n")
+    quick = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True,
+                           env={**os.environ, "COLUMNS": "100"})
+    text, _, imported = quick.stdout.rstrip().rpartition("\n")
+    assert imported == "[]"
+    assert _without_prog(text.rstrip()) == _without_prog(full.rstrip())
+    for name in ("fit", "validate", "test", "predict", "--print_config", "--config"):
+        assert name in text
