@@ -21,7 +21,7 @@ from transformers.utils import logging as transformers_logging
 from lit_edit.editing.requests import EditRequest
 from lit_edit.errors import UserError
 from lit_edit.scoring import encode_pairs
-from lit_edit.tasks.registry import DownstreamTask
+from lit_edit.tasks.base import DownstreamTask
 
 CONTEXT_FIELDS = ("max_position_embeddings", "n_positions", "n_ctx", "seq_length")
 EDIT_PROMPT = "prompt + target_new"

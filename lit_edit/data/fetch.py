@@ -299,7 +299,7 @@ def fetch(targets: list[Target], root: Path, mirror: str | None = None, timeout:
 
 def readers_problem(target: Target, root: Path) -> str | None:
     """What the project's reader says about ``target`` (an edit set, a task file, a corpus folder); None: fine."""
-    from lit_edit.tasks.formats import TASK_FILES, read_task
+    from lit_edit.tasks.registry import TASK_FILES, read_task
 
     path = root / target.path
     tasks = {name: task for task, name in TASK_FILES.items()}
