@@ -4,6 +4,7 @@ import random
 
 import pytest
 
+from lit_edit.factworld import tasks as world_tasks
 from lit_edit.factworld.acceptance import load_world, recall_accuracy, score_task
 from lit_edit.factworld.edits import fact_questions
 from lit_edit.models import load_model_and_tokenizer
@@ -34,7 +35,7 @@ def test_fact_recall_on_training_templates(folder, model_type):
     assert recall_accuracy(model, tokenizer, fact_questions(load_world(FACTWORLD), heldout=False)) >= 0.95
 
 
-MINI_TASKS = ["sentiment", "reasoning", "open_domain_qa", "summarization", "ner", "dialogue", "closed_domain_qa", "nli"]
+MINI_TASKS = list(world_tasks.GENERATORS)
 ACCURACY_TASKS = {"sentiment", "reasoning", "closed_domain_qa", "nli", "dialogue"}
 
 
