@@ -83,8 +83,7 @@ def score_task(model, tokenizer, task: str, records: list[dict], rng: random.Ran
                 gold = ner.gold_entities(record["tokens"], record["tags"], kind)
                 for i, c in enumerate(ner.entity_counts(ner.parse_entities(out), gold)):
                     counts[i] += c
-                for i, c in enumerate(ner.entity_counts(ner.gold_entities(other["tokens"], other["tags"], kind),
-                                                         gold)):
+                for i, c in enumerate(ner.entity_counts(ner.gold_entities(other["tokens"], other["tags"], kind), gold)):
                     chance_counts[i] += c
         return {"metric": "entity_f1", "score": ner.entity_f1(*counts), "chance": ner.entity_f1(*chance_counts)}
     if task == "reasoning":
