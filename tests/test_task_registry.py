@@ -3,8 +3,10 @@ registered, each task's writer and reader agreeing, and the fact-world mini task
 
 from __future__ import annotations
 
+import os
 import pkgutil
 import random
+import subprocess
 import sys
 import types
 from dataclasses import replace
@@ -16,6 +18,7 @@ from lit_edit.factworld import tasks as world_tasks
 from lit_edit.factworld.world import build_world
 from lit_edit.tasks import registry
 from lit_edit.tasks.base import DownstreamTask
+from tests.conftest import ROOT
 
 
 def task_modules_in_the_package() -> set[str]:
@@ -73,3 +76,14 @@ def test_a_task_reads_back_what_it_writes(tmp_path, name):
         assert [task.gold_label(r) for r in read] == [task.gold_label(r) for r in records]
     if name == "ner":
         assert [(r["tokens"], r["tags"]) for r in read] == [(r["tokens"], r["tags"]) for r in records]
+
+
+@pytest.mark.parametrize(("module", "below"), [("lit_edit.generation", "lit_edit.tasks"),
+                                               ("lit_edit.tasks.registry", "lit_edit.factworld")])
+def test_imports_look_down(module, below):
+    """Generation is below the tasks, the tasks below the fact world: importing the lower module alone, in a fresh
+    interpreter, loads nothing of the higher package."""
+    code = f"import sys, {module}; print(sorted(m for m in sys.modules if m.startswith('{below}')))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout.strip()
+    assert loaded == "[]", f"{module} imports {loaded}"
