@@ -24,7 +24,7 @@ from lit_edit.scoring import encode_pairs
 
 if TYPE_CHECKING:  # annotations only: the lengths are measured below the editing and task layers that use them
     from lit_edit.editing.requests import EditRequest
-    from lit_edit.tasks.registry import DownstreamTask
+    from lit_edit.tasks.base import DownstreamTask
 
 CONTEXT_FIELDS = ("max_position_embeddings", "n_positions", "n_ctx", "seq_length")
 EDIT_PROMPT = "prompt + target_new"

@@ -31,7 +31,7 @@ from lit_edit.modules import EditingModule
 from lit_edit.modules.downstream import DownstreamEvalModule
 from lit_edit.modules.mend import MendModule
 from lit_edit.stats import StatisticsConfig, load_corpus_texts, second_moments_for
-from lit_edit.tasks import formats
+from lit_edit.tasks import formats, registry
 from lit_edit.tasks.datamodule import DownstreamDataModule
 from lit_edit.tasks.metrics import DownstreamMetric
 from lit_edit.tasks.registry import TASKS
@@ -207,7 +207,7 @@ def test_requests_sharing_a_subject_in_a_batch_are_counted_warned_and_separable(
 def test_malformed_lines_of_the_other_formats_name_file_and_line(tmp_path, task, name, text, problem):
     (tmp_path / name).write_text(text)
     with pytest.raises(formats.TaskFormatError, match=problem):
-        formats.read_task(tmp_path, task)
+        registry.read_task(tmp_path, task)
 
 
 def _dialogue(answer="A", options=("a", "b", "c", "d")):
@@ -218,20 +218,20 @@ def test_malformed_dialogue_files_are_named(tmp_path):
     folder = tmp_path / "test-dialogue"
     folder.mkdir()
     with pytest.raises(formats.TaskFormatError, match=r"test-dialogue: no dev_\*.txt files"):
-        formats.read_task(tmp_path, "dialogue")
+        registry.read_task(tmp_path, "dialogue")
     (folder / "dev_1.txt").write_text(_dialogue())
     (folder / "dev_2.txt").write_text(_dialogue(answer="E"))
     with pytest.raises(formats.TaskFormatError, match=r"dev_2.txt: needs 4 options and an answer in A-D"):
-        formats.read_task(tmp_path, "dialogue")
+        registry.read_task(tmp_path, "dialogue")
     (folder / "dev_2.txt").write_text("{not json")
     with pytest.raises(formats.TaskFormatError, match=r"dev_2.txt: not valid JSON"):
-        formats.read_task(tmp_path, "dialogue")
+        registry.read_task(tmp_path, "dialogue")
     (folder / "dev_2.txt").unlink()
     (folder / "dev_copy.txt").write_text(_dialogue())
     with pytest.raises(formats.TaskFormatError, match=r"dev_copy.txt: expected a name dev_<number>.txt"):
-        formats.read_task(tmp_path, "dialogue")
+        registry.read_task(tmp_path, "dialogue")
     bad = formats.BadLines("skip")
-    assert len(formats.read_task(tmp_path, "dialogue", bad=bad)) == 1 and len(bad.skipped) == 1
+    assert len(registry.read_task(tmp_path, "dialogue", bad=bad)) == 1 and len(bad.skipped) == 1
 
 
 @pytest.mark.parametrize(("task", "name", "good", "bad_line", "problem"), [
@@ -254,9 +254,9 @@ def test_a_gold_answer_the_scorer_cannot_use_names_file_line_and_field(tmp_path,
     letter by letter, and an unknown BoolQ / RTE label was silently scored as the negative class."""
     (tmp_path / name).write_text(good + bad_line)
     with pytest.raises(formats.TaskFormatError, match=problem):
-        formats.read_task(tmp_path, task)
+        registry.read_task(tmp_path, task)
     bad = formats.BadLines("skip")
-    assert len(formats.read_task(tmp_path, task, bad=bad)) == 1 and len(bad.skipped) == 1
+    assert len(registry.read_task(tmp_path, task, bad=bad)) == 1 and len(bad.skipped) == 1
 
 
 def test_skipped_task_lines_are_listed_in_the_run_setup(tmp_path):
@@ -282,7 +282,7 @@ def test_downstream_options_are_named(tmp_path):
     with pytest.raises(KeyError, match=r"unknown downstream task 'translation'; known: \['closed_domain_qa', "):
         DownstreamConfig(tasks=["sentiment", "translation"])
     with pytest.raises(KeyError, match=r"unknown task 'translation'; known: \['closed_domain_qa', "):
-        formats.read_task(tmp_path, "translation")
+        registry.read_task(tmp_path, "translation")
     with pytest.raises(ValueError, match="downstream.subset must be a positive number of examples or null, got 0"):
         DownstreamConfig(subset=0)
     with pytest.raises(ValueError, match=r"downstream.every_n_batches must be >= 0 \(0 = never\), got -1"):

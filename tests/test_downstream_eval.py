@@ -7,9 +7,8 @@ import pytest
 from lit_edit.cli import LitEditCLI
 from lit_edit.models import load_model_and_tokenizer
 from lit_edit.tasks.evaluate import score_records
-from lit_edit.tasks.formats import read_task
 from lit_edit.tasks.metrics import DownstreamMetric
-from lit_edit.tasks.registry import get_task
+from lit_edit.tasks.registry import get_task, read_task
 
 from .conftest import FACTWORLD, ROOT
 

@@ -3,10 +3,11 @@
 import pytest
 import torch
 
-from lit_edit.generation import Generation
-from lit_edit.tasks import legacy
+from lit_edit.generation import Generation, clean_up_tokenization
+from lit_edit.tasks import closed_domain_qa, dialogue, ner, nli, open_domain_qa, reasoning, sentiment, summarization
 from lit_edit.tasks.metrics import DownstreamMetric
-from lit_edit.tasks.registry import TASKS, span_exact_match
+from lit_edit.tasks.open_domain_qa import span_exact_match
+from lit_edit.tasks.registry import TASKS
 
 
 def gen(continuation, reference_text=None):
@@ -15,9 +16,9 @@ def gen(continuation, reference_text=None):
 
 def test_boolq_paper_rule_is_exact_before_and_substring_after_editing():
     text = "passage: x question: y. answer: not"
-    assert legacy.closed_domain_qa(text, gold=False, after_edit=False) == {"correct": 0, "parsed": 0}
-    assert legacy.closed_domain_qa(text, gold=False, after_edit=True) == {"correct": 1, "parsed": 1}   # " not" ∋ "no"
-    assert legacy.closed_domain_qa("q. answer: yes", gold=True, after_edit=False) == {"correct": 1, "parsed": 1}
+    assert closed_domain_qa.paper_counts(text, gold=False, after_edit=False) == {"correct": 0, "parsed": 0}
+    assert closed_domain_qa.paper_counts(text, gold=False, after_edit=True) == {"correct": 1, "parsed": 1}   # " not" ∋ "no"
+    assert closed_domain_qa.paper_counts("q. answer: yes", gold=True, after_edit=False) == {"correct": 1, "parsed": 1}
     # corrected: one rule; " not" is unparsed before and after
     record = {"passage": "p", "question": "q", "answer": False}
     for after in (False, True):
@@ -26,24 +27,24 @@ def test_boolq_paper_rule_is_exact_before_and_substring_after_editing():
 
 
 def test_mutual_paper_letter_substring_and_chi_rule():
-    assert legacy.dialogue("... the answer is According", "A", after_edit=False) == {"correct": 1, "parsed": 1}
-    assert legacy.dialogue("... the answer is Chioces", "C", after_edit=False) == {"correct": 1, "parsed": 1}
-    assert legacy.dialogue("... the answer is Chioces", "C", after_edit=True) == {"correct": 0, "parsed": 0}
+    assert dialogue.paper_counts("... the answer is According", "A", after_edit=False) == {"correct": 1, "parsed": 1}
+    assert dialogue.paper_counts("... the answer is Chioces", "C", after_edit=False) == {"correct": 1, "parsed": 1}
+    assert dialogue.paper_counts("... the answer is Chioces", "C", after_edit=True) == {"correct": 0, "parsed": 0}
     record = {"article": "a", "options": ["w", "x", "y", "z"], "answers": "A"}
     score = TASKS["dialogue"].score(record, {"corrected": gen(" According", "the answer is According")}, False)
     assert (score["correct"], score["parsed"], score["paper/correct"]) == (0, 0, 1)
 
 
 def test_rte_and_sst2_substring_rules():
-    assert legacy.nli("x. True or False? answer: untrue", gold_entailment=True) == {"correct": 1, "parsed": 1}
-    assert legacy.sentiment("text: a answer: negatively", gold_positive=False) == {"correct": 1, "parsed": 1}
-    assert legacy.sentiment("text: a answer: meh", gold_positive=False) == {"correct": 0, "parsed": 0}
+    assert nli.paper_counts("x. True or False? answer: untrue", gold_entailment=True) == {"correct": 1, "parsed": 1}
+    assert sentiment.paper_counts("text: a answer: negatively", gold_positive=False) == {"correct": 1, "parsed": 1}
+    assert sentiment.paper_counts("text: a answer: meh", gold_positive=False) == {"correct": 0, "parsed": 0}
 
 
 def test_gsm8k_paper_substring_and_corrected_numeric():
     marker = "Therefore, the answer (arabic numerals) is:"
     record = {"question": "q", "answer": "steps\n#### 1"}
-    assert legacy.reasoning("Therefore, the answer (arabic numerals) is: 10", "1")["correct"] == 1   # " 10" ∋ "1"
+    assert reasoning.paper_counts("Therefore, the answer (arabic numerals) is: 10", "1")["correct"] == 1   # " 10" ∋ "1"
     score = TASKS["reasoning"].score(record, {"corrected": gen(" 10"), "paper": gen("", marker + " 10")}, False)
     assert (score["correct"], score["paper/correct"]) == (0, 1)
     record = {"question": "q", "answer": "s\n#### 2,125"}
@@ -53,12 +54,12 @@ def test_gsm8k_paper_substring_and_corrected_numeric():
 
 def test_nq_paper_scan_global_flag_replayed_in_file_order():
     # example 0: a two-word gold inside the text sets the global flag; afterwards only words[0]/words[-1] count
-    first = legacy.open_domain_qa_outcomes("refer to new york city now", ["New York"])
-    second = legacy.open_domain_qa_outcomes("refer to paris now", ["Paris"])
+    first = open_domain_qa.paper_outcomes("refer to new york city now", ["New York"])
+    second = open_domain_qa.paper_outcomes("refer to paris now", ["Paris"])
     assert first == (1, 1, 0)
     assert second[0] == 1 and second[2] == 0
-    assert legacy.replay_open_domain_qa([first, second]) == 1          # flag set by the first hides the second
-    assert legacy.replay_open_domain_qa([second, first]) == 2
+    assert open_domain_qa.replay_paper_scan([first, second]) == 1          # flag set by the first hides the second
+    assert open_domain_qa.replay_paper_scan([second, first]) == 2
     metric = DownstreamMetric("open_domain_qa")
     for index, outcome in [(1, second), (0, first)]:                  # shards arrive out of order
         metric.update([{"n": 1, "em": 0, "span_em": 0, "paper/scan": outcome}], [index])
@@ -75,28 +76,28 @@ def test_nq_corrected_em_and_span_em():
 
 def test_rouge_package_f_matches_a_hand_computation():
     # hyp words: [the, cat, sat] ; ref words: [the, cat, ran] (sets); R1: 2/3 each -> F=2/3; R2: {the cat} 1/2
-    scores = legacy.rouge_package_f("the cat sat", "the cat ran")
+    scores = summarization.rouge_package_f("the cat sat", "the cat ran")
     assert scores["rouge1"] == pytest.approx(2 / 3, abs=1e-6)
     assert scores["rouge2"] == pytest.approx(0.5, abs=1e-6)
     assert scores["rougeL"] == pytest.approx(2 / 3, abs=1e-6)
-    assert legacy.rouge_package_f("The cat", "the cat")["rouge1"] == pytest.approx(0.5, abs=1e-6)   # case-sensitive
+    assert summarization.rouge_package_f("The cat", "the cat")["rouge1"] == pytest.approx(0.5, abs=1e-6)   # case-sensitive
     with pytest.raises(ValueError, match="Hypothesis is empty"):
-        legacy.rouge_package_f("...", "the cat")
-    assert legacy.summarization("...<|endoftext|>", "the cat") == {"rouge_avg": 0.0, "unscorable": 1}
+        summarization.rouge_package_f("...", "the cat")
+    assert summarization.paper_score("...<|endoftext|>", "the cat") == {"rouge_avg": 0.0, "unscorable": 1}
     # the 13-character cut assumes "<|endoftext|>" ends the text
-    assert legacy.summarization_prediction(" the cat sat<|endoftext|>") == " the cat sat"
-    assert legacy.summarization(" ab", "the cat")["rouge_avg"] == 0.0                          # ≤ 1 character
+    assert summarization.paper_prediction(" the cat sat<|endoftext|>") == " the cat sat"
+    assert summarization.paper_score(" ab", "the cat")["rouge_avg"] == 0.0                          # ≤ 1 character
 
 
 def test_ner_reference_spans_and_metrics():
     words = ["Australian", "Tom", "Moody", "met", "John"]
     tags = ["B-MISC", "B-PER", "I-PER", "O", "B-PER"]
-    assert legacy.ner_gold(words, tags, "MISC") == ["Australian Tom Moody"]    # runs to the next O
-    assert legacy.ner_gold(words, tags, "PER") == ["Tom Moody", ""]             # sentence-final entity is empty
-    counts = legacy.ner("Text: ... Entity: Tom Moody", words, tags, "PER")
+    assert ner.paper_gold(words, tags, "MISC") == ["Australian Tom Moody"]    # runs to the next O
+    assert ner.paper_gold(words, tags, "PER") == ["Tom Moody", ""]             # sentence-final entity is empty
+    counts = ner.paper_counts("Text: ... Entity: Tom Moody", words, tags, "PER")
     assert counts == {"hits": 2, "total": 2}                                    # "" is always a hit
-    assert legacy.ner("Entity: x", ["a"], ["O"], "MISC") == {"hits": 0, "total": 1}   # MISC-only denominator
-    assert legacy.ner("Entity: x", ["a"], ["O"], "PER") == {"hits": 0, "total": 0}
+    assert ner.paper_counts("Entity: x", ["a"], ["O"], "MISC") == {"hits": 0, "total": 1}   # MISC-only denominator
+    assert ner.paper_counts("Entity: x", ["a"], ["O"], "PER") == {"hits": 0, "total": 0}
     record = {"tokens": words, "tags": tags}
     generations = {kind: gen(" none", "Entity: none") for kind in ("PER", "LOC", "ORG", "MISC")}
     generations["PER"] = gen(" Tom Moody, Bob", "Entity: Tom Moody, Bob")
@@ -120,7 +121,7 @@ def test_docstart_sentences_count_only_in_paper_mode():
 
 
 def test_decode_clean_up_of_the_reference():
-    assert legacy.clean_up_tokenization("Lord 's house , he said .") == "Lord's house, he said."
+    assert clean_up_tokenization("Lord 's house , he said .") == "Lord's house, he said."
 
 
 def test_choice_metric_sums_like_a_direct_count():

@@ -7,10 +7,11 @@ from lit_edit.factworld.build import WorldSettings, build
 from lit_edit.factworld.edits import counterfact_records, fact_questions, zsre_records
 from lit_edit.factworld.render import fact_lines
 from lit_edit.factworld.schema import RELATIONS
-from lit_edit.factworld.tasks import GENERATORS, entities, training_texts
+from lit_edit.factworld.tasks import GENERATORS, training_texts
 from lit_edit.factworld.world import build_world
 from lit_edit.models import load_tokenizer
-from lit_edit.tasks import formats
+from lit_edit.tasks import registry
+from lit_edit.tasks.ner import entities
 
 from .conftest import FACTWORLD
 
@@ -87,8 +88,8 @@ def test_too_many_edits_are_refused(world):
 def test_mini_tasks_round_trip_through_the_real_format_readers(tmp_path):
     out = build(tmp_path / "world", WorldSettings(n_people=30, n_edits=20, n_task_train=12, n_task_test=10,
                                                    vocab_size=600))
-    for task in formats.TASK_FILES:
-        records = formats.read_task(out / "tasks", task)
+    for task in registry.TASK_FILES:
+        records = registry.read_task(out / "tasks", task)
         assert len(records) == 10, task
         assert all(training_texts(task, r) for r in records)
     assert (out / "tokenizer-llama" / "tokenizer.json").exists()

@@ -4,10 +4,11 @@ import random
 
 import pytest
 
+from lit_edit.factworld import tasks as world_tasks
 from lit_edit.factworld.acceptance import load_world, recall_accuracy, score_task
 from lit_edit.factworld.edits import fact_questions
 from lit_edit.models import load_model_and_tokenizer
-from lit_edit.tasks import formats, parsing
+from lit_edit.tasks import registry
 
 from .conftest import FACTWORLD, ROOT
 
@@ -34,7 +35,7 @@ def test_fact_recall_on_training_templates(folder, model_type):
     assert recall_accuracy(model, tokenizer, fact_questions(load_world(FACTWORLD), heldout=False)) >= 0.95
 
 
-MINI_TASKS = ["sentiment", "reasoning", "open_domain_qa", "summarization", "ner", "dialogue", "closed_domain_qa", "nli"]
+MINI_TASKS = list(world_tasks.GENERATORS)
 ACCURACY_TASKS = {"sentiment", "reasoning", "closed_domain_qa", "nli", "dialogue"}
 
 
@@ -44,8 +45,8 @@ def test_mini_tasks_clearly_beat_chance(shipped, task):
     examples (reasoning: with and without the solution in the prompt); the others, whose chance is a shuffled
     reference, by 0.2 on a sample."""
     model, tokenizer = shipped
-    records = formats.read_task(FACTWORLD / "tasks", task)
-    short_answers = parsing.MAX_NEW_TOKENS[task] <= 5      # cheap to score on more examples
+    records = registry.read_task(FACTWORLD / "tasks", task)
+    short_answers = registry.get_task(task).max_new_tokens <= 5      # cheap to score on more examples
     sample = records if task in ACCURACY_TASKS or short_answers else records[:60]
     result = score_task(model, tokenizer, task, sample, random.Random(0))
     if task in ACCURACY_TASKS:
@@ -64,7 +65,7 @@ def test_full_acceptance_report(shipped):
     report = acceptance(model, tokenizer, FACTWORLD)
     assert report["fact_recall_train_templates"] >= 0.95
     assert report["heldout_perplexity"] < 3.0
-    assert set(report["tasks"]) == set(formats.TASK_FILES)
+    assert set(report["tasks"]) == set(registry.TASK_FILES)
 
 
 def test_subject_patching_probe_moves_answers_when_it_patches_where_the_fact_is_read(shipped, monkeypatch):

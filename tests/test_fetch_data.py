@@ -19,7 +19,7 @@ import pytest
 
 from lit_edit.data.fetch import fetch, fetch_data, file_problem, target_problem
 from lit_edit.data.sources import TARGETS, Download, Target, targets_of
-from lit_edit.tasks.formats import TASK_FILES, read_task
+from lit_edit.tasks.registry import TASK_FILES, read_task
 
 from .conftest import SHARED_DATA
 

@@ -5,7 +5,7 @@ entities, against hand counts."""
 import pytest
 
 from lit_edit.generation import Generation
-from lit_edit.tasks import prompts
+from lit_edit.tasks import ner
 from lit_edit.tasks.metrics import DownstreamMetric
 from lit_edit.tasks.registry import TASKS
 
@@ -19,15 +19,15 @@ RECORD = {"tokens": ["Salomon", "Bros", ".", "hired", "John", "Smith", "and", "J
 def counts(continuations: dict[str, str], record: dict = RECORD) -> dict[str, tuple[int, int, int]]:
     """(tp, fp, fn) per type of one sentence, each type's continuation generated after its real prompt (`` none``
     for the types not given)."""
-    texts = {kind: continuations.get(kind, " none") for kind in prompts.NER_TYPES}
-    generations = {kind: Generation([], [], text, prompts.ner(record, kind) + text) for kind, text in texts.items()}
+    texts = {kind: continuations.get(kind, " none") for kind in ner.NER_TYPES}
+    generations = {kind: Generation([], [], text, ner.prompt(record, kind) + text) for kind, text in texts.items()}
     score = TASKS["ner"].score(record, generations, after_edit=False)
     return {kind: (score[f"tp/{kind}"], score[f"fp/{kind}"], score[f"fn/{kind}"]) for kind in continuations}
 
 
 def test_the_prompt_shows_the_entities_with_glued_punctuation():
     assert "Text: Salomon Bros. hired John Smith and John Smith in New York, Bodman, Longely said. Entity:" in \
-        prompts.ner(RECORD, "ORG")
+        ner.prompt(RECORD, "ORG")
 
 
 @pytest.mark.parametrize(("continuation", "expected"), [
@@ -73,7 +73,7 @@ def test_macro_and_micro_f1_equal_hand_counts():
                {"PER": " Carl", "LOC": ' ""', "ORG": " Acme.", "MISC": " None"}]
     scores = []
     for record, output in zip([first, second], outputs):
-        generations = {kind: Generation([], [], text, prompts.ner(record, kind) + text)
+        generations = {kind: Generation([], [], text, ner.prompt(record, kind) + text)
                        for kind, text in output.items()}
         scores.append(TASKS["ner"].score(record, generations, after_edit=False))
     metric = DownstreamMetric("ner")

@@ -8,7 +8,7 @@ import pytest
 from rouge import Rouge
 
 from lit_edit.generation import Generation
-from lit_edit.tasks import prompts
+from lit_edit.tasks import summarization
 from lit_edit.tasks.registry import TASKS
 
 from .conftest import SHARED_DATA
@@ -19,7 +19,7 @@ EOS = "<|endoftext|>"
 def paper_score(continuation: str, summary: str, dialogue: str = "Amanda: hi\nJerry: hello") -> dict:
     """The registry's paper counters of one record whose generation is ``continuation`` after the real prompt."""
     record = {"dialogue": dialogue, "summary": summary}
-    prompt = prompts.summarization(record)
+    prompt = summarization.prompt(record)
     generation = Generation([], [], continuation.removesuffix(EOS), prompt + continuation)
     score = TASKS["summarization"].score(record, {"corrected": generation}, after_edit=False)
     return {"rouge_avg": score["paper/rouge_avg"], "unscorable": score["paper/unscorable"]}
@@ -83,7 +83,7 @@ ADVERSARIAL = [" Amanda will bring Jerry cookies.  She baked them." + EOS,      
 @pytest.mark.parametrize("continuation", ADVERSARIAL)
 def test_paper_rouge_equals_the_package_on_adversarial_outputs(continuation):
     summary = "Amanda baked cookies and will bring Jerry some tomorrow."
-    full = prompts.summarization({"dialogue": "Amanda: hi", "summary": summary}) + continuation
+    full = summarization.prompt({"dialogue": "Amanda: hi", "summary": summary}) + continuation
     assert paper_score(continuation, summary, "Amanda: hi")["rouge_avg"] == pytest.approx(
         reference_rouge_avg(full, summary), abs=1e-12)
 
@@ -129,7 +129,7 @@ def test_paper_rouge_equals_the_package_on_real_samsum_records():
                    " " + dialogue_words + EOS,                          # copying the dialogue: newlines, names
                    " " + record["summary"]]                             # no EOS: the cut eats real characters
         for output in outputs:
-            full = prompts.summarization(record) + output
+            full = summarization.prompt(record) + output
             assert paper_score(output, record["summary"], record["dialogue"])["rouge_avg"] == pytest.approx(
                 reference_rouge_avg(full, record["summary"]), abs=1e-12), (i, output)
             checked += 1
@@ -138,10 +138,10 @@ def test_paper_rouge_equals_the_package_on_real_samsum_records():
 
 @pytest.mark.parametrize("summary", ["", "...", "."])
 def test_a_gold_summary_the_package_cannot_read_is_refused_on_reading(tmp_path, summary):
-    from lit_edit.tasks import formats
+    from lit_edit.tasks import formats, registry
 
     (tmp_path / "test-summarization.json").write_text(json.dumps([{"summary": "ok", "dialogue": "d"},
                                                                   {"summary": summary, "dialogue": "d"}]))
     with pytest.raises(formats.TaskFormatError, match=r"test-summarization.json\[1\]: field 'summary' must be a string "
                                                       r"with more than dots"):
-        formats.read_task(tmp_path, "summarization")
+        registry.read_task(tmp_path, "summarization")

@@ -1,8 +1,8 @@
 """Both modes' parsers read the real prompt + continuation of each of the 8 tasks.
 
-The prompts come from the registry (:mod:`lit_edit.tasks.prompts`) and contain the markers and words the paper
-parsers look for ("answer", "positive"/"negative", "(A)…(D)", the gold number in GSM8K's hint). Every expected value
-is worked out by hand from the side-effects study's scripts (github:JasonForJoy/Model-Editing-Hurt,
+The prompts come from the registry (each task's module, :mod:`lit_edit.tasks.registry`) and contain the markers and
+words the paper parsers look for ("answer", "positive"/"negative", "(A)…(D)", the gold number in GSM8K's hint).
+Every expected value is worked out by hand from the side-effects study's scripts (github:JasonForJoy/Model-Editing-Hurt,
 ``test-task-code/test-<Task>.py`` before editing and ``test-task-after-code/test-<Task>-after.py`` after): which
 split of the decoded text they read (first or last marker), whether they scan it by substring, and the order of their
 ``if``/``elif`` counters. The corrected expectations follow ``docs/fidelity.md``."""

@@ -1,9 +1,13 @@
-"""The corrected parsers' normalisation rules and gold labels (lit_edit/tasks/parsing.py), each written out by
+"""The corrected parsers' normalisation rules and gold labels (each task's module in lit_edit/tasks/, the shared
+`first_word` in lit_edit/tasks/parsing.py, `normalize_answer` in lit_edit/answer_match.py), each written out by
 hand from the rule in the function's docstring."""
 
 import pytest
 
-from lit_edit.tasks.parsing import classification_correct, first_word, gold_label, normalize_answer, normalize_entity
+from lit_edit.answer_match import normalize_answer
+from lit_edit.tasks.ner import normalize_entity
+from lit_edit.tasks.parsing import first_word
+from lit_edit.tasks.registry import get_task
 
 
 def test_normalize_answer_lowers_and_drops_punctuation_and_articles():
@@ -29,14 +33,14 @@ def test_normalize_entity(text, expected):
 
 
 def test_gold_labels_of_every_task():
-    assert gold_label("closed_domain_qa", {"answer": "True"}) is True
-    assert gold_label("closed_domain_qa", {"answer": "false"}) is False
-    assert gold_label("closed_domain_qa", {"answer": False}) is False
-    assert gold_label("reasoning", {"answer": "3 + 4 = 7\n#### 1,207"}) == 1207.0
-    assert gold_label("open_domain_qa", {"answer": ("Paris", "paris, France")}) == ["Paris", "paris, France"]
-    assert gold_label("summarization", {"summary": "They met."}) == "They met."
+    assert get_task("closed_domain_qa").gold_label({"answer": "True"}) is True
+    assert get_task("closed_domain_qa").gold_label({"answer": "false"}) is False
+    assert get_task("closed_domain_qa").gold_label({"answer": False}) is False
+    assert get_task("reasoning").gold_label({"answer": "3 + 4 = 7\n#### 1,207"}) == 1207.0
+    assert get_task("open_domain_qa").gold_label({"answer": ("Paris", "paris, France")}) == ["Paris", "paris, France"]
+    assert get_task("summarization").gold_label({"summary": "They met."}) == "They met."
     with pytest.raises(KeyError, match="translation"):
-        gold_label("translation", {})
+        get_task("translation").gold_label({})
 
 
 @pytest.mark.parametrize("task, continuation, record, correct", [
@@ -50,4 +54,4 @@ def test_gold_labels_of_every_task():
     ("reasoning", " 12 apples", {"answer": "so\n#### 12"}, True),
 ])
 def test_classification_correct(task, continuation, record, correct):
-    assert classification_correct(task, continuation, record) is correct
+    assert get_task(task).is_correct(continuation, record) is correct

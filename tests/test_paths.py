@@ -16,7 +16,7 @@ from lit_edit.data import EditDataModule, MendDataModule
 from lit_edit.models import load_model
 from lit_edit.paths import DATA_ROOT_ENV, PROJECT_ROOT, data_root, resolve_config_args, resolve_path
 from lit_edit.stats import load_corpus_texts
-from lit_edit.tasks.formats import read_task
+from lit_edit.tasks.registry import read_task
 
 from .conftest import FACTWORLD, ROOT
 

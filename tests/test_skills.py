@@ -13,10 +13,11 @@ from lit_edit.factworld import tasks as world_tasks
 from lit_edit.factworld.render import statement
 from lit_edit.factworld.schema import POOLS
 from lit_edit.factworld.skills import COMPARISON_TASKS, build_skills, prompts_of_test_sets, skill_records
+from lit_edit.factworld.tasks.common import PERSON_RELATIONS
 from lit_edit.factworld.world import build_world
 from lit_edit.models.loading import load_tokenizer
 from lit_edit.modules.language_model import CausalLMModule, answer_loss
-from lit_edit.tasks import formats, prompts
+from lit_edit.tasks import registry
 from tests.conftest import FACTWORLD
 
 ANSWERS = {"closed_domain_qa": {"yes", "no"}, "nli": {"True", "False"}, "dialogue": set("ABCD")}
@@ -54,7 +55,7 @@ def test_the_gold_answer_is_the_generator_record_s(world):
     for task in COMPARISON_TASKS:
         record = world_tasks.GENERATORS[task](world, rng, 1)[0]
         (text, start), = world_tasks.training_examples(task, record)
-        assert text[:start - 1] == getattr(prompts, task)(record)
+        assert text[:start - 1] == registry.get_task(task).prompt(record)
         assert text[start:] == world_tasks.GOLD[task](record)
         assert world_tasks.training_texts(task, record) == [text]
 
@@ -79,8 +80,8 @@ def test_direct_variants_answer_by_the_one_statement_they_give(world):
     """The direct BoolQ/RTE records: the passage (premise) is the true statement of one fact; the gold answer is
     yes (entailment) exactly when the claim (hypothesis) gives that fact's object."""
     rng = random.Random(5)
-    relations = world_tasks.PERSON_RELATIONS
-    boolq = world_tasks.closed_domain_qa_direct(world, rng, 300)
+    relations = PERSON_RELATIONS
+    boolq = world_tasks.DIRECT_VARIANTS["closed_domain_qa_direct"][1](world, rng, 300)
     for r in boolq:
         assert any(r["passage"] == statement(x.train_statements[0], r["title"], world.object_of(r["title"], x.name))
                    for x in relations)
@@ -89,7 +90,7 @@ def test_direct_variants_answer_by_the_one_statement_they_give(world):
     assert 0.2 < sum(r["title"] in r["question"] for r in boolq) / len(boolq) < 0.5      # a third keep the casing
     premises = {statement(x.train_statements[0], p, world.object_of(p, x.name)): (p, x)
                 for p in world.people for x in relations}
-    rte = world_tasks.nli_direct(world, rng, 300)
+    rte = world_tasks.DIRECT_VARIANTS["nli_direct"][1](world, rng, 300)
     same_wording = 0
     for r in rte:
         person, relation = premises[r["sentence1"]]
@@ -111,7 +112,7 @@ def test_direct_variants_answer_by_the_one_statement_they_give(world):
 
 def test_search_variants_hide_the_statement_among_the_person_s_other_facts(world):
     rng = random.Random(6)
-    relations = world_tasks.PERSON_RELATIONS
+    relations = PERSON_RELATIONS
     generate_boolq = world_tasks.DIRECT_VARIANTS["closed_domain_qa_search"][1]
     generate_rte = world_tasks.DIRECT_VARIANTS["nli_search"][1]
     places = set()
@@ -157,7 +158,7 @@ def test_a_named_skills_file_is_written_beside_the_corpus_and_reserved_names_are
 
 def test_reasoning_skills_avoid_the_test_questions_in_both_prompt_forms(world):
     excluded = prompts_of_test_sets(FACTWORLD, ("reasoning",))
-    test_questions = {r["question"] for r in formats.read_task(FACTWORLD / "tasks", "reasoning")}
+    test_questions = {r["question"] for r in registry.read_task(FACTWORLD / "tasks", "reasoning")}
     records = skill_records(world, ("reasoning",), 400, seed=7, excluded_prompts=excluded)
     assert not any(question in r["text"] for r in records for question in test_questions)
 

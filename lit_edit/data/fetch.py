@@ -26,7 +26,7 @@ from typing import Literal
 from lit_edit.data.edits import read_edit_set
 from lit_edit.data.sources import Download, Target, targets_of
 from lit_edit.paths import data_root
-from lit_edit.tasks.formats import TASK_FILES, read_task
+from lit_edit.tasks.registry import TASK_FILES, read_task
 
 MIRROR_ENV = "LIT_EDIT_DATA_MIRROR"
 DOWNLOADS = ".downloads"

@@ -26,7 +26,8 @@ from lit_edit.generation import greedy_continuations
 from lit_edit.hooks import record, rewrite_output
 from lit_edit.models.architectures import architecture_of
 from lit_edit.scoring import answer_token_predictions, pad_right, token_nll
-from lit_edit.tasks import formats, parsing, prompts
+from lit_edit.tasks import ner, open_domain_qa, reasoning
+from lit_edit.tasks.registry import TASK_FILES, get_task, read_task
 
 
 def load_world(root: Path) -> World:
@@ -71,37 +72,36 @@ def binomial_upper_tail(n: int, correct: int, chance: float) -> float:
 
 def score_task(model, tokenizer, task: str, records: list[dict], rng: random.Random) -> dict:
     """Corrected score of one mini task and its measured chance level."""
-    new_tokens = parsing.MAX_NEW_TOKENS[task]
+    new_tokens = get_task(task).max_new_tokens
     shuffled = records[:]
     rng.shuffle(shuffled)
     if task == "ner":
         counts, chance_counts = [0, 0, 0], [0, 0, 0]
-        for kind in prompts.NER_TYPES:
-            outs = greedy_continuations(model, tokenizer, [prompts.ner(r, kind) for r in records], new_tokens)
+        for kind in ner.NER_TYPES:
+            outs = greedy_continuations(model, tokenizer, [ner.prompt(r, kind) for r in records], new_tokens)
             for out, record, other in zip(outs, records, shuffled):
-                gold = parsing.gold_entities(record["tokens"], record["tags"], kind)
-                for i, c in enumerate(parsing.ner_counts(parsing.parse_entities(out), gold)):
+                gold = ner.gold_entities(record["tokens"], record["tags"], kind)
+                for i, c in enumerate(ner.entity_counts(ner.parse_entities(out), gold)):
                     counts[i] += c
-                for i, c in enumerate(parsing.ner_counts(parsing.gold_entities(other["tokens"], other["tags"], kind),
-                                                         gold)):
+                for i, c in enumerate(ner.entity_counts(ner.gold_entities(other["tokens"], other["tags"], kind), gold)):
                     chance_counts[i] += c
-        return {"metric": "entity_f1", "score": parsing.entity_f1(*counts), "chance": parsing.entity_f1(*chance_counts)}
+        return {"metric": "entity_f1", "score": ner.entity_f1(*counts), "chance": ner.entity_f1(*chance_counts)}
     if task == "reasoning":
-        build = [lambda r: prompts.reasoning(r, hinted=True), lambda r: prompts.reasoning(r, hinted=False)]
+        build = [lambda r: reasoning.prompt(r, hinted=True), lambda r: reasoning.prompt(r, hinted=False)]
     elif task == "open_domain_qa":
-        build = [lambda r: prompts.open_domain_qa(r, answer_cue=True)]
+        build = [lambda r: open_domain_qa.prompt(r, answer_cue=True)]
     else:
-        build = [getattr(prompts, task)]
+        build = [get_task(task).prompt]
     scores = []
     for make_prompt in build:
         outs = greedy_continuations(model, tokenizer, [make_prompt(r) for r in records], new_tokens)
         if task == "open_domain_qa":
-            scores.append(sum(parsing.open_qa_exact_match(o, r["answer"]) for o, r in zip(outs, records)))
+            scores.append(sum(open_domain_qa.exact_match(o, r["answer"]) for o, r in zip(outs, records)))
         elif task == "summarization":
             scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
             scores.append(sum(scorer.score(r["summary"], o)["rougeL"].fmeasure for o, r in zip(outs, records)))
         else:
-            scores.append(sum(parsing.classification_correct(task, o, r) for o, r in zip(outs, records)))
+            scores.append(sum(get_task(task).is_correct(o, r) for o, r in zip(outs, records)))
     scores = [s / len(records) for s in scores]
     if task == "summarization":
         scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
@@ -109,10 +109,10 @@ def score_task(model, tokenizer, task: str, records: list[dict], rng: random.Ran
                      for r, o in zip(records, shuffled)) / len(records)
         return {"metric": "rougeL_f", "score": scores[0], "chance": chance}
     if task == "open_domain_qa":
-        chance = sum(parsing.open_qa_exact_match(o["answer"][0], r["answer"])
+        chance = sum(open_domain_qa.exact_match(o["answer"][0], r["answer"])
                      for r, o in zip(records, shuffled)) / len(records)
         return {"metric": "exact_match", "score": scores[0], "chance": chance}
-    majority = Counter(str(parsing.gold_label(task, r)) for r in records).most_common(1)[0][1] / len(records)
+    majority = Counter(str(get_task(task).gold_label(r)) for r in records).most_common(1)[0][1] / len(records)
     n = len(records)
     result = {"metric": "accuracy", "score": scores[0], "chance": majority, "n": n,
               "p_value": binomial_upper_tail(n, round(scores[0] * n), majority)}
@@ -178,7 +178,7 @@ def acceptance(model, tokenizer, world_root: Path | str, seed: int = 0) -> dict:
         "subject_patching_by_layer": subject_patching_rates(model, tokenizer, world, seed=seed),
         "tasks": {},
     }
-    for task in formats.TASK_FILES:
-        records = formats.read_task(root / "tasks", task)
+    for task in TASK_FILES:
+        records = read_task(root / "tasks", task)
         report["tasks"][task] = score_task(model, tokenizer, task, records, random.Random(seed))
     return report

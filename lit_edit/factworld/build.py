@@ -29,7 +29,7 @@ from lit_edit.factworld.render import biographies, fact_lines
 from lit_edit.factworld.tokenizer import train_tokenizer, wrap_tokenizer
 from lit_edit.factworld.world import build_world
 from lit_edit.io import atomic_write_text
-from lit_edit.tasks import formats
+from lit_edit.tasks.registry import write_task
 
 
 @dataclass
@@ -55,23 +55,6 @@ class WorldSettings:
     bios_per_person: int = 3
     vocab_size: int = 4096
     model_max_length: int = 256
-
-
-def _write_task(folder: Path, task: str, records: list[dict]) -> None:
-    path = folder / formats.TASK_FILES[task]
-    if task in ("reasoning", "open_domain_qa", "closed_domain_qa"):
-        formats.write_jsonl(path, records)
-    elif task == "nli":
-        formats.write_tsv(path, ["index", "sentence1", "sentence2", "label"],
-                          [[r["index"], r["sentence1"], r["sentence2"], r["label"]] for r in records])
-    elif task == "sentiment":
-        formats.write_tsv(path, ["sentence", "label"], [[r["sentence"], r["label"]] for r in records])
-    elif task == "dialogue":
-        formats.write_dialogue_dir(path, records)
-    elif task == "summarization":
-        path.write_text(json.dumps(records, indent=2, ensure_ascii=False), encoding="utf-8")
-    else:
-        formats.write_conll(path, records)
 
 
 def subject_pattern(world) -> re.Pattern:
@@ -100,7 +83,7 @@ def build(out: Path | str, settings: WorldSettings | None = None) -> Path:
         test = generate(world, rng, settings.n_task_test)
         for split, records in (("tasks-train", train), ("tasks", test)):
             (out / split).mkdir(exist_ok=True)
-            _write_task(out / split, task, records)
+            write_task(out / split, task, records)
         corpus += [text for record in train for text in world_tasks.training_texts(task, record)]
     random.Random(settings.seed + 2).shuffle(corpus)
     heldout = biographies(world, random.Random(settings.seed + 3), 1)

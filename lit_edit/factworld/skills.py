@@ -22,7 +22,7 @@ from lit_edit.factworld.acceptance import load_world
 from lit_edit.factworld.build import entity_spans, subject_pattern
 from lit_edit.factworld.world import World
 from lit_edit.io import atomic_write_text
-from lit_edit.tasks import formats, prompts
+from lit_edit.tasks.registry import get_task, read_task
 
 COMPARISON_TASKS = ("closed_domain_qa", "nli", "dialogue")
 SKILLS_NAME = "skills"                     # corpus/skills.jsonl, named in a fit config's data.init_args.train_files
@@ -58,7 +58,7 @@ def skill_records(world: World, tasks: tuple[str, ...], n_per_task: int, seed: i
             if attempts > 20 * n_per_task:
                 raise ValueError(f"{task}: only {kept} of {n_per_task} generated examples avoid the test prompts")
             record = generators[task](world, rng, 1)[0]
-            if getattr(prompts, base)(record) in excluded:
+            if get_task(base).prompt(record) in excluded:
                 continue
             for text, start in world_tasks.training_examples(base, record):
                 records.append({"text": text, "entities": entity_spans(text, pattern), "answer": [start, len(text)]})
@@ -75,7 +75,7 @@ def base_task(task: str) -> str:
 def prompts_of_test_sets(root: Path, tasks: tuple[str, ...]) -> dict[str, set[str]]:
     """The prompts of each task's test set in ``root/tasks`` (read with the real-format readers); a direct
     variant is checked against its task's test set."""
-    return {task: {getattr(prompts, task)(r) for r in formats.read_task(root / "tasks", task)}
+    return {task: {get_task(task).prompt(r) for r in read_task(root / "tasks", task)}
             for task in dict.fromkeys(base_task(t) for t in tasks)}
 
 

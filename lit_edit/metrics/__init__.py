@@ -10,7 +10,7 @@ from lit_edit.metrics.edit import (
     pre_edit_reference,
     score_requests,
 )
-from lit_edit.metrics.text import exact_match, normalize_answer
+from lit_edit.answer_match import exact_match, normalize_answer
 
 __all__ = ["FAMILIES", "METRICS", "MeanScores", "PreEditReference", "check_families", "exact_match", "metric_keys",
            "normalize_answer", "pre_edit_reference", "score_requests"]

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from lit_edit.generation import Generation, generate_greedy
 from lit_edit.scoring import score_answers
-from lit_edit.tasks.registry import DownstreamTask
+from lit_edit.tasks.base import DownstreamTask
 
 
 def generate_for_records(model, tokenizer, task: DownstreamTask, records: Sequence[dict], batch_size: int = 32,

@@ -1,29 +1,18 @@
-"""Readers and writers for the 8 downstream test sets, in the formats of the published files.
+"""Readers and writers shared by the downstream tasks' files: JSON lines and header-row TSV, the policy for a
+malformed line, and the check of a record's gold answer.
 
-Each reader returns a list of plain dicts (one per example) with the fields the prompt builders in
-:mod:`lit_edit.tasks.prompts` use. Writers produce byte-compatible files, so the fact-world mini tasks
-are read by exactly the same code as the real sets. Every reader names the file and line at fault.
+A task's own module (:mod:`lit_edit.tasks.registry` lists them) reads its published file with these, so the
+fact-world mini tasks are read by exactly the same code as the real sets. Every reader names the file and line at
+fault.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
-
-from lit_edit.paths import resolve_path
-
-TASK_FILES = {
-    "reasoning": "test-reasoning.jsonl",
-    "nli": "test-NLI.tsv",
-    "open_domain_qa": "test-OpenDomainQA.jsonl",
-    "closed_domain_qa": "test-ClosedDomainQA.jsonl",
-    "dialogue": "test-dialogue",
-    "summarization": "test-summarization.json",
-    "ner": "test-NER.txt",
-    "sentiment": "test-SentimentAnalysis.tsv",
-}
 
 
 class TaskFormatError(ValueError):
@@ -48,7 +37,23 @@ class BadLines:
         self.skipped.append(message)
 
 
-def _missing(record, fields: Iterable[str], where: str) -> str | None:
+@dataclass(frozen=True)
+class GoldCheck:
+    """The field of a record that holds its gold answer, what the task's scorer needs of it, and the check.
+    Checked on reading, so a bad value names its file and line instead of failing mid-run or being scored as
+    another label."""
+
+    field: str
+    expected: str
+    fits: Callable[[object], bool]
+
+    def problem(self, record: dict, where: str) -> str | None:
+        """The error message of a record whose gold answer the scorer cannot use; None when it is fine."""
+        value = record[self.field]
+        return None if self.fits(value) else f"{where}: field {self.field!r} must be {self.expected}, found {value!r}"
+
+
+def missing_fields(record, fields: Iterable[str], where: str) -> str | None:
     """The error message of a record that is not an object or lacks ``fields``; None when it is fine."""
     if not isinstance(record, dict):
         return f"{where}: expected a JSON object, found {type(record).__name__}"
@@ -56,39 +61,14 @@ def _missing(record, fields: Iterable[str], where: str) -> str | None:
     return f"{where}: missing field(s) {missing}; found {sorted(record)}" if missing else None
 
 
-def _is_number(text: str) -> bool:
-    try:
-        float(text.replace(",", "").strip())
-    except ValueError:
-        return False
-    return True
+def record_problem(record, fields: Iterable[str], gold: GoldCheck | None, where: str) -> str | None:
+    """The first problem of a record: a missing field, else an unusable gold answer; None when it is fine."""
+    return missing_fields(record, fields, where) or (gold.problem(record, where) if gold else None)
 
 
-GOLD_FIELDS = {   # task: (field, what the scorer needs of it, check) -- the fields parsing.gold_label reads
-    "reasoning": ("answer", "a solution ending in '#### <number>'",
-                  lambda v: isinstance(v, str) and _is_number(v.split("#### ")[-1])),
-    "open_domain_qa": ("answer", "a non-empty list of strings",
-                       lambda v: isinstance(v, list) and bool(v) and all(isinstance(a, str) for a in v)),
-    "closed_domain_qa": ("answer", "true or false", lambda v: isinstance(v, bool) or str(v).lower() in ("true", "false")),
-    "nli": ("label", "'entailment' or 'not_entailment'", lambda v: v in ("entailment", "not_entailment")),
-    "sentiment": ("label", "0 or 1", lambda v: v in ("0", "1")),
-    "summarization": ("summary", "a string with more than dots (the paper score's ROUGE cannot read one of dots only)",
-                      lambda v: isinstance(v, str) and v.replace(".", "") != ""),
-}
-
-
-def _gold_problem(task: str | None, record: dict, where: str) -> str | None:
-    """The error message of a record whose gold answer the scorer cannot use; None when it is fine. Checked on
-    reading, so a bad value names its file and line instead of failing mid-run or being scored as another label."""
-    if task not in GOLD_FIELDS:
-        return None
-    field, expected, fits = GOLD_FIELDS[task]
-    return None if fits(record[field]) else f"{where}: field {field!r} must be {expected}, found {record[field]!r}"
-
-
-def read_jsonl(path: Path, fields: Iterable[str], bad: BadLines | None = None, task: str | None = None
+def read_jsonl(path: Path, fields: Iterable[str], bad: BadLines | None = None, gold: GoldCheck | None = None
                ) -> list[dict]:
-    """One JSON object per line with ``fields`` (and, for ``task``, a gold answer its scorer can use)."""
+    """One JSON object per line with ``fields`` (and, with ``gold``, a gold answer the task's scorer can use)."""
     bad = bad or BadLines()
     records = []
     with open(path, encoding="utf-8") as f:
@@ -100,7 +80,7 @@ def read_jsonl(path: Path, fields: Iterable[str], bad: BadLines | None = None, t
             except json.JSONDecodeError as e:
                 bad(f"{path}:{number}: not valid JSON ({e})")
                 continue
-            problem = _missing(record, fields, f"{path}:{number}") or _gold_problem(task, record, f"{path}:{number}")
+            problem = record_problem(record, fields, gold, f"{path}:{number}")
             if problem:
                 bad(problem)
                 continue
@@ -115,7 +95,7 @@ def write_jsonl(path: Path, records: Iterable[dict]) -> None:
 
 
 def read_tsv(path: Path, columns: list[str], legacy_quotes: bool = False, bad: BadLines | None = None,
-             task: str | None = None) -> list[dict]:
+             gold: GoldCheck | None = None) -> list[dict]:
     """A header-row TSV read without quote handling (``QUOTE_NONE``): quotes stay part of the text.
 
     ``legacy_quotes`` reads it as the reference harness did (``csv`` default quoting: a field that starts with
@@ -132,7 +112,7 @@ def read_tsv(path: Path, columns: list[str], legacy_quotes: bool = False, bad: B
             bad(f"{path}:{number}: expected {len(columns)} tab-separated fields, found {len(row)}")
             continue
         record = {c: row[i].strip() if c == columns[-1] else row[i] for i, c in enumerate(columns)}
-        problem = _gold_problem(task, record, f"{path}:{number}")
+        problem = gold.problem(record, f"{path}:{number}") if gold else None
         if problem:
             bad(problem)
             continue
@@ -140,136 +120,9 @@ def read_tsv(path: Path, columns: list[str], legacy_quotes: bool = False, bad: B
     return records
 
 
-def write_tsv(path: Path, columns: list[str], rows: Iterable[list]) -> None:
+def write_tsv(path: Path, columns: list[str], records: Iterable[dict]) -> None:
+    """``records`` as a header-row TSV of ``columns`` (each record's values of those columns)."""
     with open(path, "w", encoding="utf-8", newline="") as f:
         f.write("\t".join(columns) + "\n")
-        for row in rows:
-            f.write("\t".join(str(v) for v in row) + "\n")
-
-
-def read_dialogue_dir(path: Path, bad: BadLines | None = None) -> list[dict]:
-    """MuTual: one JSON object per ``dev_N.txt`` file, ordered by N."""
-    bad = bad or BadLines()
-    named = sorted(path.glob("dev_*.txt"))
-    if not named:
-        raise TaskFormatError(f"{path}: no dev_*.txt files")
-    for file in named:
-        if not file.stem[4:].isdigit():
-            bad(f"{file}: expected a name dev_<number>.txt")
-    files = sorted((f for f in named if f.stem[4:].isdigit()), key=lambda p: int(p.stem[4:]))
-    records = []
-    for file in files:
-        try:
-            record = json.loads(file.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            bad(f"{file}: not valid JSON ({e})")
-            continue
-        problem = _missing(record, ("answers", "options", "article", "id"), str(file))
-        if not problem and (len(record["options"]) != 4 or record["answers"] not in ("A", "B", "C", "D")):
-            problem = f"{file}: needs 4 options and an answer in A-D"
-        if problem:
-            bad(problem)
-            continue
-        records.append(record)
-    return records
-
-
-def write_dialogue_dir(path: Path, records: Iterable[dict], prefix: str = "dev") -> None:
-    path.mkdir(parents=True, exist_ok=True)
-    for i, record in enumerate(records, 1):
-        (path / f"{prefix}_{i}.txt").write_text(json.dumps(record, ensure_ascii=False), encoding="utf-8")
-
-
-def read_conll(path: Path, keep_docstart: bool = False, bad: BadLines | None = None) -> list[dict]:
-    """CoNLL-2003 (token POS chunk NER, blank-line separated); ``-DOCSTART-`` blocks are skipped unless
-    ``keep_docstart`` (the reference harness queries them as sentences, ``docs/tasks.md`` §9). A malformed line
-    makes its whole sentence bad (skipped with ``on_bad_line: skip``)."""
-    bad = bad or BadLines()
-    sentences, current, broken = [], [], False
-
-    def close() -> None:
-        if current and not broken and (keep_docstart or current[0][0] != "-DOCSTART-"):
-            sentences.append({"tokens": [t[0] for t in current], "tags": [t[3] for t in current]})
-
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            line = line.rstrip("\n")
-            if not line.strip():
-                close()
-                current, broken = [], False
-                continue
-            parts = line.split()
-            if len(parts) != 4:
-                bad(f"{path}:{number}: expected 4 columns (token POS chunk NER), found {len(parts)}; "
-                    "its sentence is left out")
-                broken = True
-                continue
-            current.append(parts)
-    close()
-    return sentences
-
-
-def write_conll(path: Path, sentences: Iterable[dict]) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        f.write("-DOCSTART- -X- -X- O\n\n")
-        for s in sentences:
-            for token, pos, chunk, tag in zip(s["tokens"], s["pos"], s["chunks"], s["tags"]):
-                f.write(f"{token} {pos} {chunk} {tag}\n")
-            f.write("\n")
-
-
-def read_task(root: Path | str, task: str, reference_view: bool = False, bad: BadLines | None = None) -> list[dict]:
-    """Read the test set of ``task`` (a key of :data:`TASK_FILES`) from ``root``.
-
-    ``reference_view`` keeps what the reference harness saw beside the corrected reading: CoNLL ``-DOCSTART-``
-    blocks as sentences (``"docstart": True``), and for RTE the quote-stripped texts as ``paper_sentence1/2``.
-    ``bad`` says what a malformed line does (default: raise, naming file and line)."""
-    if task not in TASK_FILES:
-        raise KeyError(f"unknown task {task!r}; known: {sorted(TASK_FILES)}")
-    root = resolve_path(root)
-    path = root / TASK_FILES[task]
-    if not path.exists():
-        expected = "\n  ".join(f"{name}: {Path(root) / file}" for name, file in TASK_FILES.items())
-        raise FileNotFoundError(f"task {task!r}: {path} does not exist (check the data root). A task root holds:"
-                                f"\n  {expected}")
-    bad = bad or BadLines()
-    if task == "reasoning":
-        return read_jsonl(path, ("question", "answer"), bad, task)
-    if task == "open_domain_qa":
-        return read_jsonl(path, ("question", "answer", "output"), bad, task)
-    if task == "closed_domain_qa":
-        return read_jsonl(path, ("question", "answer", "passage"), bad, task)
-    if task == "nli":
-        columns = ["index", "sentence1", "sentence2", "label"]
-        records = read_tsv(path, columns, bad=bad, task=task)
-        if reference_view:
-            legacy_rows = read_tsv(path, columns, legacy_quotes=True, bad=BadLines("skip"), task=task)
-            by_index = {row["index"]: row for row in legacy_rows}
-            for record in records:
-                legacy = by_index.get(record["index"], record)
-                record["paper_sentence1"], record["paper_sentence2"] = legacy["sentence1"], legacy["sentence2"]
-        return records
-    if task == "sentiment":
-        return read_tsv(path, ["sentence", "label"], bad=bad, task=task)
-    if task == "dialogue":
-        return read_dialogue_dir(path, bad)
-    if task == "summarization":
-        try:
-            records = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise TaskFormatError(f"{path}: not valid JSON ({e})") from e
-        if not isinstance(records, list):
-            raise TaskFormatError(f"{path}: expected a JSON list of dialogues, found {type(records).__name__}")
-        kept = []
-        for i, record in enumerate(records):
-            where = f"{path}[{i}]"
-            problem = _missing(record, ("summary", "dialogue"), where) or _gold_problem(task, record, where)
-            if problem:
-                bad(problem)
-            else:
-                kept.append(record)
-        return kept
-    sentences = read_conll(path, keep_docstart=reference_view, bad=bad)
-    for sentence in sentences:
-        sentence["docstart"] = sentence["tokens"][:1] == ["-DOCSTART-"]
-    return sentences
+        for record in records:
+            f.write("\t".join(str(record[c]) for c in columns) + "\n")

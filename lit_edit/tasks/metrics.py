@@ -13,7 +13,8 @@ import torch
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
-from lit_edit.tasks.registry import DownstreamTask, get_task
+from lit_edit.tasks.base import DownstreamTask
+from lit_edit.tasks.registry import get_task
 from lit_edit.tasks.summary import TaskScores
 
 

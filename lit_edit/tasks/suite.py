@@ -20,9 +20,9 @@ from lit_edit.distributed import SINGLE, Ranks
 from lit_edit.io import atomic_write_text
 from lit_edit.lengths import InputTooLongError, example_length, measuring
 from lit_edit.tasks.evaluate import score_records
-from lit_edit.tasks.formats import TASK_FILES, BadLines, TaskFormatError, read_task
+from lit_edit.tasks.formats import BadLines, TaskFormatError
 from lit_edit.tasks.metrics import DownstreamMetric
-from lit_edit.tasks.registry import TASK_NAMES, get_task
+from lit_edit.tasks.registry import TASK_FILES, TASK_NAMES, get_task, read_task
 from lit_edit.tasks.summary import TaskScores
 
 SCORING_VERSION = 3
