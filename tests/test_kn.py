@@ -36,6 +36,7 @@ from lit_edit.modules import EditingModule
 from lit_edit.scoring import answer_token_predictions
 
 from .conftest import FACTWORLD, ROOT, make_tiny_model
+from .edit_configs import method_config
 
 FACTWORLD_GPT2 = ROOT / "checkpoints" / "factworld-gpt2"
 REQUEST = EditRequest(prompt="Where was {} born?", subject="Hathio Mafubral", target_new="Grauden",
@@ -424,7 +425,7 @@ def test_factworld_config_composes_with_every_mode():
     modes = {"single": (1, True), "instance_sequential": (1, False), "batch_single": (10, True),
              "batch_sequential": (10, False)}
     for mode, (batch_size, rollback) in modes.items():
-        cli = LitEditCLI(args=["--config", str(ROOT / "configs/edit/factworld/kn.yaml"), "--config",
+        cli = LitEditCLI(args=[*method_config("kn"), "--config",
                                str(ROOT / f"configs/edit/modes/{mode}.yaml"), "--trainer.logger", "false"], run=False)
         assert cli.datamodule.hparams.batch_size == batch_size and cli.model.hparams.rollback is rollback, mode
         assert isinstance(cli.model.editor, KN) and cli.model.editor.hp.steps == 20
