@@ -411,9 +411,9 @@ def test_bad_targets_name_record_and_field(factworld):
 # ---------------------------------------------------------------------------------------------------- configs
 
 
-@pytest.mark.parametrize("name", ["models/gpt2-xl-kn", "models/gpt-j-6b-kn", "models/llama-2-7b-kn"])
+@pytest.mark.parametrize("name", ["gpt2-xl", "gpt-j-6b", "llama-2-7b"])
 def test_paper_configs_build_the_editor(name):
-    editor = yaml.safe_load((ROOT / "configs" / "edit" / f"{name}.yaml").read_text())["model"]["init_args"]["editor"]
+    editor = yaml.safe_load((ROOT / f"configs/edit/methods/{name}/kn.yaml").read_text())["model"]["init_args"]["editor"]
     assert editor["class_path"] == "lit_edit.editors.kn.KN"
     kn = KN(**editor["init_args"])
     assert kn.hp.steps == 20 and kn.hp.threshold == (0.1 if "gpt-j" in name else 0.2) and kn.hp.layers is None
