@@ -34,9 +34,9 @@ def _alone() -> list[tuple[str]]:
     return [(str(p),) for p in found if not (p.parts[1] == "edit" and p.parts[2] in STACKED)]
 
 
-def _parse(stack: tuple[str, ...], capsys, *extra: str) -> dict:
+def _parse(stack: tuple[str, ...], capsys) -> dict:
     command = "fit" if stack[0].startswith("configs/fit/") else "test"
-    args = [command, *[arg for config in stack for arg in ("--config", str(ROOT / config))], *extra, "--print_config"]
+    args = [command, *[arg for config in stack for arg in ("--config", str(ROOT / config))], "--print_config"]
     with pytest.raises(SystemExit) as exit_info:
         LitEditCLI(args=args)
     assert exit_info.value.code in (0, None)
