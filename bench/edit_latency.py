@@ -26,7 +26,7 @@ from lit_edit.stats import StatisticsConfig
 
 
 def editors() -> dict:
-    """The fact-world configs' settings (configs/edit/factworld/{mend,rome,memit}.yaml)."""
+    """The fact-world configs' settings (configs/edit/methods/factworld/{mend,rome,memit}.yaml)."""
     values = dict(lr=0.5, kl_factor=0.0625, weight_decay=0.5, clamp_norm_factor=4.0)
     return {"mend": MEND(checkpoint="checkpoints/mend-factworld-gpt2"),
             "rome": ROME(layer=0, values=ValueHyperparams(steps=40, **values)),

@@ -44,7 +44,7 @@ from lit_edit.stats import collect_second_moments, token_batches
 
 ROOT = Path(__file__).resolve().parents[1]
 FACTWORLD = ROOT / "data" / "factworld"
-# edited layers, MEMIT's λ and the value weight decay per model (the shipped model: configs/edit/factworld/
+# edited layers, MEMIT's λ and the value weight decay per model (the shipped model: configs/edit/methods/factworld/
 # {rome,memit}.yaml). The random LLaMA's FFN outputs have norm ≈ 0.1, so the reference's penalty 0.5·‖δ‖/‖h‖²
 # outweighs the NLL there and the value loss rises; it is switched off for that model.
 SETTINGS = {"tiny-llama": {"rome_layer": 1, "memit_layers": (1, 2), "preservation_weight": 300.0, "weight_decay": 0.0},

@@ -1,5 +1,5 @@
 """Where the wall time of an editing run goes: the main job (configs/edit/default.yaml: MEMIT, batch-sequential) and
-an instance-sequential ROME run (configs/edit/factworld/rome.yaml), each run in-process through the CLI with the
+an instance-sequential ROME run (configs/edit/methods/factworld/rome.yaml), each run in-process through the CLI with the
 project's own functions wrapped by a timer (monkeypatched here; the package holds no timing code).
 
 Every wrapped function charges its time to one part; time inside a nested wrapped function goes to the inner part
@@ -163,7 +163,8 @@ def main():
                  "--model.init_args.downstream.every_n_batches", str(args.every), *common])
         if args.only in (None, "rome"):
             run(profiler, f"ROME instance-sequential ({args.rome_n} edits, every {args.rome_every} steps)",
-                ["test", "--config", "configs/edit/factworld/rome.yaml", "--data.init_args.n", str(args.rome_n),
+                ["test", "--config", "configs/edit/models/factworld.yaml",
+                 "--config", "configs/edit/methods/factworld/rome.yaml", "--data.init_args.n", str(args.rome_n),
                  "--trainer.eval_every_n_batches", str(args.rome_every), *common])
 
 

@@ -1,8 +1,9 @@
 """Memory per editing method at GPT-2 XL size, estimated from tensor sizes (no GPU measurement).
 
 Each entry counts the tensors this code allocates (``lit_edit/editing``, ``lit_edit/editors``, the editing module's
-copies), for the settings of ``configs/edit/models/gpt2-xl-*.yaml`` (edited layers, batch size, rollback, templates,
-statistics dtype) and ``configs/fit/mend_gpt2-xl.yaml`` (the MEND network). Per method:
+copies), for the settings of ``configs/edit/methods/gpt2-xl/*.yaml`` on ``configs/edit/models/gpt2-xl.yaml`` (edited
+layers, batch size, rollback, templates, statistics dtype) and ``configs/fit/mend_gpt2-xl.yaml`` (the MEND network).
+Per method:
 
 * **C held**: the statistics an editor keeps for the run, float32 on the model's device (``second_moments_for``).
 * **statistics pass**: the peak of computing C once (setup; cached afterwards): the running sums Σkkᵀ of every
@@ -42,10 +43,9 @@ ROOT = Path(__file__).resolve().parents[1]
 FP32, BF16, F64 = 4, 2, 8
 STATS_BATCH_TOKENS = 4096   # token_batches' tokens_per_batch
 TEMPLATE_SEEDS = 5          # lit_edit.editing.contexts.MEMIT_SEEDS
-GPT2_XL_CONFIGS = {"ROME": "gpt2-xl-rome", "MEMIT": "gpt2-xl-memit", "FT": "gpt2-xl-ft", "KN": "gpt2-xl-kn",
-                   "MEND": "gpt2-xl-mend", "D4S": "gpt2-xl-d4s", "COMEBA-HK": "gpt2-xl-comeba",
-                   "AlphaEdit": "gpt2-xl-alphaedit", "RECT (ROME)": "gpt2-xl-rome-rect",
-                   "RECT (MEMIT)": "gpt2-xl-memit-rect"}
+GPT2_XL_CONFIGS = {"ROME": "rome", "MEMIT": "memit", "FT": "ft", "KN": "kn", "MEND": "mend", "D4S": "d4s",
+                   "COMEBA-HK": "comeba", "AlphaEdit": "alphaedit", "RECT (ROME)": "rome-rect",
+                   "RECT (MEMIT)": "memit-rect"}
 
 
 @dataclass(frozen=True)
@@ -102,8 +102,22 @@ def _editor_args(spec: dict) -> tuple[type, dict]:
     return cls, {**defaults, **spec.get("init_args", {})}
 
 
-def plan_from_config(label: str, path: Path, shape: Shape) -> Plan:
-    config = yaml.safe_load(path.read_text())
+def config_files(model: str, method: str) -> list[Path]:
+    """The files of an editing run: ``configs/edit/models/<model>.yaml``, then ``methods/<model>/<method>.yaml``."""
+    return [ROOT / f"configs/edit/models/{model}.yaml", ROOT / f"configs/edit/methods/{model}/{method}.yaml"]
+
+
+def _merged(earlier, later):
+    """A later config file over an earlier one as the CLI stacks them: mappings key by key, a value replaced."""
+    if not (isinstance(earlier, dict) and isinstance(later, dict)):
+        return later
+    return {**earlier, **{k: _merged(earlier[k], v) if k in earlier else v for k, v in later.items()}}
+
+
+def plan_from_config(label: str, model: str, method: str, shape: Shape) -> Plan:
+    config = {}
+    for path in config_files(model, method):
+        config = _merged(config, yaml.safe_load(path.read_text()))
     module = config["model"]["init_args"]
     spec, rect = module["editor"], False
     if spec["class_path"].endswith(".RECT"):
@@ -246,7 +260,7 @@ def gpt2_xl_table(tokens_per_row: int) -> None:
           "weight copies / step | solve (f64) | activations fp32 / bf16 | run state | peak fp32 / bf16 |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for label, name in GPT2_XL_CONFIGS.items():
-        plan = plan_from_config(label, ROOT / "configs/edit/models" / f"{name}.yaml", s)
+        plan = plan_from_config(label, "gpt2-xl", name, s)
         e32, e16 = estimate(plan, s, FP32, tokens_per_row), estimate(plan, s, BF16, tokens_per_row)
         f32_stats = estimate(Plan(**{**plan.__dict__, "stats_dtype": FP32 if plan.stats_dtype else None}), s, FP32,
                              tokens_per_row)["statistics pass"]
@@ -255,13 +269,13 @@ def gpt2_xl_table(tokens_per_row: int) -> None:
         bound = "≤ " if plan.kind == "kn" else ""   # the changed matrices among all edited layers
         layers = (f"{plan.layers[0]}–{plan.layers[-1]}" if len(plan.layers) > 3 else
                   ", ".join(map(str, plan.layers)))
-        print(f"| {label} (`{name}`) | {layers} | {plan.batch}{' (rollback)' if plan.rollback else ''} | "
+        print(f"| {label} (`gpt2-xl/{name}`) | {layers} | {plan.batch}{' (rollback)' if plan.rollback else ''} | "
               f"{fmt(e32['C held'])} | {fmt(f64_stats)} / {fmt(f32_stats)} | {fmt(e32['editor state'])}"
               f"{' / ' + fmt(e16['editor state']) if e16['editor state'] != e32['editor state'] else ''} | "
               f"{fmt(e32['weight copies'])} / {fmt(e16['weight copies'])} | {fmt(e32['solve'])} | "
               f"{fmt(e32['activations'])} / {fmt(e16['activations'])} | {bound}{fmt(e32['run state'])} / "
               f"{bound}{fmt(e16['run state'])} | **{fmt(e32['peak'])}** / **{fmt(e16['peak'])}** |")
-    plan = plan_from_config("MEMIT", ROOT / "configs/edit/models/gpt2-xl-memit.yaml", s)
+    plan = plan_from_config("MEMIT", "gpt2-xl", "memit", s)
     per_request = estimate(Plan(**{**plan.__dict__, "batch": 1}), s, FP32, tokens_per_row)["activations"]
     print(f"\nROME optimises one request at a time; the MEMIT family runs the requests of a step in one padded batch "
           f"(or passes of `values.requests_per_pass`: AlphaEdit's configs use 10), "
@@ -347,12 +361,12 @@ def validate(tokens_per_row: int) -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for method in ("rome", "memit", "d4s", "comeba", "alphaedit"):
-            path = ROOT / "configs/edit/factworld" / f"{method}.yaml"
-            cli = LitEditCLI(args=["--config", str(path), "--trainer.logger", "false", "--trainer.default_root_dir",
-                                   tmp, "--model.init_args.editor.init_args.values.steps", "2"], run=False)
+            configs = [arg for path in config_files("factworld", method) for arg in ("--config", str(path))]
+            cli = LitEditCLI(args=[*configs, "--trainer.logger", "false", "--trainer.default_root_dir", tmp,
+                                   "--model.init_args.editor.init_args.values.steps", "2"], run=False)
             module, data = cli.model, cli.datamodule
             data.setup("test")
-            plan = plan_from_config(method, path, shape)
+            plan = plan_from_config(method, "factworld", method, shape)
             requests = data.requests[:plan.batch]
             editor, model, arch = module.editor, module.model, module.arch
             torch.manual_seed(0)
@@ -383,7 +397,7 @@ def validate(tokens_per_row: int) -> None:
                 rows.append((f"{plan.kind}: saved activations, one value step ({positions} positions, {after} "
                              "layers after)", predicted, measured))
             del cli, module, editor, model
-    mend_plan = plan_from_config("mend", ROOT / "configs/edit/factworld/mend.yaml", shape)
+    mend_plan = plan_from_config("mend", "factworld", "mend", shape)
     with safe_open(str(ROOT / mend_plan.args["checkpoint"] / "mend.safetensors"), framework="pt") as f:
         mend_bytes = sum(f.get_tensor(k).numel() * f.get_tensor(k).element_size() for k in f.keys())
     rows.append(("mend: network tensors (checkpoint)", mend_network_bytes(mend_plan, shape), mend_bytes))
@@ -398,7 +412,7 @@ def validate(tokens_per_row: int) -> None:
     rows.append(("C of one layer, float64 sums (cache file)", shape.m ** 2 * F64,
                  moment.sum_kkt.numel() * moment.sum_kkt.element_size()))
     print(f"\n## Validation at the fact-world model's size ({shape.n_layers} layers, d = {shape.d}, m = {shape.m}, "
-          f"vocabulary {shape.vocab}; configs/edit/factworld/*.yaml, fp32)\n")
+          f"vocabulary {shape.vocab}; configs/edit/methods/factworld/*.yaml, fp32)\n")
     print("| quantity | estimated | measured | measured / estimated |")
     print("|---|---|---|---|")
     for name, predicted, measured in rows:

@@ -31,8 +31,9 @@ def _nbytes(obj) -> int:
 
 
 def measure(method: str, n: int, batch_size: int, folder: Path) -> dict:
-    """One run of ``configs/edit/factworld/<method>.yaml`` with a run state after every batch."""
-    cli = LitEditCLI(args=["--config", f"configs/edit/factworld/{method}.yaml", "--data.init_args.n", str(n),
+    """One run of ``configs/edit/methods/factworld/<method>.yaml`` with a run state after every batch."""
+    cli = LitEditCLI(args=["--config", "configs/edit/models/factworld.yaml",
+                           "--config", f"configs/edit/methods/factworld/{method}.yaml", "--data.init_args.n", str(n),
                            "--data.init_args.batch_size", str(batch_size), "--trainer.eval_every_n_batches", "0",
                            "--trainer.checkpoint_every_n_batches", "1", "--trainer.logger", "false",
                            "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(folder),

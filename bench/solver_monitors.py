@@ -1,7 +1,7 @@
 """The weight monitors under each second-moment solver: the same instance-sequential edits of the shipped fact-world
-model (``configs/edit/factworld/{method}.yaml``, layers 0 and 1; layer 1's C is singular) with ``exact``, ``ridge``
-at several ε and ``pinv`` at several rcond. Per run: ‖W‖₁/numel of both edited layers after the last edit, the
-largest per-step ‖ΔW₁‖_F, ‖W₁ − W₁⁰‖_F, perplexity and token reliability; ``exact`` reports its refusal.
+model (``configs/edit/methods/factworld/{method}.yaml``, layers 0 and 1; layer 1's C is singular) with ``exact``,
+``ridge`` at several ε and ``pinv`` at several rcond. Per run: ‖W‖₁/numel of both edited layers after the last edit,
+the largest per-step ‖ΔW₁‖_F, ‖W₁ − W₁⁰‖_F, perplexity and token reliability; ``exact`` reports its refusal.
     python bench/solver_monitors.py [--n 20] [--methods memit d4s] [--solvers pinv ridge exact] [--out runs/solver_monitors]
 """
 
@@ -27,7 +27,8 @@ def run(method: str, n: int, solver: tuple, out: Path) -> dict:
     label = f"{name} {option}={value:g}" if option else name
     folder = out / method / label.replace(" ", "_").replace("=", "")
     editor = "--model.init_args.editor.init_args.solver."
-    args = [sys.executable, "main.py", "test", "--config", f"configs/edit/factworld/{method}.yaml",
+    args = [sys.executable, "main.py", "test", "--config", "configs/edit/models/factworld.yaml",
+            "--config", f"configs/edit/methods/factworld/{method}.yaml",
             "--config", "configs/edit/modes/instance_sequential.yaml", "--data.init_args.n", str(n),
             "--trainer.eval_every_n_batches", "0", "--model.init_args.families", "[token]",
             "--model.init_args.monitor_docs", "8", "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",

@@ -5,8 +5,8 @@ random tiny LLaMA (``docs/results/value_optimisation.md``). Three measurements, 
    (ROME's module, the FFN output of ``--layer``) against the norm of the penalty's gradient, weight_decay/‖h‖²
    (the reference's ‖δ‖/‖h‖² term once δ ≠ 0), and the attention the answer positions pay to the subject's last
    token in each layer — real ZsRE records vs fact-world records.
-2. ``swap``: value optimisation with ``configs/edit/factworld/memit.yaml``'s settings (δ at block 1's output, the
-   bare prompt) on requests whose prompt, subject and target each come from the real or the fact-world records.
+2. ``swap``: value optimisation with ``configs/edit/methods/factworld/memit.yaml``'s settings (δ at block 1's output,
+   the bare prompt) on requests whose prompt, subject and target each come from the real or the fact-world records.
 3. ``free``: on the real records, ROME's δ at the FFN output of ``--layer`` (40 steps, the bare prompt) with the
    config's penalty, KL term and clamp, and without them at lr 0.5 and 5: can any δ at the subject move the NLL?
 4. ``penalty``: a random tiny LLaMA (``bench/gpu_check.py``'s, or the tests' with ``--tiny tests``), ROME's δ at the
@@ -39,7 +39,7 @@ from lit_edit.scoring import score_answers
 ROOT = Path(__file__).resolve().parents[1]
 REAL = ROOT.parent / "shared" / "data" / "zsre" / "zsre_mend_eval_portability_gpt4.json"
 WORLD = ROOT / "data" / "factworld" / "zsre" / "zsre_factworld.json"
-# configs/edit/factworld/memit.yaml's value settings
+# configs/edit/methods/factworld/memit.yaml's value settings
 MEMIT_VALUES = ValueHyperparams(steps=25, lr=0.5, kl_factor=0.0625, weight_decay=0.5, clamp_norm_factor=4.0)
 
 

@@ -39,6 +39,7 @@ from lit_edit.tasks.suite import DownstreamConfig
 from lit_edit.tasks.summary import TaskScores
 
 from .conftest import FACTWORLD, ROOT
+from .edit_configs import method_config
 
 SHIPPED_MEND = ROOT / "checkpoints" / "mend-factworld-gpt2"
 SENTIMENT = "sentence\tlabel\ngood\t1\n"
@@ -57,7 +58,7 @@ def test_a_config_typo_in_a_nested_editing_option_is_named(capsys):
     from lit_edit.cli import LitEditCLI
 
     with pytest.raises(SystemExit) as exit_info:
-        LitEditCLI(args=["test", "--config", str(ROOT / "configs/edit/factworld/memit.yaml"),
+        LitEditCLI(args=["test", *method_config("memit"),
                          "--model.init_args.editor.init_args.layerz", "[1]", "--print_config"])
     assert exit_info.value.code != 0
     assert "Option 'layerz' is not accepted" in capsys.readouterr().err

@@ -12,6 +12,7 @@ from lit_edit.factworld.build import WorldSettings, build
 from lit_edit.models import load_model_and_tokenizer
 
 from .conftest import ROOT
+from .edit_configs import method_config
 
 
 def run_main(*args, check=True):
@@ -129,7 +130,7 @@ def test_the_main_job_edits_and_writes_the_run_folder(tmp_path):
     assert list((tmp_path / "logs").rglob("config.yaml")) and list((tmp_path / "logs").rglob("events.out.tfevents*"))
 
 
-METHODS = ["configs/edit/factworld/rome.yaml", "configs/edit/factworld/memit.yaml", "configs/edit/factworld/ft.yaml"]
+METHODS = ["rome", "memit", "ft"]
 MODES = {"single": (1, True), "instance_sequential": (1, False), "batch_single": (10, True),
          "batch_sequential": (10, False)}
 
@@ -140,7 +141,7 @@ def test_every_method_config_composes_with_every_mode(method):
     from lit_edit.cli import LitEditCLI
 
     for mode, (batch_size, rollback) in MODES.items():
-        cli = LitEditCLI(args=["--config", str(ROOT / method), "--config", str(ROOT / f"configs/edit/modes/{mode}.yaml"),
+        cli = LitEditCLI(args=[*method_config(method), "--config", str(ROOT / f"configs/edit/modes/{mode}.yaml"),
                                "--trainer.logger", "false"], run=False)
         assert cli.datamodule.hparams.batch_size == batch_size and cli.model.hparams.rollback is rollback, mode
-        assert cli.model.editor.name == method.rsplit("/", 1)[1].removesuffix(".yaml")
+        assert cli.model.editor.name == method

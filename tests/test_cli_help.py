@@ -23,6 +23,7 @@ from lit_edit.third_party_notices import (
 )
 
 from .conftest import ROOT
+from .edit_configs import method_config
 
 
 def _help(capsys, *args) -> str:
@@ -93,7 +94,7 @@ def test_filters_are_narrow():
 
 def test_short_run_prints_no_silenced_notice(tmp_path):
     result = subprocess.run(
-        [sys.executable, "main.py", "test", "--config", "configs/edit/factworld/ft.yaml", "--data.init_args.n", "2",
+        [sys.executable, "main.py", "test", *method_config("ft"), "--data.init_args.n", "2",
          "--model.init_args.families", "[token]", "--model.init_args.monitor_text", "null",
          "--model.init_args.editor.init_args.steps", "2", "--trainer.logger.init_args.save_dir", str(tmp_path)],
         cwd=ROOT, capture_output=True, text=True, timeout=300)

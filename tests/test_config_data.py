@@ -1,16 +1,16 @@
 """Every shipped config against the data files it names: a config cannot ask for more records than its file holds.
 
-Each config is parsed as its header says to run it (an edit config stacked with the mode file it names, an overlay
-on the base config), then its data module is built and set up. Files of the project (the fact world) are read as
-they are; third-party files nobody may commit (the data root ``data/``, or a root outside the project) are replaced
-by a folder of fixtures with the same names, each holding as many records as the real file (``RECORDS``). Also:
-the paper configs name the model of their folder and use the side-effects study's ROME setting."""
+Each config is parsed as its header says to run it (a method config stacked on its model config and the mode file
+it names, an overlay on the base config), then its data module is built and set up. Files of the project (the fact
+world) are read as they are; third-party files nobody may commit (the data root ``data/``, or a root outside the
+project) are replaced by a folder of fixtures with the same names, each holding as many records as the real file
+(``RECORDS``). Also: the paper configs name the model of their folder and use the side-effects study's ROME
+setting."""
 
 from __future__ import annotations
 
 import importlib
 import json
-import re
 from pathlib import Path
 
 import pytest
@@ -20,9 +20,10 @@ from lit_edit.cli import LitEditCLI
 from lit_edit.tasks.suite import load_task_records
 
 from .conftest import ROOT, SHARED_DATA
+from .edit_configs import EDIT, header_stack
 
-OVERLAYS = {"configs/edit/factworld/downstream.yaml", "configs/edit/strategies/fsdp.yaml"}
-BASE = "configs/edit/factworld/memit.yaml"
+BASE = ("configs/edit/models/factworld.yaml", "configs/edit/methods/factworld/memit.yaml")
+OVERLAY_FOLDERS = ("configs/edit/downstream/", "configs/edit/strategies/")
 
 # Records of the third-party edit files configs name, by path under the data root, and whether the count is exact
 # (else a lower bound: a fixture of that many records lets a config ask for no more than is certain).
@@ -44,19 +45,15 @@ def _configs() -> list[str]:
 
 
 def _stacks() -> list[tuple[str, ...]]:
-    """Each config as its header says to run it (its first ``# python main.py`` line naming it, with every config
-    that line stacks, e.g. a mode file), an overlay on the base config, else the config alone. The mode files
-    change the batch size and rollback, never which records a run reads."""
+    """Each config as its header says to run it (its first ``# python main.py`` command naming it, with every config
+    that command stacks: its model config, a mode file), else an overlay of configs/edit/ on the base stack, else the
+    config alone. The mode files change the batch size and rollback, never which records a run reads."""
     stacks = []
     for config in _configs():
-        commands = [line for line in (ROOT / config).read_text().splitlines()
-                    if line.startswith("# python main.py") and f"--config {config}" in line]
-        if commands:
-            stacks.append(tuple(re.findall(r"--config (\S+)", commands[0])))
-        elif config in OVERLAYS:
-            stacks.append((BASE, config))
-        else:
-            stacks.append((config,))
+        stack = header_stack(config)
+        if stack is None and config.startswith(OVERLAY_FOLDERS):
+            stack = (*BASE, config)
+        stacks.append(stack or (config,))
     return stacks
 
 
@@ -152,18 +149,19 @@ MODEL_NAMES = {"gpt2-xl": ("gpt2-xl", "GPT-2 XL"), "gpt-j-6b": ("gpt-j-6b", "GPT
                "llama-2-7b": ("llama-2-7b", "LLaMA-2-7B")}
 
 
-@pytest.mark.parametrize("config", sorted(p.name for p in (ROOT / "configs/edit/models").glob("*.yaml")))
-def test_a_model_config_names_its_own_model_and_no_other(config):
-    folder = next(name for name in MODEL_NAMES if config.startswith(name + "-"))
-    first = (ROOT / "configs/edit/models" / config).read_text().splitlines()[0]
+@pytest.mark.parametrize("config", sorted(str(p.relative_to(EDIT)) for folder in MODEL_NAMES
+                                          for p in [EDIT / f"models/{folder}.yaml", *EDIT.glob(f"methods/{folder}/*")]))
+def test_a_paper_config_names_its_own_model_and_no_other(config):
+    folder = config.removeprefix("models/").removeprefix("methods/").split("/")[0].removesuffix(".yaml")
+    first = (EDIT / config).read_text().splitlines()[0]
     assert any(name in first for name in MODEL_NAMES[folder]), first
     others = [name for key, names in MODEL_NAMES.items() if key != folder for name in names]
     assert not any(name in first for name in others), first
 
 
-@pytest.mark.parametrize("config", ["gpt2-xl-rome", "gpt2-xl-rome-rect", "llama-2-7b-rome", "llama-2-7b-rome-rect"])
+@pytest.mark.parametrize("config", ["gpt2-xl/rome", "gpt2-xl/rome-rect", "llama-2-7b/rome", "llama-2-7b/rome-rect"])
 def test_side_effects_rome_configs_use_the_studys_mom2_adjustment(config):
     """The side-effects study's hparams/ROME/{gpt2-xl,llama-7b}.yaml set mom2_adjustment false."""
-    editor = yaml.safe_load((ROOT / "configs/edit/models" / f"{config}.yaml").read_text())["model"]["init_args"]["editor"]
+    editor = yaml.safe_load((EDIT / f"methods/{config}.yaml").read_text())["model"]["init_args"]["editor"]
     rome = editor["init_args"]["editor"] if "rect" in config else editor
     assert rome["class_path"] == "lit_edit.editors.ROME" and rome["init_args"]["mom2_adjustment"] is False

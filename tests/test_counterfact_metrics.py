@@ -30,6 +30,7 @@ from lit_edit.metrics.counterfact import (
 from lit_edit.metrics.counterfact_generation import GENERATION_LENGTH, TOP_K, sample_generations, sample_top_k
 from lit_edit.models.loading import load_model_and_tokenizer, load_tokenizer
 from tests.conftest import FACTWORLD
+from tests.edit_configs import method_config
 
 LOG2_3 = math.log2(3)
 
@@ -276,7 +277,7 @@ def test_cached_sampling_draws_what_full_forward_passes_draw(tiny_gpt2_dir):
 def test_an_editing_run_reports_fluency_and_consistency(tmp_path, monkeypatch):
     """FT on two fact-world CounterFact edits with reference files in the data root: both numbers land in
     metrics.json and requests.csv, consistency only for the request whose relation and object have texts."""
-    from tests.conftest import ROOT, run_edit_cli
+    from tests.conftest import run_edit_cli
 
     folder = tmp_path / "data" / "counterfact"
     folder.mkdir(parents=True)
@@ -285,7 +286,7 @@ def test_an_editing_run_reports_fluency_and_consistency(tmp_path, monkeypatch):
     (folder / "attribute_snippets.json").write_text(json.dumps([{"relation_id": "birth_city", "target_id": "cities/4",
                                                                  "samples": [{"name": "x", "text": "Marrowfield"}]}]))
     monkeypatch.setenv("LIT_EDIT_DATA", str(tmp_path / "data"))
-    run_edit_cli(tmp_path, "--config", str(ROOT / "configs/edit/factworld/ft.yaml"),
+    run_edit_cli(tmp_path, *method_config("ft"),
                  "--data.init_args.path", "counterfact/counterfact_factworld.json", "--data.init_args.n", "2",
                  "--model.init_args.families", "[probability, counterfact]", "--trainer.eval_every_n_batches", "0",
                  "--trainer.eval_pre", "false", "--trainer.eval_immediate", "false")

@@ -23,6 +23,7 @@ from lit_edit.models.architectures import architecture_of
 from lit_edit.models.loading import load_model, load_tokenizer
 from lit_edit.stats import collect_second_moments, token_batches
 from tests.conftest import ROOT
+from tests.edit_configs import method_config
 
 TEXTS = [f"document {i}: " + " ".join(f"w{(i * 7 + j) % 50}" for j in range(3 + i % 17)) for i in range(40)]
 
@@ -117,7 +118,7 @@ def edit_command(folder, devices: int, *extra: str, strategy: str | None = "ddp"
     """A batch-sequential MEMIT run of 20 edits (4 batches), all-so-far scores every 2 batches, statistics computed
     by the run itself (by both processes together when there are two and they share the work); ``extra`` CLI
     arguments; ``strategy`` with two devices."""
-    command = [sys.executable, "main.py", "test", "--config", "configs/edit/factworld/memit.yaml",
+    command = [sys.executable, "main.py", "test", *method_config("memit"),
                "--trainer.accelerator", "cpu", "--trainer.devices", str(devices), "--trainer.logger", "false",
                "--trainer.default_root_dir", str(folder), "--trainer.enable_progress_bar", "false",
                "--trainer.eval_every_n_batches", "2", "--data.init_args.n", "20", "--data.init_args.batch_size", "5",

@@ -20,13 +20,14 @@ from lit_edit.models.loading import load_model, load_tokenizer
 from lit_edit.stats import weights_sha256
 
 from .conftest import ROOT, make_tiny_model, run_edit_cli
+from .edit_configs import method_config
 
 BASE = str(ROOT / "checkpoints/factworld-gpt2")
 EDITED = ["transformer.h.0.mlp.c_proj.weight", "transformer.h.1.mlp.c_proj.weight"]
 
 
-def _run(tmp_path, config: str, *extra: str) -> LitEditCLI:
-    return run_edit_cli(tmp_path, "--config", str(ROOT / config),
+def _run(tmp_path, method: str, *extra: str) -> LitEditCLI:
+    return run_edit_cli(tmp_path, *method_config(method),
                         "--config", str(ROOT / "configs/edit/modes/batch_sequential.yaml"),
                         "--data.init_args.n", "20", "--trainer.eval_every_n_batches", "0",
                         "--trainer.eval_pre", "false", "--trainer.eval_immediate", "false",
@@ -37,14 +38,14 @@ def _run(tmp_path, config: str, *extra: str) -> LitEditCLI:
 @pytest.fixture(scope="module")
 def memit_run(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("memit")
-    cli = _run(tmp_path, "configs/edit/factworld/memit.yaml", "--model.init_args.export_model_dir", str(tmp_path / "hf"))
+    cli = _run(tmp_path, "memit", "--model.init_args.export_model_dir", str(tmp_path / "hf"))
     return cli, tmp_path
 
 
 @pytest.fixture(scope="module")
 def comeba_run(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("comeba")
-    return _run(tmp_path, "configs/edit/factworld/comeba.yaml"), tmp_path
+    return _run(tmp_path, "comeba"), tmp_path
 
 
 def _prompts(cli) -> list[str]:
@@ -173,10 +174,10 @@ def test_hook_layers_are_not_exported_as_a_folder_unless_folded(comeba_run, tmp_
 
 def test_a_hf_export_of_a_hook_layer_run_is_refused_before_editing(tmp_path):
     with pytest.raises(ValueError, match="hook layers"):
-        _run(tmp_path, "configs/edit/factworld/comeba.yaml", "--model.init_args.export_model_dir", str(tmp_path / "hf"))
+        _run(tmp_path, "comeba", "--model.init_args.export_model_dir", str(tmp_path / "hf"))
     assert not (tmp_path / "run" / "steps.csv").exists()
     with pytest.raises(ValueError, match="rollback"):
-        LitEditCLI(args=["--config", str(ROOT / "configs/edit/factworld/memit.yaml"),
+        LitEditCLI(args=[*method_config("memit"),
                          "--config", str(ROOT / "configs/edit/modes/batch_single.yaml"), "--trainer.logger", "false",
                          "--model.init_args.export_model_dir", str(tmp_path / "hf")], run=False)
 

@@ -28,12 +28,13 @@ from lit_edit.run_state import STATE_FILE, load_run_state
 from lit_edit.scoring import score_answers
 from lit_edit.signals import interrupts_deferred
 from tests.conftest import ROOT
+from tests.edit_configs import method_config
 
 
 def _cli(tmp_path: Path, name: str, *extra: str) -> tuple[subprocess.Popen, Path]:
     folder = tmp_path / name
     folder.mkdir(exist_ok=True)
-    args = ["--config", "configs/edit/factworld/memit.yaml", "--data.init_args.n", "10",
+    args = [*method_config("memit"), "--data.init_args.n", "10",
             "--data.init_args.batch_size", "2", "--trainer.eval_every_n_batches", "2",
             "--model.init_args.editor.init_args.values.steps", "3", "--model.init_args.monitor_docs", "4",
             "--model.init_args.families", "[token]", "--trainer.logger", "false",

@@ -36,6 +36,7 @@ from lit_edit.modules import EditingModule
 from lit_edit.scoring import answer_token_predictions
 
 from .conftest import FACTWORLD, ROOT, make_tiny_model
+from .edit_configs import method_config
 
 FACTWORLD_GPT2 = ROOT / "checkpoints" / "factworld-gpt2"
 REQUEST = EditRequest(prompt="Where was {} born?", subject="Hathio Mafubral", target_new="Grauden",
@@ -410,9 +411,9 @@ def test_bad_targets_name_record_and_field(factworld):
 # ---------------------------------------------------------------------------------------------------- configs
 
 
-@pytest.mark.parametrize("name", ["models/gpt2-xl-kn", "models/gpt-j-6b-kn", "models/llama-2-7b-kn"])
+@pytest.mark.parametrize("name", ["gpt2-xl", "gpt-j-6b", "llama-2-7b"])
 def test_paper_configs_build_the_editor(name):
-    editor = yaml.safe_load((ROOT / "configs" / "edit" / f"{name}.yaml").read_text())["model"]["init_args"]["editor"]
+    editor = yaml.safe_load((ROOT / f"configs/edit/methods/{name}/kn.yaml").read_text())["model"]["init_args"]["editor"]
     assert editor["class_path"] == "lit_edit.editors.kn.KN"
     kn = KN(**editor["init_args"])
     assert kn.hp.steps == 20 and kn.hp.threshold == (0.1 if "gpt-j" in name else 0.2) and kn.hp.layers is None
@@ -424,7 +425,7 @@ def test_factworld_config_composes_with_every_mode():
     modes = {"single": (1, True), "instance_sequential": (1, False), "batch_single": (10, True),
              "batch_sequential": (10, False)}
     for mode, (batch_size, rollback) in modes.items():
-        cli = LitEditCLI(args=["--config", str(ROOT / "configs/edit/factworld/kn.yaml"), "--config",
+        cli = LitEditCLI(args=[*method_config("kn"), "--config",
                                str(ROOT / f"configs/edit/modes/{mode}.yaml"), "--trainer.logger", "false"], run=False)
         assert cli.datamodule.hparams.batch_size == batch_size and cli.model.hparams.rollback is rollback, mode
         assert isinstance(cli.model.editor, KN) and cli.model.editor.hp.steps == 20

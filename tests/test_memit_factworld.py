@@ -1,7 +1,7 @@
 """MEMIT on the shipped fact-world model through the editing loop, batch-single: 10 edits in one batch at λ 100
 ("small batches work", docs/limitations.md, item 1) and 100 edits in one batch at the config's λ 300.
 
-The runs are ``configs/edit/factworld/memit.yaml`` with ``configs/edit/modes/batch_single.yaml``, built by the CLI
+The runs are ``configs/edit/methods/factworld/memit.yaml`` with ``configs/edit/modes/batch_single.yaml``, built by the CLI
 itself so the tests follow the config; both share one statistics cache. The floors are the levels measured on the
 2-core development machine (one thread, token family) minus a margin, so a method that improves passes; the 100-edit
 run's 0.9 / 0.9 criterion is a strict xfail of its own that only that criterion can satisfy.
@@ -12,6 +12,7 @@ import json
 import pytest
 
 from tests.conftest import ROOT, run_edit_cli
+from tests.edit_configs import method_config
 
 
 class CriterionNotMet(AssertionError):
@@ -24,7 +25,7 @@ def statistics(tmp_path_factory):
 
 
 def _batch_single(folder, statistics, n: int, *overrides: str) -> dict:
-    run_edit_cli(folder, "--config", str(ROOT / "configs/edit/factworld/memit.yaml"),
+    run_edit_cli(folder, *method_config("memit"),
                  "--config", str(ROOT / "configs/edit/modes/batch_single.yaml"),
                  "--data.init_args.n", str(n), "--data.init_args.batch_size", str(n),
                  "--model.init_args.families", "[token]", "--model.init_args.monitor_docs", "16",

@@ -17,6 +17,7 @@ from lit_edit.models import load_model_and_tokenizer
 from lit_edit.scoring import labelled_batch
 
 from .conftest import ROOT, run_edit_cli
+from .edit_configs import method_config
 
 
 def _fit(tmp_path, *extra: str) -> subprocess.CompletedProcess:
@@ -82,7 +83,7 @@ def test_the_mend_config_runs_in_every_mode_with_the_committed_editor(tmp_path, 
     from lit_edit.models.loading import load_model
 
     batch_size, rollback = MODES[mode]
-    cli = run_edit_cli(tmp_path, "--config", str(ROOT / "configs/edit/factworld/mend.yaml"), "--config",
+    cli = run_edit_cli(tmp_path, *method_config("mend"), "--config",
                        str(ROOT / f"configs/edit/modes/{mode}.yaml"), "--data.init_args.n", "8",
                        "--data.init_args.batch_size", str(min(batch_size, 4)), "--trainer.eval_every_n_batches", "0",
                        "--model.init_args.families", "[token]", "--model.init_args.monitor_docs", "4")

@@ -37,6 +37,7 @@ from lit_edit.stats import StatisticsConfig
 from lit_edit.tasks.suite import DownstreamConfig
 
 from .conftest import FACTWORLD, ROOT, make_tiny_model
+from .edit_configs import method_config
 
 
 class _Noisy(Editor):
@@ -202,7 +203,7 @@ def _cli(tmp_path: Path, name: str, *extra: str) -> subprocess.Popen:
     """COMEBA-HK on the fact-world model via ``main.py test``, 3 batches of 2, a run state after every batch."""
     folder = tmp_path / name
     folder.mkdir(exist_ok=True)
-    args = ["--config", "configs/edit/factworld/comeba.yaml", "--data.init_args.n", "6",
+    args = [*method_config("comeba"), "--data.init_args.n", "6",
             "--data.init_args.batch_size", "2", "--trainer.eval_every_n_batches", "2",
             "--trainer.checkpoint_every_n_batches", "1", "--model.init_args.editor.init_args.values.steps", "3",
             "--model.init_args.editor.init_args.refactor_every", "2", "--model.init_args.monitor_docs", "4",

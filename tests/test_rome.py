@@ -20,7 +20,7 @@ from lit_edit.stats import collect_second_moments, token_batches
 from .conftest import FACTWORLD, ROOT
 
 SHIPPED = {"gpt2": ROOT / "checkpoints" / "factworld-gpt2", "llama": ROOT / "checkpoints" / "factworld-llama"}
-LAYER = 0   # configs/edit/factworld/rome.yaml (both layouts look their facts up at layers 0–1)
+LAYER = 0   # configs/edit/methods/factworld/rome.yaml (both layouts look their facts up at layers 0–1)
 
 
 @pytest.fixture(scope="module", params=sorted(SHIPPED))

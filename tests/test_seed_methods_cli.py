@@ -14,10 +14,10 @@ from lit_edit.models import architecture_of, load_model_and_tokenizer
 from lit_edit.models.loading import load_model
 
 from .conftest import ROOT, make_tiny_model, run_edit_cli
+from .edit_configs import method_config
 
 REQUEST = EditRequest(prompt="{} was born in", subject="Alda Venkor", target_new="Port Ivory", record_id="r0")
-SEQUENTIAL = ["configs/edit/factworld/d4s.yaml", "configs/edit/factworld/comeba.yaml",
-              "configs/edit/factworld/alphaedit.yaml"]
+SEQUENTIAL = ["d4s", "comeba", "alphaedit"]
 MODES = {"single": True, "instance_sequential": False, "batch_single": True, "batch_sequential": False}
 
 
@@ -51,7 +51,7 @@ def test_rect_keeps_exactly_k_percent_of_a_rome_update_and_the_kept_entries_unch
 @pytest.mark.parametrize("method", SEQUENTIAL)
 def test_accumulating_methods_run_sequentially_and_refuse_rollback(method):
     for mode, rollback in MODES.items():
-        args = ["--config", str(ROOT / method), "--config", str(ROOT / f"configs/edit/modes/{mode}.yaml"),
+        args = [*method_config(method), "--config", str(ROOT / f"configs/edit/modes/{mode}.yaml"),
                 "--trainer.logger", "false"]
         if rollback:
             with pytest.raises(ValueError, match="accumulates its edits"):
@@ -61,7 +61,7 @@ def test_accumulating_methods_run_sequentially_and_refuse_rollback(method):
 
 
 def test_comeba_hk_run_edits_through_hooks_only_and_reports_its_gate(tmp_path):
-    cli = run_edit_cli(tmp_path, "--config", str(ROOT / "configs/edit/factworld/comeba.yaml"),
+    cli = run_edit_cli(tmp_path, *method_config("comeba"),
                        "--data.init_args.n", "20", "--trainer.eval_every_n_batches", "0",
                        "--model.init_args.monitor_docs", "8")
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())

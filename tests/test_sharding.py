@@ -177,7 +177,7 @@ def test_sharded_two_process_editing_run_equals_one_process(tmp_path):
     process; its run state resumes on the sharded model."""
     from tests.test_distributed import edit_cli
 
-    downstream = ("--config", "configs/edit/factworld/downstream.yaml", "--model.init_args.downstream.subset", "12",
+    downstream = ("--config", "configs/edit/downstream/factworld.yaml", "--model.init_args.downstream.subset", "12",
                   "--model.init_args.downstream.bootstrap_resamples", "50")   # every rank scores every record
     one, one_tensors = edit_cli(tmp_path, 1, *downstream)
     sharded = ("--config", "configs/edit/strategies/fsdp.yaml", "--trainer.accelerator", "cpu",

@@ -18,6 +18,7 @@ from lit_edit.models import architecture_of, load_model_and_tokenizer
 from lit_edit.stats import StatisticsConfig, second_moments_for
 
 from .conftest import FACTWORLD, ROOT, make_tiny_model, run_edit_cli
+from .edit_configs import method_config
 
 SHIPPED = ROOT / "checkpoints" / "factworld-gpt2"
 REQUESTS = [EditRequest(prompt="{} was born in", subject="Alda Venkor", target_new="Port Ivory", record_id="r0"),
@@ -146,7 +147,7 @@ def test_metrics_json_records_the_solver_and_the_conditioning_of_each_layer(tmp_
     """A MEMIT run on the shipped model (the config's statistics: 100,000 tokens of the training corpus) records
     the solver and, per layer, the eigenvalues of C: layer 1 has 22 keys that are 0 on every token and 86 of 768
     eigenvalues at or below 1e-10 of the largest; layer 0 none."""
-    run_edit_cli(tmp_path, "--config", str(ROOT / "configs/edit/factworld/memit.yaml"),
+    run_edit_cli(tmp_path, *method_config("memit"),
                  "--data.init_args.n", "2", "--data.init_args.batch_size", "2",
                  "--trainer.eval_every_n_batches", "0", "--model.init_args.monitor_docs", "4",
                  "--model.init_args.families", "[token]", "--model.init_args.editor.init_args.values.steps", "3",

@@ -14,8 +14,9 @@ from lightning.fabric.plugins.io import torch_io
 from lightning.pytorch.cli import LightningCLI
 
 from ..conftest import ROOT
+from ..edit_configs import method_config
 
-CONFIG = str(ROOT / "configs" / "edit" / "factworld" / "ft.yaml")
+CONFIG = method_config("ft")
 
 
 class _Payload:
@@ -42,7 +43,7 @@ def old_torch_default(monkeypatch):
 def _cli(tmp_path, *args: str):
     from lit_edit.cli import LitEditCLI
 
-    return LitEditCLI(args=["test", "--config", CONFIG, "--data.init_args.n", "1", "--trainer.logger", "false",
+    return LitEditCLI(args=["test", *CONFIG, "--data.init_args.n", "1", "--trainer.logger", "false",
                             "--trainer.default_root_dir", str(tmp_path), "--model.init_args.results_dir",
                             str(tmp_path / "run"), "--model.init_args.cache_dir", str(tmp_path / "cache"),
                             "--trainer.enable_progress_bar", "false", *args])

@@ -13,9 +13,10 @@ from lit_edit.cli import main
 from lit_edit.editors import EDITORS
 
 from ..conftest import FACTWORLD, ROOT
+from ..edit_configs import method_config
 from .refusals import assert_refused, refusal, run_command
 
-FT_CONFIG = str(ROOT / "configs" / "edit" / "factworld" / "ft.yaml")
+FT_CONFIG = method_config("ft")
 
 
 def _quiet(tmp_path) -> list[str]:
@@ -26,7 +27,7 @@ def _quiet(tmp_path) -> list[str]:
 
 def test_an_option_typo_is_one_line_without_the_usage(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        main(["test", "--config", FT_CONFIG, "--model.init_args.editor.init_args.layerz", "[1]", *_quiet(tmp_path)])
+        main(["test", *FT_CONFIG, "--model.init_args.editor.init_args.layerz", "[1]", *_quiet(tmp_path)])
     text = refusal(capsys.readouterr().err, exit_info.value.code)
     assert text == ("error: option model.init_args.editor.init_args.layerz is not accepted (a typo? --help lists the "
                     "options)")
@@ -36,7 +37,7 @@ def test_an_edit_record_past_the_context_is_refused_before_the_run_folder_exists
     records = json.loads((FACTWORLD / "zsre" / "zsre_factworld.json").read_text())[:2]
     records[1]["src"] = "so " * 300 + records[1]["src"]
     (tmp_path / "edits.json").write_text(json.dumps(records))
-    result = run_command("main.py", "test", "--config", FT_CONFIG, "--data.init_args.path",
+    result = run_command("main.py", "test", *FT_CONFIG, "--data.init_args.path",
                          str(tmp_path / "edits.json"), "--data.init_args.n", "null", *_quiet(tmp_path))
     assert_refused(result, r"edits.json\[1\]: record zsre:1 field 'prompt \+ target_new' is \d+ tokens long, past the "
                            r"model's limit of 256 positions; shorten the record")
@@ -56,7 +57,7 @@ def test_the_tools_refuse_a_model_folder_in_one_line(tmp_path):
 
 def test_an_unknown_editor_lists_the_editors(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        main(["test", "--config", FT_CONFIG, "--model.init_args.editor.class_path", "lit_edit.editors.MEMITT",
+        main(["test", *FT_CONFIG, "--model.init_args.editor.class_path", "lit_edit.editors.MEMITT",
               *_quiet(tmp_path)])
     text = refusal(capsys.readouterr().err, exit_info.value.code)
     assert "option model.init_args.editor.class_path: module 'lit_edit.editors' has no attribute 'MEMITT'" in text
@@ -65,7 +66,7 @@ def test_an_unknown_editor_lists_the_editors(tmp_path, capsys):
 
 def test_a_missing_edit_file_is_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        main(["test", "--config", FT_CONFIG, "--data.init_args.path", str(tmp_path / "nowhere.json"),
+        main(["test", *FT_CONFIG, "--data.init_args.path", str(tmp_path / "nowhere.json"),
               *_quiet(tmp_path)])
     text = refusal(capsys.readouterr().err, exit_info.value.code)
     assert text == f"error: edit set {tmp_path / 'nowhere.json'} does not exist"
@@ -73,7 +74,7 @@ def test_a_missing_edit_file_is_one_line(tmp_path, capsys):
 
 
 def test_lit_edit_debug_raises_the_exception_instead(tmp_path, monkeypatch, capsys):
-    args = ["test", "--config", FT_CONFIG, "--data.init_args.path", str(tmp_path / "nowhere.json"), *_quiet(tmp_path)]
+    args = ["test", *FT_CONFIG, "--data.init_args.path", str(tmp_path / "nowhere.json"), *_quiet(tmp_path)]
     for value in ("", "0"):
         monkeypatch.setenv("LIT_EDIT_DEBUG", value)
         with pytest.raises(SystemExit) as exit_info:

@@ -9,7 +9,7 @@ import pytest
 from lit_edit.editors import D4S, FT, KN, MEMIT, MEND, ROME, AlphaEdit
 from lit_edit.modules import EditingModule
 
-from ..conftest import ROOT
+from ..edit_configs import method_config
 from .refusals import refusal
 
 
@@ -44,7 +44,7 @@ def test_main_refuses_an_empty_layer_list_in_one_line(tmp_path, capsys):
     from lit_edit.cli import main
 
     with pytest.raises(SystemExit) as exit_info:
-        main(["test", "--config", str(ROOT / "configs/edit/factworld/memit.yaml"),
+        main(["test", *method_config("memit"),
               "--model.init_args.editor.init_args.layers", "[]", "--trainer.logger", "false",
               "--model.init_args.results_dir", str(tmp_path / "run"),
               "--model.init_args.cache_dir", str(tmp_path / "cache")])

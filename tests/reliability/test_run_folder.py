@@ -13,6 +13,7 @@ import pytest
 from lightning.pytorch.callbacks import Callback
 
 from ..conftest import ROOT
+from ..edit_configs import method_config
 from .runs import edit_run, snapshot
 
 LOCK = "lit-edit.lock"       # lit_edit.run_folder.LOCK_FILE
@@ -44,7 +45,7 @@ def test_a_folder_in_use_by_another_run_is_refused_naming_it(tiny_gpt2_dir, tmp_
 def test_two_cli_runs_in_one_folder_the_second_is_refused(tmp_path, other_run):
     folder, pid = other_run
     before = snapshot(folder)
-    result = subprocess.run([sys.executable, "main.py", "test", "--config", "configs/edit/factworld/ft.yaml",
+    result = subprocess.run([sys.executable, "main.py", "test", *method_config("ft"),
                              "--data.init_args.n", "2", "--trainer.logger", "false", "--trainer.default_root_dir",
                              str(tmp_path), "--model.init_args.results_dir", str(folder), "--model.init_args.cache_dir",
                              str(tmp_path / "cache"), "--trainer.enable_progress_bar", "false"],
