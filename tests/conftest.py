@@ -87,3 +87,20 @@ def run_edit_cli(tmp_path: Path, *args: str):
                      run=False)
     cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)
     return cli
+
+
+def method_configs(accumulating: bool) -> list[str]:
+    """The fact-world config of every registered method (``lit_edit.editors.EDITORS``) that does, or does not, carry
+    its edits in its own state, relative to the repository: ``configs/edit/methods/factworld/<name>.yaml`` (or the
+    older ``configs/edit/factworld/<name>.yaml``). RECT wraps another method, so it has none of its own."""
+    from lit_edit.editors import EDITORS, RECT
+
+    configs = []
+    for name, cls in EDITORS.items():
+        if cls is RECT or cls.accumulates != accumulating:
+            continue
+        paths = [f"configs/edit/methods/factworld/{name}.yaml", f"configs/edit/factworld/{name}.yaml"]
+        existing = [path for path in paths if (ROOT / path).exists()]
+        assert existing, f"method {name} has no fact-world config ({paths[0]})"
+        configs.append(existing[0])
+    return configs

@@ -11,7 +11,7 @@ import yaml
 from lit_edit.factworld.build import WorldSettings, build
 from lit_edit.models import load_model_and_tokenizer
 
-from .conftest import ROOT
+from .conftest import ROOT, method_configs
 
 
 def run_main(*args, check=True):
@@ -129,7 +129,7 @@ def test_the_main_job_edits_and_writes_the_run_folder(tmp_path):
     assert list((tmp_path / "logs").rglob("config.yaml")) and list((tmp_path / "logs").rglob("events.out.tfevents*"))
 
 
-METHODS = ["configs/edit/factworld/rome.yaml", "configs/edit/factworld/memit.yaml", "configs/edit/factworld/ft.yaml"]
+METHODS = method_configs(accumulating=False)
 MODES = {"single": (1, True), "instance_sequential": (1, False), "batch_single": (10, True),
          "batch_sequential": (10, False)}
 

@@ -13,11 +13,10 @@ from lit_edit.editors.base import EditContext
 from lit_edit.models import architecture_of, load_model_and_tokenizer
 from lit_edit.models.loading import load_model
 
-from .conftest import ROOT, make_tiny_model, run_edit_cli
+from .conftest import ROOT, make_tiny_model, method_configs, run_edit_cli
 
 REQUEST = EditRequest(prompt="{} was born in", subject="Alda Venkor", target_new="Port Ivory", record_id="r0")
-SEQUENTIAL = ["configs/edit/factworld/d4s.yaml", "configs/edit/factworld/comeba.yaml",
-              "configs/edit/factworld/alphaedit.yaml"]
+SEQUENTIAL = method_configs(accumulating=True)
 MODES = {"single": True, "instance_sequential": False, "batch_single": True, "batch_sequential": False}
 
 
