@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from lit_edit.editing.ft import FtHyperparams, apply_ft
+from lit_edit.editing.ft import FtHyperparams, FtResult, apply_ft
 from lit_edit.editing.requests import EditRequest
 from lit_edit.editing.values import loss_trend
 from lit_edit.editors.base import EditContext, Editor, EditOutcome, LossProblem, check_layers_fit, value_targets
@@ -36,7 +36,11 @@ class FT(Editor):
                 for name, _ in model.get_submodule(arch.ffn_out_at(layer)).named_parameters()]
 
     def edit(self, model, tokenizer, arch: Architecture, requests: Sequence[EditRequest]) -> EditOutcome:
-        result = apply_ft(model, tokenizer, arch, value_targets(requests), self.hp)
+        return self.outcome(requests, apply_ft(model, tokenizer, arch, value_targets(requests), self.hp))
+
+    def outcome(self, requests: Sequence[EditRequest], result: FtResult) -> EditOutcome:
+        """What a fine-tuning step did, from its result: the changes, the loss of the first and last epoch and,
+        when the loss did not fall, one problem naming the step's requests."""
         verdict = loss_trend(result.first_loss, result.last_loss, self.hp.stop_loss) if result.epochs > 1 else None
         problems = [LossProblem(", ".join(r.record_id for r in requests), "FT", verdict, result.first_loss,
                                 result.last_loss, result.epochs)] if verdict else []
