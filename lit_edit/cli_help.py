@@ -1,6 +1,7 @@
 """What ``python main.py --help`` and ``python main.py test --help`` say about this project: what each subcommand
-does here, and the editors with their options, read from the editor classes' docstrings (``Args:``) and, for an
-option that is a hyperparameter dataclass, from its fields' ``Attributes:``."""
+does here, and the editors with their options (``lit_edit.editors.options``: the fields of an editor's
+hyperparameter dataclass, described by its ``Attributes:``, or its constructor's ``Args:``) and, for an option that
+is itself a hyperparameter dataclass, its fields."""
 
 from __future__ import annotations
 
