@@ -35,7 +35,7 @@ import lit_edit.metrics.monitors
 import lit_edit.results
 import lit_edit.stats
 import lit_edit.tasks.summary
-from lit_edit.editors.locate import MEMIT, ROME
+from lit_edit.editors import MEMIT, ROME
 from lit_edit.modules.editing import EditingModule
 from lit_edit.tasks.suite import DownstreamSuite
 

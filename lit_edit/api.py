@@ -8,7 +8,6 @@ README ("Python API"), run by ``tests/test_api.py``.
 
 from __future__ import annotations
 
-import inspect
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -17,6 +16,7 @@ import torch
 
 from lit_edit.editing.requests import EditRequest, LocalityProbe, PortabilityProbe
 from lit_edit.editors import EDITORS, EditContext, Editor
+from lit_edit.editors.options import editor_options
 from lit_edit.metrics.monitors import update_norms
 from lit_edit.models.architectures import architecture_of
 from lit_edit.stats import StatisticsConfig
@@ -53,7 +53,7 @@ def make_editor(method: str, **options) -> Editor:
     if method not in EDITORS:
         raise ValueError(f"unknown method {method!r}; the methods are {', '.join(methods())} (or pass an Editor)")
     cls = EDITORS[method]
-    accepted = [name for name in inspect.signature(cls.__init__).parameters if name != "self"]
+    accepted = list(editor_options(cls))
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         raise ValueError(f"{method} has no option(s) {unknown}; its options are {accepted} "

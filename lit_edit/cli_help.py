@@ -1,6 +1,7 @@
 """What ``python main.py --help`` and ``python main.py test --help`` say about this project: what each subcommand
-does here, and the editors with their options, read from the editor classes' docstrings (``Args:``) and, for an
-option that is a hyperparameter dataclass, from its fields' ``Attributes:``."""
+does here, and the editors with their options (``lit_edit.editors.options``: the fields of an editor's
+hyperparameter dataclass, described by its ``Attributes:``, or its constructor's ``Args:``) and, for an option that
+is itself a hyperparameter dataclass, its fields."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import typing
 
 import docstring_parser
 from jsonargparse import DefaultHelpFormatter
+
+from lit_edit.editors.options import editor_options, option_docstrings
 
 DESCRIPTION = ("lit-edit: edit the factual knowledge of a causal language model and measure what the edits change. "
                "A run is set by a YAML config under configs/ (--config); any option can be overridden after it, "
@@ -54,6 +57,10 @@ def _yaml_value(value) -> str:
         return str(value).lower()
     if isinstance(value, tuple):
         return str(list(value))
+    if dataclasses.is_dataclass(value):   # a hyperparameter dataclass: the fields that differ from its defaults
+        changed = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)
+                   if f.default is not dataclasses.MISSING and getattr(value, f.name) != f.default}
+        return "{" + ", ".join(f"{name}: {_yaml_value(v)}" for name, v in changed.items()) + "}"
     return str(value)
 
 
@@ -79,14 +86,14 @@ def _dataclass_of(annotation) -> type | None:
     return None
 
 
-def editor_options(cls: type) -> list[tuple[list[str], str]]:
+def editor_rows(cls: type) -> list[tuple[list[str], str]]:
     """The constructor options of an editor class as (``option=default`` items, description) rows; options that
     one docstring entry describes together (or consecutive undocumented ones) share a row. Defaults are written as in a config."""
-    described = _documented(docstring_parser.parse(cls.__doc__ or ""))
+    described = {}
+    for doc in reversed(option_docstrings(cls)):   # a derived dataclass's entry wins
+        described |= _documented(docstring_parser.parse(doc))
     rows: list[tuple[list[str], str]] = []
-    for name, param in inspect.signature(cls.__init__).parameters.items():
-        if name == "self":
-            continue
+    for name, param in editor_options(cls).items():
         item, description = f"{name}={_yaml_value(param.default)}", described.get(name, "")
         if rows and rows[-1][1] == description:
             rows[-1][0].append(item)
@@ -97,9 +104,8 @@ def editor_options(cls: type) -> list[tuple[list[str], str]]:
 
 def nested_hyperparameters(cls: type) -> dict[str, type]:
     """Option name → the hyperparameter dataclass it takes (e.g. ``values`` → ValueHyperparams)."""
-    hints = typing.get_type_hints(cls.__init__)
-    return {name: nested for name in inspect.signature(cls.__init__).parameters
-            if (nested := _dataclass_of(hints.get(name))) is not None}
+    return {name: nested for name, param in editor_options(cls).items()
+            if (nested := _dataclass_of(param.annotation)) is not None}
 
 
 def _option_lines(rows: list[tuple[list[str], str]], indent: str, width: int) -> list[str]:
@@ -117,7 +123,7 @@ def editors_help(editors: dict[str, type], width: int | None = None) -> str:
     for name, cls in editors.items():
         lines += ["", _fill(f"{name}: {cls.__module__.rsplit('.', 1)[0]}.{cls.__name__}. {_summary(cls)}", "  ",
                             width)]
-        lines += _option_lines(editor_options(cls), "    ", width)
+        lines += _option_lines(editor_rows(cls), "    ", width)
         nested.update(dict.fromkeys(nested_hyperparameters(cls).items()))
     for option, hyperparameters in nested:
         fields = _documented(docstring_parser.parse(hyperparameters.__doc__ or ""))

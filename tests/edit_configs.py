@@ -16,6 +16,18 @@ def method_config(method: str, model: str = "factworld") -> list[str]:
     return ["--config", str(EDIT / f"models/{model}.yaml"), "--config", str(EDIT / f"methods/{model}/{method}.yaml")]
 
 
+def registered_methods(accumulating: bool) -> list[str]:
+    """The registered methods (``lit_edit.editors.EDITORS``) that do, or do not, carry their edits in their own
+    state; each must have a fact-world config ``configs/edit/methods/factworld/<name>.yaml``. RECT wraps another
+    method, so it has none of its own."""
+    from lit_edit.editors import EDITORS, RECT
+
+    names = [name for name, cls in EDITORS.items() if cls is not RECT and cls.accumulates == accumulating]
+    missing = [name for name in names if not (EDIT / f"methods/factworld/{name}.yaml").exists()]
+    assert not missing, f"methods without a fact-world config in configs/edit/methods/factworld/: {missing}"
+    return names
+
+
 def method_stacks() -> list[tuple[str, str]]:
     """Every method config with its model config, found by glob: ``(models/<model>.yaml, methods/<model>/<m>.yaml)``
     relative to the project root."""

@@ -12,7 +12,7 @@ from lit_edit.factworld.build import WorldSettings, build
 from lit_edit.models import load_model_and_tokenizer
 
 from .conftest import ROOT
-from .edit_configs import method_config
+from .edit_configs import method_config, registered_methods
 
 
 def run_main(*args, check=True):
@@ -130,7 +130,7 @@ def test_the_main_job_edits_and_writes_the_run_folder(tmp_path):
     assert list((tmp_path / "logs").rglob("config.yaml")) and list((tmp_path / "logs").rglob("events.out.tfevents*"))
 
 
-METHODS = ["rome", "memit", "ft"]
+METHODS = registered_methods(accumulating=False)
 MODES = {"single": (1, True), "instance_sequential": (1, False), "batch_single": (10, True),
          "batch_sequential": (10, False)}
 

@@ -10,8 +10,7 @@ import pytest
 import torch
 
 from lit_edit.editing.contexts import MEMIT_SEEDS, new_token_count, sample_context_templates, sample_continuations
-from lit_edit.editors.locate import MEMIT, ROME
-from lit_edit.editors.sequential import COMEBA, D4S, AlphaEdit
+from lit_edit.editors import COMEBA, D4S, MEMIT, ROME, AlphaEdit
 from lit_edit.models import load_model_and_tokenizer
 
 from .conftest import make_tiny_model
@@ -48,11 +47,11 @@ def _expected_lengths(tokenizer, per_seed, lengths, rule) -> list[int]:
 
 def _shape(editor, model, tokenizer) -> tuple[int, list[int]]:
     """How many templates ``editor`` samples and how many tokens each has (seed word included)."""
-    settings = editor._templates
-    templates = settings.sample(model, tokenizer)
-    ids = sample_continuations(model, tokenizer, MEMIT_SEEDS, settings.per_seed, settings.lengths,
-                               settings.length_rule, settings.seed)
-    words = [word for _ in settings.lengths for word in MEMIT_SEEDS for _ in range(settings.per_seed)]
+    settings = editor.hp
+    templates = editor._context.sample_templates(model, tokenizer)
+    ids = sample_continuations(model, tokenizer, MEMIT_SEEDS, settings.templates_per_seed, settings.template_lengths,
+                               settings.template_length_rule, settings.template_seed)
+    words = [word for _ in settings.template_lengths for word in MEMIT_SEEDS for _ in range(settings.templates_per_seed)]
     assert len(templates) == 1 + len(ids) == 1 + len(words)
     for template, word in zip(templates[1:], words):
         assert template.startswith(word) and template.endswith(". {}") and template.count("{}") == 1

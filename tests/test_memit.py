@@ -52,8 +52,8 @@ def test_each_layer_is_solved_for_keys_and_residual_measured_after_the_earlier_l
     g = torch.Generator().manual_seed(0)
     base = torch.randn(m, 4 * m, generator=g, dtype=torch.float64)
     moments = {layer: base @ base.T / (4 * m) for layer in layers}
-    updates, values = apply_memit(model, tokenizer, arch, TARGETS, MemitHyperparams(layers, lam, LIVE_VALUES), GROUPS,
-                                  moments)
+    hp = MemitHyperparams(layers=layers, preservation_weight=lam, values=LIVE_VALUES)
+    updates, values = apply_memit(model, tokenizer, arch, TARGETS, hp, GROUPS, moments)
     _, unedited_outputs = keys_and_outputs(replica, tokenizer, arch, 0, max(layers), TARGETS, GROUPS)
     torch.testing.assert_close(values.initial_outputs.double(), unedited_outputs.T, rtol=1e-6, atol=1e-8)
     assert clamp_binds(values)

@@ -14,10 +14,10 @@ from lit_edit.models import architecture_of, load_model_and_tokenizer
 from lit_edit.models.loading import load_model
 
 from .conftest import ROOT, make_tiny_model, run_edit_cli
-from .edit_configs import method_config
+from .edit_configs import method_config, registered_methods
 
 REQUEST = EditRequest(prompt="{} was born in", subject="Alda Venkor", target_new="Port Ivory", record_id="r0")
-SEQUENTIAL = ["d4s", "comeba", "alphaedit"]
+SEQUENTIAL = registered_methods(accumulating=True)
 MODES = {"single": True, "instance_sequential": False, "batch_single": True, "batch_sequential": False}
 
 

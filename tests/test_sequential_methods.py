@@ -55,7 +55,8 @@ def test_d4s_on_one_layer_after_n_edits_equals_batch_memit_over_them(tiny):
     for target in TARGETS:                                  # instance-sequential, batch size 1
         apply_d4s(model, tokenizer, arch, [target], hp, GROUPS, w0, states)
     batch, tok, _ = _fresh(folder)
-    _, values = apply_memit(batch, tok, arch, TARGETS, MemitHyperparams((1,), LAMBDA, VALUES), GROUPS, moments)
+    memit = MemitHyperparams(layers=(1,), preservation_weight=LAMBDA, values=VALUES)
+    _, values = apply_memit(batch, tok, arch, TARGETS, memit, GROUPS, moments)
     assert clamp_binds(values)            # the per-request terms are live: a coupling through them would show
     torch.testing.assert_close(_math(model, arch, 1), _math(batch, arch, 1), rtol=1e-5, atol=1e-7)
 
@@ -224,12 +225,12 @@ def test_comeba_gate_statistics_warns_unless_values_are_optimised_one_request_at
 
 
 def test_the_comeba_editor_builds_its_hook_gate_with_the_chosen_statistics(tiny, monkeypatch):
-    from lit_edit.editors import COMEBA, locate
+    from lit_edit.editors import COMEBA, locate_context
     from lit_edit.editors.base import EditContext
 
     folder, moments = tiny
     model, tokenizer, arch = _fresh(folder)
-    monkeypatch.setattr(locate, "second_moments_for", lambda *args, **kwargs: {k: moments[k] for k in (0, 1)})
+    monkeypatch.setattr(locate_context, "second_moments_for", lambda *args, **kwargs: {k: moments[k] for k in (0, 1)})
     for rule in ("real_tokens", "all_positions"):
         editor = COMEBA(layers=[0, 1], values=ValueHyperparams(requests_per_pass=1), template_tokens=3,
                         gate_statistics=rule)

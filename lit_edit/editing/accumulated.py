@@ -25,9 +25,29 @@ layer with FFN neurons that never fire) is handled as the second-moment solver s
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
+from lit_edit.editing.memit import MemitHyperparams
 from lit_edit.editing.solver import Factorisation, PreparedMoment, SecondMomentSolver, UpdateSolveError
+
+
+@dataclass
+class AccumulatedHyperparams(MemitHyperparams):
+    """The settings of the methods that solve over every edit so far (D4S, COMEBA-HK): MEMIT's
+    (:class:`~lit_edit.editing.memit.MemitHyperparams`, with the defaults of the papers: layers 3..8, λ = 15000) and
+    how A_n⁻¹ is kept (:class:`AccumulatedKeys`).
+
+    Attributes:
+        incremental: keep A⁻¹ by Woodbury updates (True) or solve afresh at every step (the reference).
+        refactor_every: rebuild A⁻¹ from the sums after this many incremental steps.
+    """
+
+    layers: tuple[int, ...] = (3, 4, 5, 6, 7, 8)
+    preservation_weight: float = 15000.0
+    incremental: bool = True
+    refactor_every: int = 100
 
 
 class AccumulatedKeys:

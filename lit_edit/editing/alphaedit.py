@@ -17,34 +17,38 @@ After all layers, the keys of the batch are measured again on the edited model a
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
 from lit_edit.editing.keys import template_keys
-from lit_edit.editing.memit import LayerStep, LayerUpdate, add_to_weight, check_memit_layers, memit_values, spread_over_layers
+from lit_edit.editing.memit import (
+    LayerStep,
+    LayerUpdate,
+    LocateHyperparams,
+    add_to_weight,
+    check_memit_layers,
+    memit_values,
+    spread_over_layers,
+)
 from lit_edit.editing.solver import SecondMomentSolver, UpdateSolveError, solve_psd
-from lit_edit.editing.values import ValueHyperparams, ValueResult, ValueTarget
+from lit_edit.editing.values import ValueResult, ValueTarget
 from lit_edit.models.architectures import Architecture
 
 
 @dataclass
-class AlphaEditHyperparams:
-    """AlphaEdit's settings (GPT-2 XL / GPT-J: l2 = 10; LLaMA-3-8B: l2 = 1; τ = 2e-2).
+class AlphaEditHyperparams(LocateHyperparams):
+    """AlphaEdit's settings (GPT-2 XL / GPT-J: l2 = 10; LLaMA-3-8B: l2 = 1; τ = 2e-2): the shared locate-and-edit
+    settings (:class:`~lit_edit.editing.memit.LocateHyperparams`; C only gives the null space, so there is no λ) and
+    the projection's.
 
     Attributes:
-        layers: the edited layers.
-        nullspace_threshold: τ, eigenvalues of C below it span the null space.
-        l2: α, the ridge term.
-        values: value-optimisation settings.
-        solver: how the reduced system is solved when it is singular (``lit_edit/editing/solver.py``).
+        nullspace_threshold: τ, eigenvalues of C below it span the preserved null space (paper: 2e-2).
+        l2: α, the ridge term (GPT-2 XL / GPT-J: 10, LLaMA-3-8B: 1).
     """
 
-    layers: tuple[int, ...] = (13, 14, 15, 16, 17)
     nullspace_threshold: float = 2e-2
     l2: float = 10.0
-    values: ValueHyperparams = field(default_factory=ValueHyperparams)
-    solver: SecondMomentSolver = field(default_factory=SecondMomentSolver)
 
 
 def null_space_basis(second_moment: torch.Tensor, threshold: float, where: str = "") -> torch.Tensor:

@@ -23,50 +23,45 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
-from lit_edit.editing.accumulated import AccumulatedKeys
+from lit_edit.editing.accumulated import AccumulatedHyperparams, AccumulatedKeys
 from lit_edit.editing.hook_layers import HookBank, check_gate_statistics
 from lit_edit.editing.memit import LayerStep, LayerUpdate, add_to_weight, check_memit_layers, memit_values, spread_over_layers
-from lit_edit.editing.solver import SecondMomentSolver
-from lit_edit.editing.values import ValueHyperparams, ValueResult, ValueTarget
+from lit_edit.editing.values import ValueResult, ValueTarget
 from lit_edit.models.architectures import Architecture
 from lit_edit.scoring import pad_right
 
 
 @dataclass
-class ComebaHyperparams:
-    """COMEBA-HK's settings (paper: batch 10, λ = 15000, α0 between 2 and 3 — the code's 2.2).
+class ComebaHyperparams(AccumulatedHyperparams):
+    """COMEBA-HK's settings (paper: batch 10, λ = 15000, α0 between 2 and 3 — the code's 2.2): those of the
+    accumulated solve (:class:`~lit_edit.editing.accumulated.AccumulatedHyperparams`, MEMIT's included; C_accu =
+    λC + ΣKKᵀ) and the gate's.
 
     Attributes:
-        layers: the edited layers (the MEMIT critical path of the model).
-        preservation_weight: λ.
         alpha: α0, the initial gate threshold.
-        dynamic_threshold: lower α after every step (eq. 18); false keeps α0 (the paper's fixed-α ablation).
-        values: value-optimisation settings.
-        incremental / refactor_every: the accumulated inverse (``accumulated.py``).
+        dynamic_threshold: lower α after every step to the smallest max z of the batch's edit prompts (eq. 18);
+            false keeps α0 (the paper's fixed-α ablation).
+        hooks: keep the edited weights in hook layers beside the frozen model (COMEBA-HK, default); false: the
+            paper's ablation "w/o HK", the same update added to the model's weights.
         gate_statistics: the positions the gate's z-scores are computed over (``hook_layers.py``, decision 1):
             ``real_tokens`` (default) or ``all_positions``, padding included, as the reference code. With
             padding a row's z depends on the padded length of its pass, so reproducing the reference also needs
             ``values.requests_per_pass: 1`` (the reference optimises the values one request at a time); any
             other setting warns. The residual's h^L is then read in a pass over the bare prompts alone, as
             there (``spread_over_layers(bare_pass=True)``).
-        solver: how C_accu is inverted when C is singular (``lit_edit/editing/solver.py``).
     """
 
-    layers: tuple[int, ...] = (3, 4, 5, 6, 7, 8)
-    preservation_weight: float = 15000.0
     alpha: float = 2.2
     dynamic_threshold: bool = True
-    values: ValueHyperparams = field(default_factory=ValueHyperparams)
-    incremental: bool = True
-    refactor_every: int = 100
+    hooks: bool = True
     gate_statistics: str = "real_tokens"
-    solver: SecondMomentSolver = field(default_factory=SecondMomentSolver)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
+        super().__post_init__()
         check_gate_statistics(self.gate_statistics)
         if self.gate_statistics == "all_positions" and self.values.requests_per_pass != 1:
             warnings.warn(f"gate_statistics 'all_positions' with values.requests_per_pass "

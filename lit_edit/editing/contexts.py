@@ -21,8 +21,11 @@ token (the reference samples on and drops it from the text), newlines become spa
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
+
+from lit_edit.editing.options import EditorOptionError
 
 MEMIT_SEEDS = ("The", "Therefore", "Because", "I", "You")
 LENGTH_RULES = ("total", "new")
@@ -45,6 +48,37 @@ def check_template_settings(per_seed: int, lengths: Sequence[int], rule: str) ->
     if rule not in LENGTH_RULES:
         raise ValueError(f"template_length_rule must be one of {LENGTH_RULES}, got {rule!r}")
     return lengths
+
+
+@dataclass(kw_only=True)   # keyword-only: listed after the fields of the method that includes them
+class ContextTemplateHyperparams:
+    """The context templates of a locate-and-edit method (ROME, MEMIT and its descendants), sampled once from the
+    unedited model (module docstring; docs/methods.md §0.4). A method's hyperparameters include these fields and
+    may give them defaults of their own (ROME: the reference's 2 per seed word of lengths 5 and 10).
+
+    Attributes:
+        templates_per_seed: samples of each seed word per template length.
+        template_tokens: the template length(s): one length or several.
+        template_seed: the sampling seed.
+        template_length_rule: ``total`` counts the seed word's tokens in the length (the reference's rule), ``new``
+            only the sampled ones.
+    """
+
+    templates_per_seed: int = 1
+    template_tokens: int | Sequence[int] = 10
+    template_seed: int = 0
+    template_length_rule: str = "total"
+
+    def __post_init__(self) -> None:
+        _ = self.template_lengths   # refuse settings that cannot work when the hyperparameters are built
+
+    @property
+    def template_lengths(self) -> tuple[int, ...]:
+        """``template_tokens`` as a tuple of lengths, once the template settings are checked."""
+        try:
+            return check_template_settings(self.templates_per_seed, self.template_tokens, self.template_length_rule)
+        except ValueError as error:
+            raise EditorOptionError(f"model.editor.{error}") from error
 
 
 @torch.no_grad()

@@ -22,42 +22,39 @@ paper. With one layer both are the same, and D4S after n edits equals batch MEMI
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
-from lit_edit.editing.accumulated import AccumulatedKeys
-from lit_edit.editing.memit import LayerStep, LayerUpdate, check_memit_layers, memit_values, spread_over_layers
-from lit_edit.editing.solver import PreparedMoment, SecondMomentSolver, prepared
-from lit_edit.editing.values import ValueHyperparams, ValueResult, ValueTarget
+from lit_edit.editing.accumulated import AccumulatedHyperparams, AccumulatedKeys
+from lit_edit.editing.memit import (
+    LayerStep,
+    LayerUpdate,
+    check_memit_layers,
+    memit_values,
+    spread_over_layers,
+)
+from lit_edit.editing.solver import PreparedMoment, prepared
+from lit_edit.editing.values import ValueResult, ValueTarget
 from lit_edit.models.architectures import Architecture
 
 RESIDUAL_RULES = ("recompute", "reference")
 
 
 @dataclass
-class D4sHyperparams:
-    """D4S's settings (the E MEMIT hyperparameters of the model, as the paper used them).
+class D4sHyperparams(AccumulatedHyperparams):
+    """D4S's settings: those of the accumulated solve (:class:`AccumulatedHyperparams`, MEMIT's included) and the
+    residual rule.
 
     Attributes:
-        layers: the edited layers.
-        preservation_weight: λ.
-        values: value-optimisation settings.
-        residual: ``recompute`` (per layer, the default) or ``reference`` (once, divided by L − p).
-        incremental: keep A⁻¹ by Woodbury updates (True) or solve afresh at every step (the reference).
-        refactor_every: rebuild A⁻¹ (and S A⁻¹) from the sums after this many incremental steps.
-        solver: how A is solved when C is singular (``lit_edit/editing/solver.py``).
+        residual: ``recompute`` (per layer, the default) or ``reference`` (the paper's once-computed residual,
+            divided by L − p; module docstring). ``refactor_every`` also recomputes S A⁻¹ from the sums.
     """
 
-    layers: tuple[int, ...] = (3, 4, 5, 6, 7, 8)
-    preservation_weight: float = 15000.0
-    values: ValueHyperparams = field(default_factory=ValueHyperparams)
     residual: str = "recompute"
-    incremental: bool = True
-    refactor_every: int = 100
-    solver: SecondMomentSolver = field(default_factory=SecondMomentSolver)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
+        super().__post_init__()
         if self.residual not in RESIDUAL_RULES:
             raise ValueError(f"unknown D4S residual rule {self.residual!r}; choose from {RESIDUAL_RULES}")
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
+from lit_edit.editing.options import checked_layers
 from lit_edit.editing.values import ValueTarget
 from lit_edit.models.architectures import Architecture
 from lit_edit.scoring import encode_pairs, pad_right
@@ -37,14 +38,17 @@ class FtHyperparams:
     """FT's settings (GPT-2 XL values of the ROME/MEMIT baselines where they apply).
 
     Attributes:
-        layers: layers whose FFN output projection (weight and bias) is trained.
-        loss: ``"prompt_last"`` (FT-L) or ``"target_new"`` (FT-M).
-        lr: Adam learning rate.
-        steps: epochs over the requests.
+        layers: the layers whose FFN output projection (weight and bias) is trained.
+        loss: ``prompt_last`` (FT-L: every target token read at the prompt's last position) or ``target_new``
+            (FT-M: teacher-forced cross-entropy over the target tokens).
+        lr: Adam's learning rate.
+        steps: epochs over the requests of an edit step.
         batch_size: requests per optimiser step.
         weight_decay: Adam's L2 term.
-        norm_constraint: ε of the element-wise clamp around the original weights; None for none.
-        stop_loss: skip steps / stop below this loss.
+        norm_constraint: ε: each trained weight is clamped to its original value ± ε after every optimiser step;
+            null: unconstrained.
+        stop_loss: an optimiser step is skipped when its chunk's loss is below this, and training stops when an
+            epoch's mean is.
     """
 
     layers: tuple[int, ...] = (0,)
@@ -57,6 +61,7 @@ class FtHyperparams:
     stop_loss: float = 1e-2
 
     def __post_init__(self) -> None:
+        self.layers = checked_layers(self.layers)
         if self.loss not in LOSSES:
             raise ValueError(f"FT loss {self.loss!r} is not one of {LOSSES}")
 

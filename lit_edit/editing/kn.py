@@ -47,6 +47,7 @@ from dataclasses import dataclass
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from lit_edit.editing.options import checked_layers
 from lit_edit.editing.requests import EditRequest, EditRequestError
 from lit_edit.generation import greedy_decode
 from lit_edit.hooks import forward_until, record, rewrite_output
@@ -86,6 +87,8 @@ class KnHyperparams:
     one_token_edit: str = "doubled"
 
     def __post_init__(self) -> None:
+        if self.layers is not None:
+            self.layers = checked_layers(self.layers)
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError(f"KN needs steps >= 1 and batch_size >= 1, got {self.steps} and {self.batch_size}")
         if not 0.0 <= self.threshold <= 1.0:

@@ -15,28 +15,52 @@ from dataclasses import dataclass, field
 
 import torch
 
+from lit_edit.editing.contexts import ContextTemplateHyperparams
 from lit_edit.editing.keys import module_io_at_subject, template_keys
 from lit_edit.editing.least_squares import least_squares_update
+from lit_edit.editing.options import EditorOptionError, checked_layers
 from lit_edit.editing.solver import PreparedMoment, SecondMomentSolver, prepared
 from lit_edit.editing.values import ValueHyperparams, ValueResult, ValueTarget, optimize_values
 from lit_edit.models.architectures import Architecture
 
 
 @dataclass
-class MemitHyperparams:
-    """MEMIT's settings (GPT-2 XL values of the MEMIT paper where they apply).
+class LocateHyperparams(ContextTemplateHyperparams):
+    """The settings MEMIT and the methods built on its layer loop (D4S, COMEBA-HK, AlphaEdit) share: the edited
+    layers, value optimisation, the context templates (:class:`ContextTemplateHyperparams`) and the second-moment
+    solver. Each method's hyperparameters extend these with their own fields and defaults.
 
     Attributes:
-        layers: the edited layers (13..17 for GPT-2 XL).
-        preservation_weight: λ (``mom2_update_weight``), 20000 for GPT-2 XL.
+        layers: the edited layers (the MEMIT critical path: 13..17 for GPT-2 XL).
         values: value-optimisation settings (MEMIT GPT-2: clamp_norm_factor 0.75).
-        solver: how λC + KKᵀ is solved when C is singular (``lit_edit/editing/solver.py``).
+        solver: how the systems built from C are solved when C is singular (``lit_edit/editing/solver.py``):
+            MEMIT's λC + KKᵀ, D4S's and COMEBA-HK's λC + ΣKKᵀ, AlphaEdit's reduced system.
     """
 
     layers: tuple[int, ...] = (13, 14, 15, 16, 17)
-    preservation_weight: float = 20000.0
     values: ValueHyperparams = field(default_factory=ValueHyperparams)
     solver: SecondMomentSolver = field(default_factory=SecondMomentSolver)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.layers = checked_layers(self.layers)
+
+
+@dataclass
+class MemitHyperparams(LocateHyperparams):
+    """MEMIT's settings (GPT-2 XL values of the MEMIT paper where they apply; docs/methods.md §3): the shared
+    locate-and-edit settings (:class:`LocateHyperparams`) and λ.
+
+    Attributes:
+        preservation_weight: λ (``mom2_update_weight``), the weight of the preserved keys' C.
+    """
+
+    preservation_weight: float = 20000.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.preservation_weight < 0:
+            raise EditorOptionError(f"model.editor.preservation_weight must be >= 0, got {self.preservation_weight}")
 
 
 @dataclass

@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 
 import torch
 
+from lit_edit.editing.contexts import ContextTemplateHyperparams
 from lit_edit.editing.keys import template_keys
+from lit_edit.editing.options import checked_layers
 from lit_edit.editing.rank_one import rank_one_update, rome_direction
 from lit_edit.editing.solver import PreparedMoment, SecondMomentSolver, prepared
 from lit_edit.editing.values import ValueHyperparams, ValueTarget, optimize_values
@@ -22,20 +24,29 @@ from lit_edit.models.architectures import Architecture
 
 
 @dataclass
-class RomeHyperparams:
-    """ROME's settings (GPT-2 XL values of the ROME paper where they apply).
+class RomeHyperparams(ContextTemplateHyperparams):
+    """ROME's settings (GPT-2 XL values of the ROME paper where they apply), the context templates
+    (:class:`~lit_edit.editing.contexts.ContextTemplateHyperparams`) with the reference's set as default: lengths 5
+    and 10, 2 per seed word, 21 templates with the bare one.
 
     Attributes:
         layer: the edited layer.
         values: value-optimisation settings (ROME: clamp_norm_factor 4).
         mom2_adjustment: use u = C⁻¹k̄ (the ROME paper, true) or u = k̄ (EasyEdit's hparams, false).
-        solver: how C⁻¹k̄ is solved when C is singular (``lit_edit/editing/solver.py``).
+        solver: how C⁻¹k̄ is solved when C is singular (``lit_edit/editing/solver.py``); C is factorised once per
+            run (:class:`~lit_edit.editing.solver.PreparedMoment`), not once per request.
     """
 
     layer: int = 17
     values: ValueHyperparams = field(default_factory=lambda: ValueHyperparams(clamp_norm_factor=4.0))
     mom2_adjustment: bool = True
     solver: SecondMomentSolver = field(default_factory=SecondMomentSolver)
+    templates_per_seed: int = field(default=2, kw_only=True)
+    template_tokens: int | Sequence[int] = field(default=(5, 10), kw_only=True)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        (self.layer,) = checked_layers([self.layer], "layer")
 
 
 @dataclass

@@ -13,9 +13,9 @@ from dataclasses import asdict, dataclass, field, is_dataclass
 import torch
 
 from lit_edit.distributed import SINGLE, Ranks
+from lit_edit.editing.options import EditorOptionError
 from lit_edit.editing.requests import EditRequest
 from lit_edit.editing.values import ValueResult, ValueTarget, loss_trend
-from lit_edit.errors import UserError
 from lit_edit.models.architectures import Architecture
 from lit_edit.stats import StatisticsConfig
 
@@ -111,25 +111,6 @@ class Editor:
     def load_state_dict(self, state: dict) -> None:
         if state:
             raise ValueError(f"{self.name} carries no state but got keys {sorted(state)}")
-
-
-class EditorOptionError(UserError, ValueError):
-    """An editor option that cannot work, named as a config names it (``model.editor.<option>``)."""
-
-
-def checked_layers(layers: Sequence[int], option: str = "layers") -> tuple[int, ...]:
-    """``layers`` as a tuple, refused when empty, repeated, or not layer indices (whole numbers >= 0)."""
-    layers = tuple(layers)
-    if not layers:
-        raise EditorOptionError(f"model.editor.{option} is empty; name at least one layer to edit")
-    bad = [layer for layer in layers if isinstance(layer, bool) or not isinstance(layer, int) or layer < 0]
-    if bad:
-        raise EditorOptionError(f"model.editor.{option}: {bad} are not layer indices (whole numbers >= 0)")
-    repeated = sorted({layer for layer in layers if layers.count(layer) > 1})
-    if repeated:
-        raise EditorOptionError(f"model.editor.{option} names layer(s) {repeated} more than once: {list(layers)}; "
-                                "name each layer once")
-    return layers
 
 
 def check_layers_fit(model, arch: Architecture, layers: Sequence[int], option: str = "layers") -> None:

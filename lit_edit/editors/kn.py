@@ -12,7 +12,6 @@ from lit_edit.editors.base import (
     EditOutcome,
     changes,
     check_layers_fit,
-    checked_layers,
     ffn_weight_names,
     snapshot,
 )
@@ -22,30 +21,17 @@ from lit_edit.models.architectures import Architecture
 class KN(Editor):
     """Knowledge neurons: integrated-gradients attribution of the old answer over the FFN activations of every
     attributed layer, then the selected neurons' value vectors are moved from the embedding of the model's own
-    completion to that of the new target. Stateless: each request is edited on the model as it is.
+    completion to that of the new target (docs/methods.md §4). Stateless: each request is edited on the model as it
+    is.
 
-    Args:
-        layers: attributed (and editable) layers; None (default): all layers.
-        steps: integration steps S (20, for every architecture; the reference's LLaMA setting 1 is degenerate).
-        batch_size: attribution rows (layer × step × target sub-token) per forward/backward pass.
-        threshold: τ of the coarse selection A > τ·max A (0.2 GPT-2 XL / LLaMA, 0.1 GPT-J).
-        refine: keep only neurons shared by the edit prompt and its rephrases (the reference runs without).
-        sharing_ratio: p of the refinement: a neuron is kept when it is in ≥ p of the prompts' coarse sets.
-        max_neurons: at most this many neurons per request (largest attribution first); None: no cap.
-        embedding: the embedding of the edit: ``output`` (the unembedding, default) or ``input`` (the reference).
-        scale: the factor of the edit; None: 2 for a one-token target, else 1.
-        one_token_edit: a one-token target's edit: ``doubled`` (default) w += 2(E[t] − E[o]); ``reference``
-            w += E[t] − 2E[o], what the reference executes (``docs/fidelity.md``, "KN").
+    Options: the fields of :class:`~lit_edit.editing.kn.KnHyperparams`.
     """
 
     name = "kn"
+    hyperparams_class = KnHyperparams
 
-    def __init__(self, layers: Sequence[int] | None = None, steps: int = 20, batch_size: int = 256,
-                 threshold: float = 0.2, refine: bool = False, sharing_ratio: float = 0.4,
-                 max_neurons: int | None = None, embedding: str = "output", scale: float | None = None,
-                 one_token_edit: str = "doubled"):
-        self.hp = KnHyperparams(None if layers is None else checked_layers(layers), steps, batch_size, threshold,
-                                refine, sharing_ratio, max_neurons, embedding, scale, one_token_edit)
+    def __init__(self, **hyperparams):
+        self.hp = KnHyperparams(**hyperparams)
 
     def check_fits(self, model, arch: Architecture) -> None:
         check_layers_fit(model, arch, self._layers(model, arch))

@@ -11,8 +11,9 @@ from collections.abc import Sequence
 
 from lit_edit.editing.mend import edit_weights, gradient_factors
 from lit_edit.editing.mend_checkpoint import check_checkpoint_fits, load_mend_checkpoint, read_mend_description
+from lit_edit.editing.options import checked_layers
 from lit_edit.editing.requests import EditRequest
-from lit_edit.editors.base import EditContext, Editor, EditOutcome, checked_layers
+from lit_edit.editors.base import EditContext, Editor, EditOutcome
 from lit_edit.models.architectures import Architecture
 from lit_edit.scoring import labelled_batch
 from lit_edit.stats import weights_sha256

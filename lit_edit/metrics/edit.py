@@ -21,11 +21,11 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from lit_edit.answer_match import exact_match, normalize_answer
 from lit_edit.editing.requests import EditRequest
 from lit_edit.generation import greedy_continuations
 from lit_edit.metrics.counterfact_generation import METRIC_KEYS as COUNTERFACT_KEYS
 from lit_edit.metrics.counterfact_generation import score_counterfact_generation
-from lit_edit.answer_match import exact_match, normalize_answer
 from lit_edit.scoring import score_answers
 
 FAMILIES = ("token", "probability", "generation", "counterfact")
