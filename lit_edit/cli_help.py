@@ -15,8 +15,6 @@ import typing
 import docstring_parser
 from jsonargparse import DefaultHelpFormatter
 
-from lit_edit.editors.options import editor_options, option_docstrings
-
 DESCRIPTION = ("lit-edit: edit the factual knowledge of a causal language model and measure what the edits change. "
                "A run is set by a YAML config under configs/ (--config); any option can be overridden after it, "
                "e.g. --data.init_args.n 20. Each subcommand lists its options with --help.")
@@ -89,6 +87,8 @@ def _dataclass_of(annotation) -> type | None:
 def editor_rows(cls: type) -> list[tuple[list[str], str]]:
     """The constructor options of an editor class as (``option=default`` items, description) rows; options that
     one docstring entry describes together (or consecutive undocumented ones) share a row. Defaults are written as in a config."""
+    from lit_edit.editors.options import editor_options, option_docstrings  # lazy: `main.py --help` imports no torch
+
     described = {}
     for doc in reversed(option_docstrings(cls)):   # a derived dataclass's entry wins
         described |= _documented(docstring_parser.parse(doc))
@@ -104,6 +104,8 @@ def editor_rows(cls: type) -> list[tuple[list[str], str]]:
 
 def nested_hyperparameters(cls: type) -> dict[str, type]:
     """Option name → the hyperparameter dataclass it takes (e.g. ``values`` → ValueHyperparams)."""
+    from lit_edit.editors.options import editor_options  # lazy: `main.py --help` imports no torch
+
     return {name: nested for name, param in editor_options(cls).items()
             if (nested := _dataclass_of(param.annotation)) is not None}
 
