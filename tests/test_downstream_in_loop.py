@@ -37,10 +37,10 @@ def edit_run(tmp_path, rollback: bool, logger=False, every: int = 1, folder: str
     module = EditingModule(MODEL, editor, rollback=rollback, families=("token",), results_dir=str(tmp_path / folder),
                            cache_dir=str(tmp_path / "cache"), monitor_text=None,
                            downstream=DownstreamConfig(root=str(FACTWORLD / "tasks"), tasks=TASKS, subset=16,
-                                                       every_n_batches=every, bootstrap_resamples=200))
+                                                       periodic=every > 0, bootstrap_resamples=200))
     data = EditDataModule(root=str(FACTWORLD), n=6, batch_size=2)
     trainer = EditTrainer(accelerator="cpu", logger=logger, enable_progress_bar=False, enable_model_summary=False,
-                          eval_pre=False, default_root_dir=str(tmp_path))
+                          eval_pre=False, eval_every_n_batches=every, default_root_dir=str(tmp_path))
     trainer.test(module, datamodule=data, verbose=False)
     return module, data, json.loads((tmp_path / folder / "metrics.json").read_text())
 

@@ -146,7 +146,7 @@ def _assert_equal_tensors(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]
 def test_interrupted_run_resumes_bit_identical_to_an_uninterrupted_one(tmp_path, tiny_gpt2_dir, caches, kind):
     # the cheap editor also carries a downstream curve (scored after batches 2 and 4) through the resume
     downstream = DownstreamConfig(root=str(FACTWORLD / "tasks"), tasks=["sentiment", "nli"], subset=4,
-                                  every_n_batches=2, bootstrap_resamples=20) if kind == "noisy" else None
+                                  periodic=True, bootstrap_resamples=20) if kind == "noisy" else None
     full = _run(tmp_path / "full", tiny_gpt2_dir, caches, _editor(kind), downstream=downstream,
                 checkpoint_every_n_batches=2)
     cut = tmp_path / "cut"

@@ -15,6 +15,7 @@ from lit_edit.editors.base import (
     EditContext,
     Editor,
     EditorOptionError,
+    EditorReport,
     EditOutcome,
     LossProblem,
     changes,
@@ -129,11 +130,12 @@ class ROME(Editor):
     def hyperparameters(self) -> dict:
         return super().hyperparameters() | {"context_templates": self.context_templates}
 
-    def report(self, model, tokenizer, arch: Architecture, requests: Sequence[EditRequest]) -> dict | None:
+    def report(self, model, tokenizer, arch: Architecture, requests: Sequence[EditRequest]) -> EditorReport | None:
         """The solver that ran and how ill-conditioned C was (``solver.py``); None without C."""
         if self._second_moment is None:
             return None
-        return {"second_moment_solver": solver_report({self.hp.layer: self._second_moment}, self.hp.solver)}
+        return EditorReport({"second_moment_solver": solver_report({self.hp.layer: self._second_moment},
+                                                                   self.hp.solver)})
 
 
 class MEMIT(Editor):
@@ -200,11 +202,11 @@ class MEMIT(Editor):
     def hyperparameters(self) -> dict:
         return super().hyperparameters() | {"context_templates": self._templates.templates}
 
-    def report(self, model, tokenizer, arch: Architecture, requests: Sequence[EditRequest]) -> dict | None:
+    def report(self, model, tokenizer, arch: Architecture, requests: Sequence[EditRequest]) -> EditorReport | None:
         """The solver that ran and how ill-conditioned each layer's C was (``solver.py``)."""
         if self._second_moments is None:
             return None
-        return {"second_moment_solver": solver_report(self._second_moments, self.hp.solver)}
+        return EditorReport({"second_moment_solver": solver_report(self._second_moments, self.hp.solver)})
 
 
 class FT(Editor):
