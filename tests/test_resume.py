@@ -166,7 +166,7 @@ def test_interrupted_run_resumes_bit_identical_to_an_uninterrupted_one(tmp_path,
     _assert_equal_tensors(full.editor.state_dict(), resumed.editor.state_dict())
     # the immediate scores' sums and counts (on this random model every batch may score alike, so the means
     # alone could not tell a history restored from one that restarted)
-    _assert_equal_tensors(full.immediate.metric_state, resumed.immediate.metric_state)
+    _assert_equal_tensors(full.scores.immediate.metric_state, resumed.scores.immediate.metric_state)
     assert _metrics(tmp_path / "full") == _metrics(cut)
     assert _steps(tmp_path / "full") == _steps(cut)
     assert _requests(tmp_path / "full") == _requests(cut)      # per-request scores of every stage

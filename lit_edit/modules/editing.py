@@ -23,18 +23,19 @@ import lightning as L
 import torch
 
 from lit_edit.caches import model_fingerprint
-from lit_edit.distributed import SINGLE, map_chunks, ranks_of
+from lit_edit.distributed import SINGLE, ranks_of
 from lit_edit.editing.requests import EditRequest, shared_subject_count
 from lit_edit.editors.base import EditContext, Editor
 from lit_edit.export import changed_parameters
 from lit_edit.loops.contract import Schedule
-from lit_edit.metrics import MeanScores, check_families, metric_keys, score_requests
+from lit_edit.metrics import check_families
 from lit_edit.models.architectures import architecture_of
 from lit_edit.models.loading import load_model_and_tokenizer
 from lit_edit.modules.downstream_run import DownstreamRun
-from lit_edit.modules.input_checks import check_module_options, check_run_inputs
-from lit_edit.modules.loss_watch import new_tally, watch_step
-from lit_edit.modules.processes import check_strategy, compare_ranks
+from lit_edit.modules.edit_scores import EditScores
+from lit_edit.modules.input_checks import check_finite, check_module_options, check_run_inputs
+from lit_edit.modules.loss_watch import new_tally, perplexity_stop, watch_step
+from lit_edit.modules.processes import check_identical, check_strategy, compare_ranks
 from lit_edit.modules.reference_cache import cached_reference, reference_path
 from lit_edit.modules.resumable import ResumableRun
 from lit_edit.modules.run_export import RunExport
@@ -61,10 +62,6 @@ def mode_name(batch_size: int, rollback: bool) -> str:
     if batch_size == 1:
         return "single" if rollback else "instance-sequential"
     return "batch-single" if rollback else "batch-sequential"
-
-
-class NonFiniteUpdateError(FloatingPointError):
-    """An editor produced NaN or inf in a parameter."""
 
 
 class EditingModule(ResumableRun, L.LightningModule):
@@ -135,30 +132,19 @@ class EditingModule(ResumableRun, L.LightningModule):
         self.batch_sizes: list[int] = []
         self.ranks = SINGLE
         self.sharding = None   # set by configure_model under a model-sharding strategy (lit_edit.sharding)
-        self.immediate = MeanScores(metric_keys(self.families), sync_on_compute=False)   # every rank has all scores
-        self.request_scores: dict[str, dict[str, dict]] = {"pre": {}, "immediate": {}}   # stage → record id → scores
+        self.scores = EditScores(self.families, max_new_tokens, eval_batch_size)
         self.results: dict = {}
         self.stop_reason: str | None = None
 
-
     # ------------------------------------------------------------------------------------------ helpers
-
-    def _score(self, requests: Sequence[EditRequest]) -> list[dict]:
-        """Every request's scores on the model as it is now, in request order on every rank (the ranks share the
-        work in chunks of ``eval_batch_size`` requests)."""
-        def score(chunk):
-            return score_requests(self.model, self.tokenizer, chunk, self.families, self.reference,
-                                  self.hparams.max_new_tokens, self.hparams.eval_batch_size)
-
-        return map_chunks(score, requests, self.hparams.eval_batch_size, self.ranks)
-
-    def _mean(self, scores: list[dict]) -> dict:
-        metric = MeanScores(metric_keys(self.families), sync_on_compute=False)
-        metric.update(scores)
-        return metric.compute()
 
     def _effective(self) -> dict[str, torch.Tensor]:
         return self.editor.effective_weights(self.model, self.arch)
+
+    def _monitors(self) -> dict:
+        """The weights' distances from the unedited ones and the monitor perplexity (None without one)."""
+        return {**weight_monitors(self._effective(), self.originals),
+                "perplexity": self.perplexity(self.model) if self.perplexity else None}
 
     def _changed_weights(self) -> dict[str, torch.Tensor]:
         """The edited parameters that differ from the loaded model (exact CPU copies)."""
@@ -200,7 +186,7 @@ class EditingModule(ResumableRun, L.LightningModule):
         suite = check_run_inputs(self)      # before the run folder: the inputs fit the model
         progress = self.trainer.progress_bar_callback is not None
         self.downstream = DownstreamRun(suite, self._log, progress) if suite is not None else None
-        self.ranks = ranks_of(self.trainer, shares_work=self.sharding is None)
+        self.ranks = self.scores.ranks = ranks_of(self.trainer, shares_work=self.sharding is None)
         directory, option = choose_results_folder(self.hparams.results_dir, self.trainer, self.ranks)
         self.run_export.check_target(directory)
         self.folder_lock = claim_results_folder(directory, option, resumes, self.ranks)
@@ -219,21 +205,17 @@ class EditingModule(ResumableRun, L.LightningModule):
         data, h = self.trainer.datamodule, self.hparams
         path = reference_path(h.cache_dir, h.name_or_path, data.edit_set.sha256, data.requests, self.families,
                               h.max_new_tokens, h.dtype)
-        self.reference = cached_reference(self.model, self.tokenizer, data.requests, self.families, path,
-                                          h.max_new_tokens, h.eval_batch_size, self.ranks)
+        self.scores.reference = cached_reference(self.model, self.tokenizer, data.requests, self.families, path,
+                                                 h.max_new_tokens, h.eval_batch_size, self.ranks)
         self.perplexity = None
         if h.monitor_text:
             texts = load_corpus_texts(h.monitor_text, "model.monitor_text")[: h.monitor_docs]
             self.perplexity = FixedTextPerplexity(self.tokenizer, texts)
-        monitors = weight_monitors(self._effective(), self.originals)
-        monitors["perplexity"] = self.perplexity(self.model) if self.perplexity else None
-        self.pre_monitors = monitors
-        self.results = {"method": self.editor.name, "mode": self.mode, "n_edits": 0, "pre": None,
-                        "periodic": [], "retention": [], "monitors": {"pre": monitors}, "optimisation": new_tally()}
+        self.pre_monitors = self._monitors()
+        self.results = {"method": self.editor.name, "mode": self.mode, "n_edits": 0, "pre": None, "periodic": [],
+                        "retention": [], "monitors": {"pre": self.pre_monitors}, "optimisation": new_tally()}
         if evaluate_pre:
-            pre_scores = self._score(data.requests)
-            self.request_scores["pre"] = {r.record_id: scores for r, scores in zip(data.requests, pre_scores)}
-            self.results["pre"] = self._mean(pre_scores)
+            self.results["pre"] = self.scores.of_stage("pre", self.model, self.tokenizer, data.requests)
             self._log({f"pre/{k}": v for k, v in self.results["pre"].items()}, step=0)
         if self.downstream is not None:
             self.downstream.start(self.model, self.tokenizer, model_fingerprint(h.name_or_path), h.cache_dir,
@@ -254,11 +236,7 @@ class EditingModule(ResumableRun, L.LightningModule):
             outcome = self.editor.edit(self.model, self.tokenizer, self.arch, batch)
         seconds = time.perf_counter() - started
         effective = self._effective()
-        bad = [n for n, w in effective.items() if not torch.isfinite(w).all()]
-        if bad:
-            ids = ", ".join(r.record_id for r in batch)
-            raise NonFiniteUpdateError(f"edit step {batch_idx} (records {ids}) left NaN/inf in {bad}; the run stops "
-                                       f"here, results up to step {batch_idx - 1} are in {self.recorder.directory}")
+        check_finite(effective, batch, batch_idx, self.recorder.directory)
         self.applied += batch
         self.batch_sizes.append(len(batch))
         n_edits = len(self.applied)
@@ -268,14 +246,10 @@ class EditingModule(ResumableRun, L.LightningModule):
         if self.perplexity is not None:
             row["perplexity"] = self.perplexity(self.model)
         if self.schedule.eval_immediate:
-            scores = self._score(batch)
-            self.immediate.update(scores)
-            self.request_scores["immediate"].update({r.record_id: own for r, own in zip(batch, scores)})
-            row.update({f"immediate/{k}": v for k, v in self._mean(scores).items()})
-        factor = self.hparams.stop_perplexity_factor
-        if factor and row.get("perplexity") and row["perplexity"] > factor * self.pre_monitors["perplexity"]:
-            self.stop_reason = (f"perplexity {row['perplexity']:.3g} after {n_edits} edits exceeds "
-                                f"{factor} × its pre-edit value {self.pre_monitors['perplexity']:.3g}")
+            immediate = self.scores.after_step(self.model, self.tokenizer, batch)
+            row.update({f"immediate/{k}": v for k, v in immediate.items()})
+        self.stop_reason = perplexity_stop(row.get("perplexity"), self.pre_monitors["perplexity"],
+                                           self.hparams.stop_perplexity_factor, n_edits) or self.stop_reason
         self.stop_reason = watch_step(batch_idx, [r.record_id for r in batch], outcome.loss_problems,
                                       row.get("perplexity"), self.pre_monitors["perplexity"],
                                       self.results["optimisation"], self.hparams.stop_on_divergence) or self.stop_reason
@@ -296,35 +270,21 @@ class EditingModule(ResumableRun, L.LightningModule):
         rollback: no edits stay applied."""
         if self.hparams.rollback:
             return
-        scores = self._score(self.applied)
-        n_edits = len(self.applied)
-        first = sum(self.batch_sizes[:cohort_batches])
-        latest = sum(self.batch_sizes[-cohort_batches:])
-        point = {"n_edits": n_edits, "scores": self._mean(scores)}
+        point, retention = self.scores.periodic(self.model, self.tokenizer, self.applied, self.batch_sizes,
+                                                cohort_batches)
         self.results["periodic"].append(point)
-        self.results["retention"].append({"n_edits": n_edits, "first_cohort": self._mean(scores[:first]),
-                                          "latest_cohort": self._mean(scores[-latest:])})
-        self._log({f"all_so_far/{k}": v for k, v in point["scores"].items()}, step=n_edits)
+        self.results["retention"].append(retention)
+        self._log({f"all_so_far/{k}": v for k, v in point["scores"].items()}, step=point["n_edits"])
 
     def finish_run(self, evaluate_final: bool) -> dict:
         """After the last step: the final scores, monitors, metrics.json, the exports and the plots."""
         results = self.results
         results["n_edits"] = len(self.applied)
-        results["immediate"] = self.immediate.compute() if self.immediate.counts.sum() > 0 else None
-        if self.hparams.rollback:
-            results["final"] = results["immediate"]   # each edit was scored before its rollback
-            self.request_scores["final"] = self.request_scores["immediate"]
-            results["final_source"] = "immediate scores (the model is restored after every step)"
-        elif evaluate_final and self.applied:
-            final_scores = self._score(self.applied)
-            self.request_scores["final"] = {r.record_id: own for r, own in zip(self.applied, final_scores)}
-            results["final"] = self._mean(final_scores)
-            results["final_source"] = "all edits scored after the last step"
-        else:
-            results["final"] = None
-        write_request_scores(self.recorder, self.applied, self.batch_sizes, self.request_scores)
-        results["monitors"]["final"] = {**weight_monitors(self._effective(), self.originals),
-                                        "perplexity": self.perplexity(self.model) if self.perplexity else None}
+        results["immediate"] = self.scores.immediate_mean()
+        results.update(self.scores.final(self.model, self.tokenizer, self.applied, self.hparams.rollback,
+                                         evaluate_final))
+        write_request_scores(self.recorder, self.applied, self.batch_sizes, self.scores.by_request)
+        results["monitors"]["final"] = self._monitors()
         if self.downstream is not None:
             results.update(self.downstream.finish(self.model, self.tokenizer, len(self.applied), self.hparams.rollback))
         report = self.editor.report(self.model, self.tokenizer, self.arch, self.applied)
@@ -341,11 +301,7 @@ class EditingModule(ResumableRun, L.LightningModule):
             self._changed_weights) if self.trainer.is_global_zero else (None, None))
         if results["exports"] is not None:
             self.recorder.write_json("metrics.json", results)
-        if not results["processes"]["identical_weights"]:
-            raise RuntimeError(f"the processes of this run hold different edited weights (sha256 per rank: "
-                               f"{results['processes']['edited_weights_sha256']}): {self.editor.name} is not "
-                               f"deterministic across processes, so the numbers in {self.recorder.directory} mix "
-                               "different models; run it in one process")
+        check_identical(results["processes"], self.editor.name, self.recorder.directory)
         if results["final"] is not None:
             self._log({f"final/{k}": v for k, v in flat(results["final"]).items()}, step=len(self.applied))
         if self.ranks.is_zero:

@@ -1,9 +1,15 @@
-"""What an editing run checks before any work: its options, before the model is loaded; then, before its run folder
-exists, that every edit request fits the model and every downstream task holds examples that fit it
-(``lit_edit.lengths``)."""
+"""What an editing run checks: its options, before the model is loaded; then, before its run folder exists, that
+every edit request fits the model and every downstream task holds examples that fit it (``lit_edit.lengths``); after
+every edit step, that the weights are finite."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from lit_edit.editing.requests import EditRequest
 from lit_edit.lengths import check_request_lengths, context_length
 from lit_edit.tasks.suite import DownstreamSuite, too_long_note
 
@@ -48,3 +54,17 @@ def check_module_options(editor, rollback: bool, monitor_docs: int, eval_batch_s
     if rollback and export_model_dir:
         raise ValueError(f"model.export_model_dir={export_model_dir} is set, but model.rollback is true: the "
                          "edits are undone after every step, so there is no edited model to export")
+
+
+class NonFiniteUpdateError(FloatingPointError):
+    """An editor produced NaN or inf in a parameter."""
+
+
+def check_finite(effective: dict[str, torch.Tensor], batch: Sequence[EditRequest], step: int, folder: Path) -> None:
+    """After edit step ``step``: stop the run when the weights hold NaN or inf, naming the records and parameters
+    (the steps before are in ``folder``)."""
+    bad = [n for n, w in effective.items() if not torch.isfinite(w).all()]
+    if bad:
+        ids = ", ".join(r.record_id for r in batch)
+        raise NonFiniteUpdateError(f"edit step {step} (records {ids}) left NaN/inf in {bad}; the run stops "
+                                   f"here, results up to step {step - 1} are in {folder}")

@@ -46,3 +46,11 @@ def compare_ranks(effective: dict[str, torch.Tensor], editor_state: dict, ranks:
     digests = ranks.gather(digest)
     return {"world_size": ranks.world_size, "edited_weights_sha256": digests, "identical_weights": len(set(digests)) == 1,
             "sharding": sharding.to_dict() if sharding is not None else None}
+
+
+def check_identical(processes: dict, method: str, folder) -> None:
+    """Refuse the numbers of a run whose processes ended with different edited weights (:func:`compare_ranks`)."""
+    if not processes["identical_weights"]:
+        raise RuntimeError(f"the processes of this run hold different edited weights (sha256 per rank: "
+                           f"{processes['edited_weights_sha256']}): {method} is not deterministic across processes, "
+                           f"so the numbers in {folder} mix different models; run it in one process")

@@ -55,9 +55,9 @@ class ResumableRun:
         history = {"results": self.results, "steps": self.recorder.steps, "batch_sizes": self.batch_sizes,
                    "applied": [r.record_id for r in self.applied], "stop_reason": self.stop_reason,
                    "seconds": time.perf_counter() - self.started, "downstream": downstream,
-                   "request_scores": self.request_scores}
+                   "request_scores": self.scores.by_request}
         return {"weights": weights, "editor": self.editor.state_dict(),
-                "immediate": {k: v.cpu().clone() for k, v in self.immediate.metric_state.items()},
+                "immediate": {k: v.cpu().clone() for k, v in self.scores.immediate.metric_state.items()},
                 "history": history_to_json(history)}
 
     def write_partial_results(self, interruption: dict) -> Path:
@@ -65,12 +65,11 @@ class ResumableRun:
         final scores, and ``interrupted`` (where it stopped, the run state to resume from). No collectives."""
         results = {**self.results, "n_edits": len(self.applied), "final": None, "interrupted": interruption,
                    "seconds": time.perf_counter() - self.started, "stopped_early": self.stop_reason}
-        counted = self.immediate.counts.sum() > 0
-        results["immediate"] = nest(self.immediate.compute()) if counted else None
+        results["immediate"] = nest(self.scores.immediate_mean())
         results["pre"] = nest(results.get("pre"))
         if self.downstream is not None:
             results["downstream_curve"] = self.downstream.curve
-        write_request_scores(self.recorder, self.applied, self.batch_sizes, self.request_scores)
+        write_request_scores(self.recorder, self.applied, self.batch_sizes, self.scores.by_request)
         return self.recorder.write_json("metrics.json", results)
 
     def restore_run(self, state: dict) -> None:
@@ -84,8 +83,9 @@ class ResumableRun:
                     raise ResumeError(f"{state['path']} holds weights of {name!r}, which this model lacks") from error
                 parameter.copy_(value)
         self.editor.load_state_dict(state["editor"])
-        self.immediate.reset()
-        self.immediate.merge_state({k: v.to(self.immediate.device) for k, v in state["immediate"].items()})
+        immediate = self.scores.immediate
+        immediate.reset()
+        immediate.merge_state({k: v.to(immediate.device) for k, v in state["immediate"].items()})
         self._restore_history(json.loads(state["history"]), state["path"])
 
     def _restore_history(self, history: dict, source: str) -> None:
@@ -98,7 +98,7 @@ class ResumableRun:
         self.batch_sizes = list(history["batch_sizes"])
         self.results = history["results"]
         self.stop_reason = history["stop_reason"]
-        self.request_scores = history.get("request_scores", {"pre": {}, "immediate": {}})   # older states: none
+        self.scores.by_request = history.get("request_scores", {"pre": {}, "immediate": {}})   # older states: none
         self.started = time.perf_counter() - history["seconds"]   # the time spent before the interruption counts
         self.recorder.restore_steps(history["steps"])
         if history["downstream"] is not None and self.downstream is not None:
