@@ -160,7 +160,8 @@ def edit(model, tokenizer, requests: Iterable, method: str | Editor = "memit", *
                                          f"{[r.record_id for r in chunk]}")
             steps.append({"requests": [r.record_id for r in chunk], **outcome.diagnostics,
                           **update_norms(outcome.deltas)})
-        details = editor.report(model, tokenizer, arch, batch)
+        found = editor.report(model, tokenizer, arch, batch)
+        details = None if found is None else {**found.summary, **found.files}
     finally:
         for n, p in model.named_parameters():
             p.requires_grad_(trainable[n])

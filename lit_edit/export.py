@@ -44,7 +44,7 @@ from safetensors import safe_open
 from safetensors.torch import save as safetensors_bytes
 
 from lit_edit.editing.hook_layers import HookBank
-from lit_edit.export_folder import ExportFolderError, ExportTarget
+from lit_edit.export_folder import ExportFolderError, ExportTarget, export_hf
 from lit_edit.io import atomic_write_bytes
 from lit_edit.models.architectures import architecture_of
 from lit_edit.run_state import load_run_state
@@ -83,16 +83,6 @@ class AppliedEdits:
 def model_name(model) -> str:
     """How a loaded model names itself (its ``name_or_path``), for messages and metadata."""
     return str(getattr(model, "name_or_path", "") or getattr(model.config, "_name_or_path", "") or "<unnamed model>")
-
-
-def hook_bank(editor) -> HookBank | None:
-    """The hook layers an editor keeps its edits in (COMEBA-HK), looking through wrappers such as RECT."""
-    while editor is not None:
-        bank = getattr(editor, "bank", None)
-        if isinstance(bank, HookBank):
-            return bank
-        editor = getattr(editor, "editor", None)
-    return None
 
 
 def changed_parameters(model, names: Sequence[str], originals: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -340,8 +330,6 @@ def export_model(model, tokenizer, out_dir: ExportTarget | Path | str, hooks: Ho
         ValueError: the edits live in hook layers (or other forward hooks) and ``fold_hooks`` is false.
         ExportFolderError: the folder may not be replaced (:meth:`ExportTarget.check`).
     """
-    from lit_edit.modules.language_model import export_hf  # here: lit_edit.modules imports this module
-
     target = ExportTarget.of(out_dir)
     out_dir = target.path
     if hooks is None and has_forward_hooks(model):

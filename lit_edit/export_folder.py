@@ -144,3 +144,13 @@ def export_folder(target: ExportTarget | Path | str, what: str) -> Iterator[Path
             raise
         kept = "the previous export there is kept" if existed else "nothing was written there"
         raise disk_full(target.path, kept, full) from error
+
+
+def export_hf(model, tokenizer, export_dir: ExportTarget | str | Path, what: str = "model") -> Path:
+    """Write a Hugging Face folder atomically: into a temporary sibling, then swapped into place (only where
+    ``lit_edit.export_folder`` allows it)."""
+    target = ExportTarget.of(export_dir)
+    with export_folder(target, what) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+    return Path(target.path)

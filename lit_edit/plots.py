@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -95,7 +96,7 @@ def plot_gate_scores(max_z: dict, alphas: dict, path: Path) -> Path:
     figure, axes = plt.subplots(1, len(layers), figsize=(4.5 * len(layers), 3.4), squeeze=False, layout="constrained")
     for ax, layer in zip(axes.flat, layers):
         for group, values in max_z[layer].items():
-            finite = [v for v in values if v is not None and v != float("-inf")]
+            finite = [v for v in values if v is not None and math.isfinite(v)]
             if finite:
                 ax.hist(finite, bins=40, alpha=0.5, label=f"{group} ({len(finite)})")
         ax.axvline(alphas[layer], color="black", linestyle="--", label=f"α = {alphas[layer]:.2f}")

@@ -286,8 +286,6 @@ def test_downstream_options_are_named(tmp_path):
         registry.read_task(tmp_path, "translation")
     with pytest.raises(ValueError, match="downstream.subset must be a positive number of examples or null, got 0"):
         DownstreamConfig(subset=0)
-    with pytest.raises(ValueError, match=r"downstream.every_n_batches must be >= 0 \(0 = never\), got -1"):
-        DownstreamConfig(every_n_batches=-1)
     with pytest.raises(ValueError, match="downstream.bootstrap_resamples must be >= 0, got -5"):
         DownstreamConfig(bootstrap_resamples=-5)
     with pytest.raises(ValueError, match=r"on_bad_line must be one of \('error', 'skip'\), got 'ignore'"):

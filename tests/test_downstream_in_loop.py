@@ -32,15 +32,15 @@ def direct(model, tokenizer, task: str, after_edit: bool, subset: int = 16) -> d
     return metric.compute()
 
 
-def edit_run(tmp_path, rollback: bool, logger=False, every: int = 1, folder: str = "run"):
+def edit_run(tmp_path, rollback: bool, logger=False, every: int = 1, folder: str = "run", periodic: bool = True):
     editor = FT(layers=[0, 1], loss="target_new", lr=0.2, steps=8, norm_constraint=None)
     module = EditingModule(MODEL, editor, rollback=rollback, families=("token",), results_dir=str(tmp_path / folder),
                            cache_dir=str(tmp_path / "cache"), monitor_text=None,
                            downstream=DownstreamConfig(root=str(FACTWORLD / "tasks"), tasks=TASKS, subset=16,
-                                                       every_n_batches=every, bootstrap_resamples=200))
+                                                       periodic=periodic, bootstrap_resamples=200))
     data = EditDataModule(root=str(FACTWORLD), n=6, batch_size=2)
     trainer = EditTrainer(accelerator="cpu", logger=logger, enable_progress_bar=False, enable_model_summary=False,
-                          eval_pre=False, default_root_dir=str(tmp_path))
+                          eval_pre=False, eval_every_n_batches=every, default_root_dir=str(tmp_path))
     trainer.test(module, datamodule=data, verbose=False)
     return module, data, json.loads((tmp_path / folder / "metrics.json").read_text())
 
@@ -101,6 +101,20 @@ def test_rollback_run_scores_the_last_steps_edits_before_rolling_back(tmp_path):
     module.editor.edit(module.model, module.tokenizer, module.arch, data.requests[-2:])
     for task in TASKS:
         assert metrics["downstream"][task]["post"] == direct(module.model, module.tokenizer, task, after_edit=True)
+
+
+@pytest.mark.parametrize("rollback", [False, True])
+def test_the_tasks_join_the_periodic_schedule_only_with_periodic(tmp_path, rollback):
+    """One schedule, ``trainer.eval_every_n_batches: 2`` over 3 batches: the edit metrics' periodic point (none with
+    rollback) and, with ``downstream.periodic``, a downstream point after batch 2; the last point is the model after
+    the last batch (with rollback: holding its edits)."""
+    _, _, alone = edit_run(tmp_path, rollback=rollback, every=2, periodic=False, folder="alone")
+    _, _, joined = edit_run(tmp_path, rollback=rollback, every=2, periodic=True, folder="joined")
+    for metrics in (alone, joined):
+        assert [p["n_edits"] for p in metrics["periodic"]] == ([] if rollback else [4])
+    assert [p["n_edits"] for p in alone["downstream_curve"]] == [0, 6]
+    assert [p["n_edits"] for p in joined["downstream_curve"]] == [0, 4, 6]
+    assert joined["downstream"] == alone["downstream"]           # the same pre and post scores
 
 
 def test_bootstrap_interval_has_the_width_of_a_binomial_difference():

@@ -169,7 +169,7 @@ def test_an_interrupt_right_after_the_run_state_is_written_reports_that_state(tm
     loop = ConsecutiveEditingLoop.__new__(ConsecutiveEditingLoop)   # only what _save_state reads
     loop.trainer = SimpleNamespace(is_global_zero=True)
     loop.steps_done, loop._saved_at, loop._fingerprint, loop.save_seconds = 2, 1, {}, []
-    module = SimpleNamespace(run_state=dict, recorder=SimpleNamespace(directory=tmp_path))
+    module = SimpleNamespace(run_state=dict, run_folder=tmp_path)
     with pytest.raises(KeyboardInterrupt):
         loop._save_state(module)
     assert torch.load(tmp_path / STATE_FILE)["batches_done"] == 2

@@ -6,6 +6,7 @@ import csv
 import inspect
 import json
 
+import lightning as L
 import pytest
 import torch
 from lightning.pytorch.loops import _EvaluationLoop
@@ -13,8 +14,9 @@ from lightning.pytorch.loops import _EvaluationLoop
 from lit_edit.data import EditDataModule
 from lit_edit.editing.values import ValueHyperparams
 from lit_edit.editors import FT, MEMIT, ROME
-from lit_edit.editors.base import Editor, EditOutcome, changes, snapshot
+from lit_edit.editors.base import Editor, EditorReport, EditOutcome, changes, snapshot
 from lit_edit.loops import ConsecutiveEditingLoop, EditTrainer
+from lit_edit.loops.contract import EditingRun
 from lit_edit.metrics import pre_edit_reference, score_requests
 from lit_edit.models import architecture_of, load_model_and_tokenizer
 from lit_edit.modules import EditingModule
@@ -205,10 +207,54 @@ class _PoisonAfter(FT):
 
 
 def test_non_finite_update_stops_the_run_naming_the_records_and_keeps_earlier_steps(tmp_path):
-    from lit_edit.modules.editing import NonFiniteUpdateError
+    from lit_edit.modules.input_checks import NonFiniteUpdateError
 
     with pytest.raises(NonFiniteUpdateError, match=r"edit step 2 \(records zsre:4, zsre:5\) left NaN/inf in "
                                                    r"\['transformer.h.1.mlp.c_proj.weight'\]"):
         run(tmp_path, _PoisonAfter(bad_step=3), rollback=False, n=8, batch_size=2)
     steps = (tmp_path / "run" / "steps.csv").read_text().splitlines()
     assert [line.split(",")[0] for line in steps[1:]] == ["0", "1"]     # the two good steps are on disk
+
+
+class _Reporting(FT):
+    """FT that reports what it did: a summary, a file of per-request numbers and a plot of its own."""
+
+    def report(self, model, tokenizer, arch, requests):
+        return EditorReport({"requests": len(requests)}, {"per_request": {r.record_id: len(r.prompt) for r in requests}})
+
+    def plot_report(self, report, plots_dir):
+        (plots_dir / "own.txt").write_text(str(report.summary["requests"]))
+
+
+def test_an_editors_report_goes_into_metrics_json_and_its_files_and_plots_into_the_run_folder(tmp_path):
+    editor = _Reporting(layers=[1], loss="target_new", lr=1e-2, steps=2, norm_constraint=None)
+    module, _, metrics = run(tmp_path, editor, rollback=False, n=4)
+    assert isinstance(module, EditingRun)        # what the loop drove
+    assert metrics["editor_report"] == {"requests": 4}
+    assert json.loads((tmp_path / "run" / "per_request.json").read_text()) == {
+        r.record_id: len(r.prompt) for r in module.applied}
+    assert (tmp_path / "run" / "plots" / "own.txt").read_text() == "4"
+
+
+class _HalfARun(L.LightningModule):
+    """Has the first call of the editing run's contract (``start_run``), not the others."""
+
+    def start_run(self, evaluate_pre: bool) -> None:
+        raise AssertionError("driven as an editing run")
+
+    def test_step(self, batch, batch_idx):
+        pass
+
+    def test_dataloader(self):
+        return [torch.zeros(1)]
+
+
+def test_only_a_module_with_the_whole_contract_is_driven_as_an_editing_run(tmp_path):
+    assert not isinstance(_HalfARun(), EditingRun)
+    trainer = EditTrainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+                          default_root_dir=str(tmp_path))
+    trainer.test(_HalfARun(), verbose=False)            # a plain test: the loop calls nothing of the contract
+    trainer = EditTrainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+                          default_root_dir=str(tmp_path), resume_from=str(tmp_path / "run"))
+    with pytest.raises(ValueError, match="trainer.resume_from is set, but _HalfARun is not an editing run"):
+        trainer.test(_HalfARun(), verbose=False)

@@ -147,7 +147,7 @@ def _assert_equal_tensors(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]
 def test_interrupted_run_resumes_bit_identical_to_an_uninterrupted_one(tmp_path, tiny_gpt2_dir, caches, kind):
     # the cheap editor also carries a downstream curve (scored after batches 2 and 4) through the resume
     downstream = DownstreamConfig(root=str(FACTWORLD / "tasks"), tasks=["sentiment", "nli"], subset=4,
-                                  every_n_batches=2, bootstrap_resamples=20) if kind == "noisy" else None
+                                  periodic=True, bootstrap_resamples=20) if kind == "noisy" else None
     full = _run(tmp_path / "full", tiny_gpt2_dir, caches, _editor(kind), downstream=downstream,
                 checkpoint_every_n_batches=2)
     cut = tmp_path / "cut"
@@ -167,7 +167,7 @@ def test_interrupted_run_resumes_bit_identical_to_an_uninterrupted_one(tmp_path,
     _assert_equal_tensors(full.editor.state_dict(), resumed.editor.state_dict())
     # the immediate scores' sums and counts (on this random model every batch may score alike, so the means
     # alone could not tell a history restored from one that restarted)
-    _assert_equal_tensors(full.immediate.metric_state, resumed.immediate.metric_state)
+    _assert_equal_tensors(full.scores.immediate.metric_state, resumed.scores.immediate.metric_state)
     assert _metrics(tmp_path / "full") == _metrics(cut)
     assert _steps(tmp_path / "full") == _steps(cut)
     assert _requests(tmp_path / "full") == _requests(cut)      # per-request scores of every stage

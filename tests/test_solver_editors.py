@@ -139,7 +139,7 @@ def test_rect_passes_on_the_report_of_the_method_it_wraps(tmp_path):
     editor.edit(model, tokenizer, arch, REQUESTS[:1])
     report = editor.report(model, tokenizer, arch, REQUESTS[:1])
     assert report == editor.editor.report(model, tokenizer, arch, REQUESTS[:1])
-    assert set(report["second_moment_solver"]["layers"]) == {0, 1}
+    assert set(report.summary["second_moment_solver"]["layers"]) == {0, 1}
 
 
 @pytest.mark.parametrize("method", ["pinv", "ridge"])

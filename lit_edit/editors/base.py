@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, is_dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -18,6 +20,9 @@ from lit_edit.editing.requests import EditRequest
 from lit_edit.editing.values import ValueResult, ValueTarget, loss_trend
 from lit_edit.models.architectures import Architecture
 from lit_edit.stats import StatisticsConfig
+
+if TYPE_CHECKING:
+    from lit_edit.editing.hook_layers import HookBank
 
 
 @dataclass
@@ -53,6 +58,19 @@ class EditOutcome:
     deltas: dict[str, torch.Tensor]
     diagnostics: dict[str, float] = field(default_factory=dict)
     loss_problems: list[LossProblem] = field(default_factory=list)
+
+
+@dataclass
+class EditorReport:
+    """What an editor asks the run to record after its last edit (:meth:`Editor.report`).
+
+    Attributes:
+        summary: its findings, written into ``metrics.json`` as ``editor_report``.
+        files: larger findings, each written into the run folder as ``<name>.json`` (e.g. per-prompt numbers).
+    """
+
+    summary: dict
+    files: dict[str, object] = field(default_factory=dict)
 
 
 class Editor:
@@ -95,8 +113,16 @@ class Editor:
             for name, value in weights.items():
                 model.get_parameter(name).copy_(value)
 
-    def report(self, model, tokenizer, arch: Architecture, requests: Sequence[EditRequest]) -> dict | None:
-        """Method-specific findings after the last edit (``metrics.json`` ``editor_report``); None: nothing."""
+    def report(self, model, tokenizer, arch: Architecture, requests: Sequence[EditRequest]) -> EditorReport | None:
+        """Method-specific findings after the last edit (:class:`EditorReport`); None: nothing to record."""
+        return None
+
+    def plot_report(self, report: EditorReport, plots_dir: Path) -> None:
+        """Draw the run's plots of :meth:`report`'s findings into ``plots_dir``; the default draws none."""
+
+    def hook_bank(self) -> HookBank | None:
+        """The hook layers this editor keeps its edits in (exported with them; no Hugging Face folder can hold
+        their gate); None: the edits are in the model's parameters."""
         return None
 
     def hyperparameters(self) -> dict:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 
@@ -14,6 +15,7 @@ from lit_edit.editing.requests import EditRequest
 from lit_edit.editors.base import (
     EditContext,
     Editor,
+    EditorReport,
     EditOutcome,
     check_layers_fit,
     ffn_weight_names,
@@ -94,10 +96,11 @@ class COMEBA(Editor):
     def hyperparameters(self) -> dict:
         return super().hyperparameters() | {"context_templates": self._context.templates}
 
-    def report(self, model, tokenizer, arch: Architecture, requests: Sequence[EditRequest]) -> dict | None:
+    def report(self, model, tokenizer, arch: Architecture, requests: Sequence[EditRequest]) -> EditorReport | None:
         """Where the gate fires: per layer, the max z of the edit prompts, their rephrasings and unrelated prompts
         (the locality prompts that name no edited subject), the share of each at or above α, and the median
-        ‖ΔW k‖ at each prompt's max-z token (how much the hook changes there when it fires)."""
+        ‖ΔW k‖ at each prompt's max-z token (how much the hook changes there when it fires). The per-prompt max z
+        go to their own file, ``gate_max_z.json``."""
         solver = self._context.solver_report(self.hp.solver)
         if self.bank is None or not requests:
             return solver
@@ -116,8 +119,19 @@ class COMEBA(Editor):
                 "max_z_median": _median(values),
                 "difference_at_max_z_median": _median(differences[layer][group])} for group, values
                 in by_group.items()}}
-        return {"gate": layers, "gate_max_z": {layer: by_group for layer, by_group in scores.items()},
-                "hook_bytes": self.bank.nbytes, **(solver or {})}
+        return EditorReport({"gate": layers, "hook_bytes": self.bank.nbytes, **(solver.summary if solver else {})},
+                            {"gate_max_z": {layer: by_group for layer, by_group in scores.items()}})
+
+    def plot_report(self, report: EditorReport, plots_dir: Path) -> None:
+        """``gate_zscores.png``: per hooked layer, the histograms of the prompts' max z and the threshold α."""
+        from lit_edit.plots import plot_gate_scores  # matplotlib only where a plot is drawn
+
+        if "gate" in report.summary and "gate_max_z" in report.files:
+            plot_gate_scores(report.files["gate_max_z"], {k: v["alpha"] for k, v in report.summary["gate"].items()},
+                             plots_dir / "gate_zscores.png")
+
+    def hook_bank(self) -> HookBank | None:
+        return self.bank
 
     def state_dict(self) -> dict:
         require_setup(self._accumulated, self.name)

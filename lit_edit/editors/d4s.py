@@ -11,6 +11,7 @@ from lit_edit.editing.requests import EditRequest
 from lit_edit.editors.base import (
     EditContext,
     Editor,
+    EditorReport,
     EditOutcome,
     changes,
     check_layers_fit,
@@ -70,7 +71,7 @@ class D4S(Editor):
     def hyperparameters(self) -> dict:
         return super().hyperparameters() | {"context_templates": self._context.templates}
 
-    def report(self, model, tokenizer, arch: Architecture, requests: Sequence[EditRequest]) -> dict | None:
+    def report(self, model, tokenizer, arch: Architecture, requests: Sequence[EditRequest]) -> EditorReport | None:
         """The solver that ran and how ill-conditioned each layer's C was (``solver.py``)."""
         return self._context.solver_report(self.hp.solver)
 

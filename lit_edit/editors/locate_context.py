@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from lit_edit.editing.contexts import ContextTemplateHyperparams, sample_context_templates
 from lit_edit.editing.solver import PreparedMoment, SecondMomentSolver, solver_report
 from lit_edit.editing.values import ValueResult
-from lit_edit.editors.base import EditContext
+from lit_edit.editors.base import EditContext, EditorReport
 from lit_edit.models.architectures import Architecture
 from lit_edit.stats import second_moments_for
 
@@ -69,11 +69,11 @@ class LocateContext:
         """C of ``layer`` on the device of the layer's edited weight."""
         return self.second_moments[layer].to(arch.edit_weight(model, layer).device)
 
-    def solver_report(self, solver: SecondMomentSolver) -> dict | None:
+    def solver_report(self, solver: SecondMomentSolver) -> EditorReport | None:
         """The solver that ran and how ill-conditioned each layer's C was (``solver.py``); None without C."""
         if self.second_moments is None:
             return None
-        return {"second_moment_solver": solver_report(self.second_moments, solver)}
+        return EditorReport({"second_moment_solver": solver_report(self.second_moments, solver)})
 
 
 def value_diagnostics(values: ValueResult) -> dict[str, float]:

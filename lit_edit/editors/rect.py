@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 
+from lit_edit.editing.hook_layers import HookBank
 from lit_edit.editing.rect import rect_update
 from lit_edit.editing.requests import EditRequest
-from lit_edit.editors.base import EditContext, Editor, EditOutcome
+from lit_edit.editors.base import EditContext, Editor, EditorReport, EditOutcome
 from lit_edit.models.architectures import Architecture
 
 
@@ -66,8 +68,14 @@ class RECT(Editor):
         return EditOutcome(deltas, {**outcome.diagnostics, "rect_changed_fraction": changed / total},
                            outcome.loss_problems)
 
-    def report(self, model, tokenizer, arch: Architecture, requests: Sequence[EditRequest]) -> dict | None:
+    def report(self, model, tokenizer, arch: Architecture, requests: Sequence[EditRequest]) -> EditorReport | None:
         return self.editor.report(model, tokenizer, arch, requests)
+
+    def plot_report(self, report: EditorReport, plots_dir: Path) -> None:
+        self.editor.plot_report(report, plots_dir)
+
+    def hook_bank(self) -> HookBank | None:
+        return self.editor.hook_bank()
 
     def hyperparameters(self) -> dict:
         return {"editor": {"name": self.editor.name, **self.editor.hyperparameters()},

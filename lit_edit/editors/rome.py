@@ -11,6 +11,7 @@ from lit_edit.editing.values import loss_trend
 from lit_edit.editors.base import (
     EditContext,
     Editor,
+    EditorReport,
     EditOutcome,
     LossProblem,
     changes,
@@ -81,6 +82,6 @@ class ROME(Editor):
     def hyperparameters(self) -> dict:
         return super().hyperparameters() | {"context_templates": self.context_templates}
 
-    def report(self, model, tokenizer, arch: Architecture, requests: Sequence[EditRequest]) -> dict | None:
+    def report(self, model, tokenizer, arch: Architecture, requests: Sequence[EditRequest]) -> EditorReport | None:
         """The solver that ran and how ill-conditioned C was (``solver.py``); None without C."""
         return self._context.solver_report(self.hp.solver)

@@ -7,8 +7,10 @@ bar, ``limit_test_batches``, strategies — keeps working. ``tests/test_loop.py`
 private signatures it relies on (pinned range: lightning>=2.1,<2.7).
 
 Schedules (docs/evaluation.md): ``immediate`` scores each batch right after it is applied; ``every k batches`` scores
-all edits so far (and the first and latest cohorts of k batches: the retention curve); ``final`` scores all
-edits after the last batch.
+all edits so far (and the first and latest cohorts of k batches: the retention curve) and, where
+``model.downstream.periodic`` is true, the downstream tasks; ``final`` scores all edits after the last batch. The
+loop hands the module its :class:`~lit_edit.loops.contract.Schedule` and calls it only through
+:class:`~lit_edit.loops.contract.EditingRun`.
 
 Checkpoint and resume (``lit_edit.run_state``): ``checkpoint_every_n_batches: N`` writes the run state after every
 N batches (after that step's scores) and after the last batch, before the final evaluation, so that a resume of a
@@ -34,6 +36,7 @@ from lightning.pytorch.loops import _EvaluationLoop
 from lightning.pytorch.trainer.states import RunningStage, TrainerFn
 
 from lit_edit.io import DiskFullError
+from lit_edit.loops.contract import EditingRun, Schedule
 from lit_edit.run_state import STATE_FILE, check_fingerprint, load_run_state, new_run_state, restore_rng, save_run_state
 from lit_edit.signals import interrupts_deferred
 
@@ -61,14 +64,19 @@ class ConsecutiveEditingLoop(_EvaluationLoop):
         self._in_step: int | None = None         # the batch being processed (an interrupt there leaves half a step)
         self._previous_sigterm = None
 
-    def _editing_module(self):
+    def _editing_module(self) -> EditingRun | None:
         module = self.trainer.lightning_module
-        if not hasattr(module, "start_run"):
+        if not isinstance(module, EditingRun):
             return None            # a plain test (e.g. the language model's perplexity) runs unchanged
         return module
 
     @property
-    def schedule(self) -> dict:
+    def schedule(self) -> Schedule:
+        """When the run scores (handed to the module when the run starts)."""
+        return Schedule(self.eval_pre, self.eval_immediate, self.eval_every_n_batches, self.eval_final)
+
+    @property
+    def schedule_options(self) -> dict:
         """The schedule options that shape a run's history (part of a run state's fingerprint)."""
         return {"trainer.eval_pre": self.eval_pre, "trainer.eval_immediate": self.eval_immediate,
                 "trainer.eval_every_n_batches": self.eval_every_n_batches}
@@ -86,8 +94,8 @@ class ConsecutiveEditingLoop(_EvaluationLoop):
             return
         state = load_run_state(self.resume_from) if self.resume_from else None
         self._catch_sigterm()
-        module.setup_run(resumes=state["path"] if state is not None else None)
-        self._fingerprint = {**module.fingerprint(), **self.schedule}   # also for the state an interrupt writes
+        module.setup_run(self.schedule, resumes=state["path"] if state is not None else None)
+        self._fingerprint = {**module.fingerprint(), **self.schedule_options}   # also for the state an interrupt writes
         if state is not None:
             check_fingerprint(state, self._fingerprint)       # before the references, pre scores and monitors
         module.start_run(evaluate_pre=self.eval_pre and state is None)   # a resumed run restores the pre scores
@@ -114,9 +122,8 @@ class ConsecutiveEditingLoop(_EvaluationLoop):
             self._in_step = None
             return
         self.steps_done += 1
-        k = self.eval_every_n_batches
-        if k and self.steps_done % k == 0 and not module.hparams.rollback:
-            module.evaluate_applied(cohort_batches=k)
+        if self.schedule.periodic_after(self.steps_done):
+            module.evaluate_applied(cohort_batches=self.eval_every_n_batches)
         n = self.checkpoint_every_n_batches
         if n and self.steps_done % n == 0:
             self._save_state(module)
@@ -137,9 +144,9 @@ class ConsecutiveEditingLoop(_EvaluationLoop):
                 started = time.perf_counter()
                 state = new_run_state(self.steps_done, self._fingerprint, module.run_state())
                 try:
-                    save_run_state(module.recorder.directory / STATE_FILE, state)
+                    save_run_state(module.run_folder / STATE_FILE, state)
                 except DiskFullError as error:
-                    folder = module.recorder.directory
+                    folder = module.run_folder
                     batches = f"{self._saved_at} batch{'es' if self._saved_at != 1 else ''}"
                     kept = (f"the run state after {batches}, which --trainer.resume_from {folder} continues once "
                             "there is space" if self._saved_at is not None else "no run state")
@@ -176,12 +183,12 @@ class ConsecutiveEditingLoop(_EvaluationLoop):
     def _on_interrupt(self) -> None:
         """Write what the interrupted run computed (no collectives: the other ranks are interrupted too)."""
         module = self._editing_module()
-        if module is None or module.recorder is None:
+        if module is None or module.run_folder is None:
             return                 # interrupted before the run folder existed: nothing was computed yet
         mid_step = self._in_step
         if mid_step is None and self._fingerprint is not None and self._saved_at != self.steps_done:
             self._save_state(module)
-        state = module.recorder.directory / STATE_FILE if self._saved_at is not None else None
+        state = module.run_folder / STATE_FILE if self._saved_at is not None else None
         interruption = {"batches_done": self.steps_done, "n_edits": len(module.applied),
                         "during_batch": mid_step, "run_state": str(state) if state else None,
                         "run_state_batches": self._saved_at}
@@ -193,7 +200,7 @@ class ConsecutiveEditingLoop(_EvaluationLoop):
                  f"partial results in {path} (and steps.csv beside it)"]
         if state is not None:
             lines.append(f"[lit-edit] run state after {self._saved_at} batches: {state}; continue with "
-                         f"--trainer.resume_from {module.recorder.directory}")
+                         f"--trainer.resume_from {module.run_folder}")
         else:
             lines.append("[lit-edit] no run state was saved (set trainer.checkpoint_every_n_batches to keep one)")
         print("\n".join(lines), flush=True)
@@ -206,7 +213,7 @@ class ConsecutiveEditingLoop(_EvaluationLoop):
             results = module.finish_run(evaluate_final=self.eval_final)
             if self.trainer.is_global_zero:
                 print(f"[lit-edit] {results['n_edits']} edits ({results['mode']['name']}, {results['method']}) "
-                      f"in {results['seconds']:.1f} s; results in {module.recorder.directory}")
+                      f"in {results['seconds']:.1f} s; results in {module.run_folder}")
         return super().on_run_end()
 
 
@@ -216,7 +223,8 @@ class EditTrainer(Trainer):
     Args:
         eval_pre: score all requests on the unedited model before the first edit.
         eval_immediate: score each batch right after it is applied.
-        eval_every_n_batches: every k batches, score all edits so far (0: never; ignored with rollback).
+        eval_every_n_batches: every k batches, score all edits so far (0: never; ignored with rollback), and the
+            downstream tasks where ``model.downstream.periodic`` is true (with rollback too: the k-th step's edits).
         eval_final: score all edits after the last batch.
         checkpoint_every_n_batches: write the run state (``run_state.pt`` in the run folder: edited weights,
             editor state, position, RNG, history) atomically every N batches and after the last; null: never.

@@ -1,4 +1,4 @@
-"""LightningModules: they orchestrate and hold no math."""
+"""LightningModules (they orchestrate and hold no math) and the plain parts an editing run composes."""
 
 from lit_edit.modules.downstream import DownstreamEvalModule
 from lit_edit.modules.editing import EditingModule

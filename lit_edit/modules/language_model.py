@@ -8,13 +8,12 @@ perplexity of the held-out text.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import lightning as L
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
-from lit_edit.export_folder import ExportTarget, export_folder, training_export_target
+from lit_edit.export_folder import ExportTarget, export_hf, training_export_target
 from lit_edit.models.architectures import architecture_of
 from lit_edit.models.loading import load_model, load_tokenizer
 from lit_edit.modules.subject_routing import composition_gap, routing_leak
@@ -158,13 +157,3 @@ def answer_loss(logits: torch.Tensor, input_ids: torch.Tensor, answer_mask: torc
     targets = answer_mask[:, 1:]
     log_probs = torch.log_softmax(logits[:, :-1][targets].float(), dim=-1)
     return -log_probs.gather(-1, input_ids[:, 1:][targets][:, None]).mean()
-
-
-def export_hf(model, tokenizer, export_dir: ExportTarget | str | Path, what: str = "model") -> Path:
-    """Write a Hugging Face folder atomically: into a temporary sibling, then swapped into place (only where
-    ``lit_edit.export_folder`` allows it)."""
-    target = ExportTarget.of(export_dir)
-    with export_folder(target, what) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-    return Path(target.path)

@@ -56,3 +56,13 @@ def watch_step(step: int, records: Sequence[str], problems: Sequence[LossProblem
         reason = reason or (f"the monitor perplexity {perplexity:.4g} at edit step {step} is more than "
                             f"{PERPLEXITY_DIVERGED:g} × its pre-edit {pre_perplexity:.4g}")
     return f"{reason} and model.stop_on_divergence is true" if reason and stop_on_divergence else None
+
+
+def perplexity_stop(perplexity: float | None, pre_perplexity: float | None, factor: float | None,
+                    n_edits: int) -> str | None:
+    """The reason to stop when the monitor perplexity exceeds ``factor`` × its pre-edit value
+    (``model.stop_perplexity_factor``; None: never), else None."""
+    if factor and perplexity and perplexity > factor * pre_perplexity:
+        return (f"perplexity {perplexity:.3g} after {n_edits} edits exceeds {factor} × its pre-edit value "
+                f"{pre_perplexity:.3g}")
+    return None

@@ -1,16 +1,13 @@
-"""The several-processes half of the editing module: sharding the model over the ranks and checking that every rank
-holds the same edited model at the end.
-
-:class:`SeveralProcesses` is mixed into :class:`~lit_edit.modules.editing.EditingModule`. Lightning calls
-:meth:`~SeveralProcesses.configure_model` before the run (under ``lit_edit.strategies.ShardedEditingStrategy`` it
-shards the model, ``lit_edit.sharding``); ``finish_run`` records :meth:`~SeveralProcesses._compare_ranks` in
-``metrics.json`` ``processes``. How the work is shared between ranks: ``lit_edit.distributed``.
+"""An editing run over several processes: sharding the model over the ranks and checking that every rank holds the
+same edited model at the end (``metrics.json`` ``processes``). How the work is shared between ranks:
+``lit_edit.distributed``; the sharding itself: ``lit_edit.sharding``.
 """
 
 from __future__ import annotations
 
 import torch
 
+from lit_edit.distributed import Ranks
 from lit_edit.export import EDITS_FILE
 from lit_edit.run_state import tensor_digest
 
@@ -26,35 +23,34 @@ def _tensors(state, prefix: str = "") -> dict[str, torch.Tensor]:
     return out
 
 
-class SeveralProcesses:
-    """Methods of the editing module for runs over several processes (they use its model, editor and ranks)."""
+def check_strategy(strategy, export_model_dir: str | None, sharded: bool) -> None:
+    """Refuse Lightning's strategies that wrap the whole module (its editing code reads and writes the model's
+    weights directly), and a Hugging Face export of a sharded model (no rank holds the whole model)."""
+    from lightning.pytorch.strategies import DeepSpeedStrategy, FSDPStrategy
 
-    def configure_model(self) -> None:
-        """Under Lightning's ``ModelParallelStrategy``: shard the model with FSDP over the ranks, the parameters
-        the editor changes kept whole (``lit_edit.sharding``)."""
-        from lightning.pytorch.strategies import DeepSpeedStrategy, FSDPStrategy
+    if isinstance(strategy, (FSDPStrategy, DeepSpeedStrategy)):
+        raise ValueError(f"trainer.strategy: {type(strategy).__name__} wraps the whole module, whose "
+                         "editing code reads and writes the model's weights directly; to shard a large model use "
+                         "lit_edit.strategies.ShardedEditingStrategy (configs/edit/strategies/fsdp.yaml)")
+    if sharded and export_model_dir:
+        raise ValueError(f"model.export_model_dir={export_model_dir} with a sharded model: no rank "
+                         f"holds the whole model; keep the run's {EDITS_FILE} and apply it to the base "
+                         "(python -m lit_edit.tools apply_edits)")
 
-        if isinstance(self.trainer.strategy, (FSDPStrategy, DeepSpeedStrategy)):
-            raise ValueError(f"trainer.strategy: {type(self.trainer.strategy).__name__} wraps the whole module, whose "
-                             "editing code reads and writes the model's weights directly; to shard a large model use "
-                             "lit_edit.strategies.ShardedEditingStrategy (configs/edit/strategies/fsdp.yaml)")
-        if self._device_mesh is None or self.sharding is not None:
-            return
-        from lit_edit.sharding import shard_for_editing
 
-        if self.hparams.export_model_dir:
-            raise ValueError(f"model.export_model_dir={self.hparams.export_model_dir} with a sharded model: no rank "
-                             f"holds the whole model; keep the run's {EDITS_FILE} and apply it to the base "
-                             "(python -m lit_edit.tools apply_edits)")
-        self.sharding = shard_for_editing(self.model, self.arch, self.editor.parameter_names(self.model, self.arch),
-                                          self._device_mesh)
+def compare_ranks(effective: dict[str, torch.Tensor], editor_state: dict, ranks: Ranks, sharding) -> dict:
+    """Every rank made every edit: a digest of each rank's effective edited weights and editor state, gathered,
+    shows that they all hold the same model (``metrics.json`` ``processes``)."""
+    digest = tensor_digest({**{f"weight:{k}": v for k, v in effective.items()},
+                            **{f"editor:{k}": v for k, v in _tensors(editor_state).items()}})
+    digests = ranks.gather(digest)
+    return {"world_size": ranks.world_size, "edited_weights_sha256": digests, "identical_weights": len(set(digests)) == 1,
+            "sharding": sharding.to_dict() if sharding is not None else None}
 
-    def _compare_ranks(self) -> dict:
-        """Every rank made every edit: a digest of each rank's effective edited weights and editor state, gathered,
-        shows that they all hold the same model (``metrics.json`` ``processes``)."""
-        digest = tensor_digest({**{f"weight:{k}": v for k, v in self._effective().items()},
-                                **{f"editor:{k}": v for k, v in _tensors(self.editor.state_dict()).items()}})
-        digests = self.ranks.gather(digest)
-        return {"world_size": self.ranks.world_size, "edited_weights_sha256": digests,
-                "identical_weights": len(set(digests)) == 1,
-                "sharding": self.sharding.to_dict() if self.sharding is not None else None}
+
+def check_identical(processes: dict, method: str, folder) -> None:
+    """Refuse the numbers of a run whose processes ended with different edited weights (:func:`compare_ranks`)."""
+    if not processes["identical_weights"]:
+        raise RuntimeError(f"the processes of this run hold different edited weights (sha256 per rank: "
+                           f"{processes['edited_weights_sha256']}): {method} is not deterministic across processes, "
+                           f"so the numbers in {folder} mix different models; run it in one process")

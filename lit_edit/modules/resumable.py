@@ -15,10 +15,9 @@ from pathlib import Path
 
 import torch
 
-from lit_edit.modules.downstream import flatten_scores
+from lit_edit.modules.run_record import nest, write_request_scores
 from lit_edit.run_state import ResumeError, flatten, history_to_json, tensor_digest
 from lit_edit.stats import weights_sha256
-from lit_edit.tasks.summary import TaskScores
 
 
 class ResumableRun:
@@ -52,18 +51,13 @@ class ResumableRun:
         """This run's part of a run state: the edited parameters that differ from the loaded model (exact), the
         editor's state and the history recorded so far (the loop adds the position, RNG and fingerprint)."""
         weights = self._changed_weights()
-        downstream = None
-        if self.downstream is not None:
-            latest = self.downstream_latest
-            downstream = {"curve": self.downstream_curve, "pre_cached": self.downstream_pre_cached,
-                          "latest": None if latest is None else
-                          [latest[0], {task: scores.to_dict() for task, scores in latest[1].items()}]}
+        downstream = self.downstream.state() if self.downstream is not None else None
         history = {"results": self.results, "steps": self.recorder.steps, "batch_sizes": self.batch_sizes,
                    "applied": [r.record_id for r in self.applied], "stop_reason": self.stop_reason,
                    "seconds": time.perf_counter() - self.started, "downstream": downstream,
-                   "request_scores": self.request_scores}
+                   "request_scores": self.scores.by_request}
         return {"weights": weights, "editor": self.editor.state_dict(),
-                "immediate": {k: v.cpu().clone() for k, v in self.immediate.metric_state.items()},
+                "immediate": {k: v.cpu().clone() for k, v in self.scores.immediate.metric_state.items()},
                 "history": history_to_json(history)}
 
     def write_partial_results(self, interruption: dict) -> Path:
@@ -71,12 +65,11 @@ class ResumableRun:
         final scores, and ``interrupted`` (where it stopped, the run state to resume from). No collectives."""
         results = {**self.results, "n_edits": len(self.applied), "final": None, "interrupted": interruption,
                    "seconds": time.perf_counter() - self.started, "stopped_early": self.stop_reason}
-        counted = self.immediate.counts.sum() > 0
-        results["immediate"] = self.nest(self.immediate.compute()) if counted else None
-        results["pre"] = self.nest(results.get("pre"))
+        results["immediate"] = nest(self.scores.immediate_mean())
+        results["pre"] = nest(results.get("pre"))
         if self.downstream is not None:
-            results["downstream_curve"] = getattr(self, "downstream_curve", None)
-        self.write_request_scores()
+            results["downstream_curve"] = self.downstream.curve
+        write_request_scores(self.recorder, self.applied, self.batch_sizes, self.scores.by_request)
         return self.recorder.write_json("metrics.json", results)
 
     def restore_run(self, state: dict) -> None:
@@ -90,8 +83,9 @@ class ResumableRun:
                     raise ResumeError(f"{state['path']} holds weights of {name!r}, which this model lacks") from error
                 parameter.copy_(value)
         self.editor.load_state_dict(state["editor"])
-        self.immediate.reset()
-        self.immediate.merge_state({k: v.to(self.immediate.device) for k, v in state["immediate"].items()})
+        immediate = self.scores.immediate
+        immediate.reset()
+        immediate.merge_state({k: v.to(immediate.device) for k, v in state["immediate"].items()})
         self._restore_history(json.loads(state["history"]), state["path"])
 
     def _restore_history(self, history: dict, source: str) -> None:
@@ -104,15 +98,11 @@ class ResumableRun:
         self.batch_sizes = list(history["batch_sizes"])
         self.results = history["results"]
         self.stop_reason = history["stop_reason"]
-        self.request_scores = history.get("request_scores", {"pre": {}, "immediate": {}})   # older states: none
+        self.scores.by_request = history.get("request_scores", {"pre": {}, "immediate": {}})   # older states: none
         self.started = time.perf_counter() - history["seconds"]   # the time spent before the interruption counts
         self.recorder.restore_steps(history["steps"])
         if history["downstream"] is not None and self.downstream is not None:
-            latest = history["downstream"]["latest"]
-            self.downstream_curve = history["downstream"]["curve"]
-            self.downstream_pre_cached = history["downstream"]["pre_cached"]   # as the run's first part got them
-            self.downstream_latest = None if latest is None else (
-                latest[0], {task: TaskScores.from_dict(scores) for task, scores in latest[1].items()})
+            self.downstream.restore(history["downstream"])
         self._replay_logs()
 
     def _replay_logs(self) -> None:
@@ -123,5 +113,5 @@ class ResumableRun:
             self._log({k: v for k, v in row.items() if k != "step"}, step=row["n_edits"])
         for point in self.results["periodic"]:
             self._log({f"all_so_far/{k}": v for k, v in point["scores"].items()}, step=point["n_edits"])
-        for point in (self.downstream_curve[1:] if self.downstream is not None else []):
-            self._log({f"downstream/{k}": v for k, v in flatten_scores(point["scores"]).items()}, step=point["n_edits"])
+        if self.downstream is not None:
+            self.downstream.replay_logs()

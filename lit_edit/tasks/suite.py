@@ -38,7 +38,8 @@ class DownstreamConfig:
         tasks: which tasks (names of ``lit_edit.tasks.registry.TASKS``); None: all 8.
         subset: examples per task, drawn with ``seed`` and kept in file order; None: all.
         seed: the subset's seed (also the bootstrap's).
-        every_n_batches: also score every k edit batches (0: only before the first and after the last edit).
+        periodic: also score on the run's periodic schedule, every ``trainer.eval_every_n_batches`` edit batches
+            (false: only before the first and after the last edit).
         generation_batch_size: the most prompts in one generation batch.
         generation_token_budget: the most tokens (prompt + new, padding included) in one generation batch; None:
             ``lit_edit.generation.default_token_budget`` of the model's device.
@@ -53,7 +54,7 @@ class DownstreamConfig:
     tasks: list[str] | None = None
     subset: int | None = None
     seed: int = 0
-    every_n_batches: int = 0
+    periodic: bool = False
     generation_batch_size: int = 32
     generation_token_budget: int | None = None
     choice_loglik: bool = False
@@ -67,8 +68,6 @@ class DownstreamConfig:
             get_task(task)
         if self.subset is not None and self.subset < 1:
             raise ValueError(f"downstream.subset must be a positive number of examples or null, got {self.subset}")
-        if self.every_n_batches < 0:
-            raise ValueError(f"downstream.every_n_batches must be >= 0 (0 = never), got {self.every_n_batches}")
         if self.bootstrap_resamples < 0:
             raise ValueError(f"downstream.bootstrap_resamples must be >= 0, got {self.bootstrap_resamples}")
         BadLines(self.on_bad_line)
