@@ -29,6 +29,7 @@ from lit_edit.editors.base import EditContext, Editor
 from lit_edit.export import changed_parameters
 from lit_edit.loops.contract import Schedule
 from lit_edit.metrics import check_families
+from lit_edit.metrics.monitors import FixedTextPerplexity, update_norms, weight_monitors
 from lit_edit.models.architectures import architecture_of
 from lit_edit.models.loading import load_model_and_tokenizer
 from lit_edit.modules.downstream_run import DownstreamRun
@@ -50,7 +51,6 @@ from lit_edit.modules.run_record import (
     record_editor_report,
     write_request_scores,
 )
-from lit_edit.metrics.monitors import FixedTextPerplexity, update_norms, weight_monitors
 from lit_edit.results import RunRecorder
 from lit_edit.run_folder import RunFolderLock
 from lit_edit.stats import StatisticsConfig, load_corpus_texts, weights_sha256
