@@ -24,6 +24,13 @@ def number(value, digits: int = 3) -> str:
     return str(value)
 
 
+def option_text(value) -> str:
+    """A run option as a cell: a whole number as one (pandas makes a column with gaps float), else :func:`number`."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return number(value)
+
+
 def markdown_table(headers: list[str], rows: list[list]) -> str:
     """A GitHub markdown table (cells made text with :func:`number`; ``|`` escaped)."""
     def cell(value) -> str:
@@ -109,7 +116,7 @@ def comparison(edits: pd.DataFrame, downstream: pd.DataFrame, run_a: str, run_b:
     options = [c for c in edits.columns if c in ("method", "mode", "n_edits", "seed", "model", "data")
                or c.startswith("axis_")]
     both = pd.concat([edits, downstream])
-    described = [[option, *(both[both["run"] == run][option].dropna().iloc[0]
+    described = [[option, *(option_text(both[both["run"] == run][option].dropna().iloc[0])
                             if both[both["run"] == run][option].notna().any() else None for run in (run_a, run_b))]
                  for option in options]
     return "\n".join([

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from lit_edit.experiments.figures import d4s_figure, save_figure, side_effects_figure
-from lit_edit.experiments.markdown import comparison, downstream_table, markdown_table, method_table
+from lit_edit.experiments.markdown import comparison, downstream_table, markdown_table, method_table, option_text
 from lit_edit.experiments.table import ReportInputError, run_folders, tidy_tables
 from lit_edit.io import atomic_write_text
 
@@ -33,7 +33,7 @@ def runs_table(edits: pd.DataFrame, downstream: pd.DataFrame) -> str:
     options = [c for c in edits.columns if c not in ("stage", "n_edits_at", "family", "metric", "value")]
     runs = pd.concat([edits[options], downstream[[c for c in options if c in downstream.columns]]])
     runs = runs.drop_duplicates("run")
-    return markdown_table(options, runs.values.tolist())
+    return markdown_table(options, [[option_text(value) for value in row] for row in runs.values.tolist()])
 
 
 def report_markdown(edits: pd.DataFrame, downstream: pd.DataFrame, family: str, figures: list[str]) -> str:
