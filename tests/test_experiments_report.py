@@ -170,15 +170,15 @@ def test_the_report_command_writes_tables_markdown_figures_and_the_comparison(sw
     a, b = sweep_out / "method=memit__n=4", sweep_out / "method=rome__n=4"
     subprocess.run([sys.executable, "-m", "lit_edit.tools", "report", str(sweep_out), "--out", str(out),
                     "--compare", str(a), str(b)], cwd=ROOT, check=True, capture_output=True)
-    for name in ("edits.csv", "downstream.csv", "report.md", "side_effects.png", "d4s.png", "compare.md"):
+    for name in ("edits.csv", "downstream.csv", "README.md", "side_effects.png", "d4s.png"):
         assert (out / name).stat().st_size > 0, name
     with open(out / "edits.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert len({row["run"] for row in rows}) == 3
-    report = (out / "report.md").read_text()
+    report = (out / "README.md").read_text()
     assert "| memit | instance-sequential | 2 | 0.650 (Δ -0.050 [-0.100, 0.000]) |" in report
     assert "| memit | 2 | 0.900 | 0.600 | 0.950 | 1 |" in report         # the number of edits varies: a column
-    compare = (out / "compare.md").read_text()
+    compare = report[report.index("## Comparison"):]
     assert "| option | A | B |\n|---|---|---|\n| method | memit | rome |" in compare
     assert "| final | 4 | token | reliability | 0.800 | 0.700 | -0.100 |" in compare
     assert "| post | 4 | nli | corrected | acc_all | 0.550 | 0.700 | 0.150 |" in compare

@@ -111,7 +111,7 @@ def comparison_table(table: pd.DataFrame, key: tuple[str, ...], run_a: str, run_
 
 
 def comparison(edits: pd.DataFrame, downstream: pd.DataFrame, run_a: str, run_b: str) -> str:
-    """The markdown of ``--compare A B``: the runs' options, then every edit score and monitor (not the per-step
+    """The markdown section of ``--compare A B``: the runs' options, then every edit score and monitor (not the per-step
     rows) and every downstream score, side by side."""
     options = [c for c in edits.columns if c in ("method", "mode", "n_edits", "seed", "model", "data")
                or c.startswith("axis_")]
@@ -120,6 +120,6 @@ def comparison(edits: pd.DataFrame, downstream: pd.DataFrame, run_a: str, run_b:
                             if both[both["run"] == run][option].notna().any() else None for run in (run_a, run_b))]
                  for option in options]
     return "\n".join([
-        f"# {run_a} (A) against {run_b} (B)\n", markdown_table(["option", "A", "B"], described),
-        "## Edit scores and monitors\n", comparison_table(edits[edits["stage"] != "step"], EDIT_KEY, run_a, run_b),
-        "## Downstream tasks\n", comparison_table(downstream, DOWNSTREAM_KEY, run_a, run_b)])
+        f"## Comparison: {run_a} (A) against {run_b} (B)\n", markdown_table(["option", "A", "B"], described),
+        "### Edit scores and monitors\n", comparison_table(edits[edits["stage"] != "step"], EDIT_KEY, run_a, run_b),
+        "### Downstream tasks\n", comparison_table(downstream, DOWNSTREAM_KEY, run_a, run_b)])

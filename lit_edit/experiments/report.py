@@ -2,8 +2,9 @@
 (docs/experiments.md).
 
 Writes into ``out``: ``edits.csv`` and ``downstream.csv`` (and ``.parquet`` beside them where pyarrow is
-installed), ``report.md`` (the runs, the method table, the downstream changes), ``side_effects.png`` (where a run
-scored downstream tasks), ``d4s.png`` (where a run recorded weight monitors) and, with ``compare``, ``compare.md``.
+installed), ``README.md`` (the runs, the method table, the downstream changes, and with ``compare`` the two runs
+side by side; the name a repository browser shows with the folder), ``side_effects.png`` (where a run scored
+downstream tasks) and ``d4s.png`` (where a run recorded weight monitors).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from lit_edit.experiments.figures import d4s_figure, save_figure, side_effects_f
 from lit_edit.experiments.markdown import comparison, downstream_table, markdown_table, method_table, option_text
 from lit_edit.experiments.table import ReportInputError, run_folders, tidy_tables
 from lit_edit.io import atomic_write_text
+
+REPORT_FILE = "README.md"
 
 
 def _write_table(frame: pd.DataFrame, out: Path, name: str) -> list[str]:
@@ -58,17 +61,17 @@ def write_report(paths: list[Path], out: Path, compare: list[Path] | None = None
     folders = run_folders(paths)
     edits, downstream = tidy_tables(folders)
     out.mkdir(parents=True, exist_ok=True)
-    files = _write_table(edits, out, "edits") + _write_table(downstream, out, "downstream")
+    files = _write_table(edits, out, "edits") + _write_table(downstream, out, "downstream") + [REPORT_FILE]
     figures = []
     if len(downstream) and downstream["stage"].isin(["post", "curve"]).any():
         figures.append(save_figure(side_effects_figure(downstream), out / "side_effects.png").name)
     if len(edits) and (edits["family"] == "monitor").any():
         figures.append(save_figure(d4s_figure(edits, family), out / "d4s.png").name)
-    atomic_write_text(out / "report.md", report_markdown(edits, downstream, family, figures))
-    files += ["report.md", *figures]
+    files += figures
+    text = report_markdown(edits, downstream, family, figures)
     if compare:
         pair = run_folders([compare[0]])[:1] + run_folders([compare[1]])[:1]
         pair_edits, pair_downstream = tidy_tables(pair)
-        atomic_write_text(out / "compare.md", comparison(pair_edits, pair_downstream, str(pair[0]), str(pair[1])))
-        files.append("compare.md")
+        text += "\n" + comparison(pair_edits, pair_downstream, str(pair[0]), str(pair[1]))
+    atomic_write_text(out / REPORT_FILE, text)
     return {"runs": len(folders), "files": files}
