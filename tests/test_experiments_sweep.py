@@ -37,6 +37,8 @@ FAKE_MAIN = textwrap.dedent("""
     if option("--data.init_args.n") == "3" and not Path(sys.argv[0]).with_name("fixed").exists():
         sys.exit("crash: n = 3")
     (folder / "metrics.json").write_text(json.dumps({"n_edits": int(option("--data.init_args.n"))}))
+    if option("--data.init_args.n") == "4" and not Path(sys.argv[0]).with_name("fixed").exists():
+        sys.exit(3)     # scores written, then a failure (as a run whose model export fails)
 """)
 
 
@@ -78,7 +80,7 @@ def test_a_crashing_point_is_recorded_the_others_run_and_the_exit_status_says_so
     rows = index_rows(out)
     assert {name: (row["status"], row["returncode"], row["attempts"]) for name, row in rows.items()} == {
         "n=2__seed_everything=0": ("done", "0", "1"), "n=3__seed_everything=0": ("failed", "1", "1"),
-        "n=4__seed_everything=0": ("done", "0", "1")}
+        "n=4__seed_everything=0": ("failed", "3", "1")}
     log = out / rows["n=3__seed_everything=0"]["log"]
     assert "crash: n = 3" in log.read_text() and "--data.init_args.n 3" in log.read_text()
     assert rows["n=2__seed_everything=0"]["folder"] == "n=2__seed_everything=0" and rows["n=2__seed_everything=0"]["n"]
@@ -87,10 +89,12 @@ def test_a_crashing_point_is_recorded_the_others_run_and_the_exit_status_says_so
 def test_a_rerun_skips_finished_points_and_sets_a_failed_attempt_aside(tmp_path, stand_in):
     out = tmp_path / "out"
     experiment = load_experiment(experiment_file(tmp_path))
-    assert [run.point.name for run in Sweep(experiment, out).run(progress=False)] == ["n=3__seed_everything=0"]
+    assert [run.point.name for run in Sweep(experiment, out).run(progress=False)] == ["n=3__seed_everything=0",
+                                                                                     "n=4__seed_everything=0"]
     stand_in.with_name("fixed").write_text("")
     assert Sweep(experiment, out).run(progress=False) == []
-    assert [call["folder"] for call in calls(stand_in)][3:] == ["n=3__seed_everything=0"]     # only the failed one
+    # only the point without scores runs again: n = 4 failed after writing its complete metrics.json
+    assert [call["folder"] for call in calls(stand_in)][3:] == ["n=3__seed_everything=0"]
     aside = list((out / sweep.ASIDE).iterdir())
     assert [p.name.split(".")[0] for p in aside] == ["n=3__seed_everything=0"]
     assert (aside[0] / "steps.csv").exists() and not (aside[0] / "metrics.json").exists()    # kept, not deleted
