@@ -34,6 +34,10 @@ FAKE_MAIN = textwrap.dedent("""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "steps.csv").write_text("step,n_edits\\n0,1\\n")
     print("stand-in run of", folder.name)
+    if Path(sys.argv[0]).with_name("interrupt").exists() and "--trainer.resume_from" not in args:
+        (folder / "run_state.pt").write_text("state")        # as Ctrl-C does: partial results and a run state
+        (folder / "metrics.json").write_text(json.dumps({"n_edits": 1, "interrupted": {"batches_done": 1}}))
+        sys.exit(1)
     if option("--data.init_args.n") == "3" and not Path(sys.argv[0]).with_name("fixed").exists():
         sys.exit("crash: n = 3")
     (folder / "metrics.json").write_text(json.dumps({"n_edits": int(option("--data.init_args.n"))}))
@@ -115,6 +119,20 @@ def test_a_point_with_a_run_state_is_resumed_and_jobs_run_points_in_parallel(tmp
     assert by_folder["n=4__seed_everything=0"][-2:] == ["--trainer.resume_from", str(partial)]
     assert "--trainer.resume_from" not in by_folder["n=2__seed_everything=0"]
     assert not (out / sweep.ASIDE).exists()
+
+
+def test_an_interrupted_point_is_marked_so_and_the_next_sweep_resumes_it(tmp_path, stand_in):
+    out = tmp_path / "out"
+    experiment = load_experiment(experiment_file(tmp_path))
+    stand_in.with_name("fixed").write_text("")
+    stand_in.with_name("interrupt").write_text("")
+    assert len(Sweep(experiment, out).run(progress=False)) == 3
+    assert {row["status"] for row in index_rows(out).values()} == {"interrupted"}
+    stand_in.with_name("interrupt").unlink()
+    assert Sweep(experiment, out).run(progress=False) == []
+    assert all(call["args"][-2:] == ["--trainer.resume_from", str(out / call["folder"])]
+               for call in calls(stand_in)[3:])
+    assert {row["status"] for row in index_rows(out).values()} == {"done"}
 
 
 # ------------------------------------------------------------------------- the real CLI, killed part-way

@@ -13,7 +13,8 @@ COMMANDS = ("sweep", "report")
 def sweep(experiment: str, out: str | None = None, jobs: int = 1, dry_run: bool = False,
           progress: bool = True) -> int:
     """Run every point of ``experiment`` not finished yet under ``out`` (default ``runs/<experiment name>``);
-    returns the number of failed points (``--dry_run``: prints the command lines instead)."""
+    returns the number of points that failed or were interrupted (``--dry_run``: prints the command lines
+    instead)."""
     from lit_edit.errors import UserError
     from lit_edit.experiments.grid import load_experiment
     from lit_edit.experiments.sweep import Sweep
@@ -27,10 +28,10 @@ def sweep(experiment: str, out: str | None = None, jobs: int = 1, dry_run: bool 
         return 0
     failed = runs.run(jobs, progress)
     done = sum(run.status == "done" for run in runs.runs)
-    print(f"[lit-edit] sweep {experiment}: {done} of {len(runs.runs)} points done, {len(failed)} failed; index in "
-          f"{runs.out / 'index.csv'}")
+    print(f"[lit-edit] sweep {experiment}: {done} of {len(runs.runs)} points done, {len(failed)} failed or "
+          f"interrupted; index in {runs.out / 'index.csv'}")
     for run in failed:
-        print(f"[lit-edit] failed: {run.point.name} (exit {run.returncode}); log: {run.log}")
+        print(f"[lit-edit] {run.status}: {run.point.name} (exit {run.returncode}); log: {run.log}")
     return len(failed)
 
 

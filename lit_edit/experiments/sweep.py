@@ -43,6 +43,14 @@ def metrics_complete(folder: Path) -> bool:
     return isinstance(metrics, dict) and "interrupted" not in metrics and "n_edits" in metrics
 
 
+def _interrupted(folder: Path) -> bool:
+    """Whether the run in ``folder`` ended on an interrupt (Ctrl-C, SIGTERM) and saved its partial results."""
+    try:
+        return "interrupted" in json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, TypeError):
+        return False
+
+
 def folder_status(folder: Path) -> str:
     """``done`` (a complete metrics.json), ``resumable`` (a run state to continue), ``stale`` (another attempt's
     files but no run state: set aside before the point runs again) or ``pending``."""
@@ -164,28 +172,33 @@ class Sweep:
             process = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         run.seconds = round(time.monotonic() - started, 1)
         run.returncode = process.returncode
-        run.status = "done" if process.returncode == 0 and metrics_complete(run.folder) else "failed"
+        if process.returncode == 0 and metrics_complete(run.folder):
+            run.status = "done"
+        else:
+            run.status = "interrupted" if process.returncode and _interrupted(run.folder) else "failed"
         self.write_index()
         return run
 
     def run(self, jobs: int = 1, progress: bool = True) -> list[PointRun]:
-        """Run every point not done yet, ``jobs`` at a time; returns the failed ones."""
+        """Run every point not done yet, ``jobs`` at a time; returns those that did not finish (failed, or
+        interrupted: their partial results and run state saved, the next sweep resumes them)."""
         self.out.mkdir(parents=True, exist_ok=True)
         todo = [run for run in self.runs if run.status != "done"]
         self.write_index()
         bar = tqdm(total=len(self.runs), initial=len(self.runs) - len(todo), unit="point", desc="sweep",
                    disable=not progress)
+        pool = ThreadPoolExecutor(max_workers=max(1, jobs))
         try:
-            with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-                for run in pool.map(self.run_point, todo):
-                    bar.update(1)
-                    bar.set_postfix_str(f"{run.point.name}: {run.status}")
-                    if run.status == "failed":
-                        tqdm.write(f"[sweep] {run.point.name} failed (exit {run.returncode}); log: {run.log}")
-        finally:
+            for run in pool.map(self.run_point, todo):
+                bar.update(1)
+                bar.set_postfix_str(f"{run.point.name}: {run.status}")
+                if run.status != "done":
+                    tqdm.write(f"[sweep] {run.point.name} {run.status} (exit {run.returncode}); log: {run.log}")
+        finally:     # Ctrl-C: the points running get it too and write their partial results; none starts after
+            pool.shutdown(wait=True, cancel_futures=True)
             bar.close()
             for run in self.runs:
                 if run.status == "running":
                     run.status = "interrupted"
             self.write_index()
-        return [run for run in self.runs if run.status == "failed"]
+        return [run for run in self.runs if run.status in ("failed", "interrupted")]
