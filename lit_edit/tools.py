@@ -143,7 +143,8 @@ def main(args: list[str] | None = None) -> None:
         return run_reporting_errors(lambda: experiments_main(args))     # their own parser: positional arguments
     run_reporting_errors(lambda: CLI([build_world, build_skills, acceptance, apply_edits, export_edits,
                                       fetch_data],
-                                     as_positional=False, args=args, exit_on_error=False))
+                                     as_positional=False, args=args, exit_on_error=False,
+                                     description="Also: sweep, report (python -m lit_edit.tools sweep --help)."))
 
 
 if __name__ == "__main__":
