@@ -127,11 +127,22 @@ def test_the_dry_run_prints_one_command_per_point_still_to_run(tmp_path):
     done = out / "method=memit__n=2"
     done.mkdir(parents=True)
     (done / "metrics.json").write_text(json.dumps({"n_edits": 2}))
+    (out / "method=rome__n=2").mkdir()
+    (out / "method=rome__n=2" / "steps.csv").write_text("step\n")            # an attempt without a run state
+    (out / "method=rome__n=4").mkdir()
+    (out / "method=rome__n=4" / "run_state.pt").write_bytes(b"state")     # one to resume
     result = subprocess.run([sys.executable, "-m", "lit_edit.tools", "sweep", "configs/experiments/example.yaml",
                              "--out", str(out), "--dry_run"], cwd=ROOT, capture_output=True, text=True, check=True)
     lines = result.stdout.splitlines()
     assert lines[0] == f"mkdir -p {out / 'logs'}"
     assert [line.split("--model.init_args.results_dir ")[1].split()[0] for line in lines[1:]] == [
         str(out / name) for name in ("method=memit__n=4", "method=rome__n=2", "method=rome__n=4")]
-    assert all(line.startswith("python main.py test --config configs/edit/factworld/") for line in lines[1:])
+    assert lines[1].startswith("python main.py test --config configs/edit/factworld/memit.yaml ")
+    assert lines[2].startswith(f"mkdir -p {out / 'set_aside'} && mv {out / 'method=rome__n=2'} "
+                               f"{out / 'set_aside' / 'method=rome__n=2.'}")
+    assert " && python main.py test --config configs/edit/factworld/rome.yaml " in lines[2]
+    assert "--trainer.resume_from" not in lines[2]
+    assert lines[3].endswith(f"--trainer.resume_from {out / 'method=rome__n=4'} >> {out / 'logs'}/method=rome__n=4.log"
+                             " 2>&1")
     assert not (out / "logs").exists() and not (out / "index.json").exists()      # a dry run writes nothing
+    assert not (out / "set_aside").exists()

@@ -107,7 +107,7 @@ def test_the_tidy_tables_hold_every_number_with_the_runs_options(sweep_out):
     delta = downstream[(downstream["run"] == run) & (downstream["stage"] == "delta")
                        & (downstream["metric"] == "total_accuracy")]
     assert delta[["value", "ci_low", "ci_high"]].values.tolist() == [[pytest.approx(-0.15), -0.25, -0.10]]
-    assert len(downstream[downstream["run"] == run]) == 3 * 3 + 2 * 3    # pre, post, delta and 2 curve points × 3 metrics
+    assert len(downstream[downstream["run"] == run]) == 3 * 3 + 2 * 3    # pre, post, delta, 2 curve points: 3 metrics each
 
 
 def test_an_evaluation_folder_gives_downstream_rows(tmp_path):

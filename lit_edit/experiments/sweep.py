@@ -126,9 +126,14 @@ class Sweep:
         main = Path("main.py") if Path("main.py").resolve() == MAIN else MAIN
         lines = [f"mkdir -p {shlex.quote(str(self.out / LOGS))}"]
         for run in self.runs:
-            if run.status != "done":
-                lines.append(f"{shlex.join(self.command(run, ['python', str(main)]))} >> {shlex.quote(str(run.log))}"
-                             " 2>&1")
+            if run.status == "done":
+                continue
+            line = f"{shlex.join(self.command(run, ['python', str(main)]))} >> {shlex.quote(str(run.log))} 2>&1"
+            if run.status == "stale":       # main.py refuses a folder with another attempt's files: move it first
+                aside = shlex.quote(str(self._aside_path(run)))
+                folder = shlex.quote(str(run.folder))
+                line = f"mkdir -p {shlex.quote(str(self.out / ASIDE))} && mv {folder} {aside} && {line}"
+            lines.append(line)
         return lines
 
     def write_index(self) -> None:
@@ -144,13 +149,18 @@ class Sweep:
             writer.writerows(rows)
             atomic_write_text(self.out / "index.csv", buffer.getvalue())
 
-    def _set_aside(self, run: PointRun) -> Path:
-        """Move an earlier attempt's folder that holds no run state out of the way (nothing is deleted)."""
+    def _aside_path(self, run: PointRun) -> Path:
+        """Where an earlier attempt's folder without a run state goes: ``set_aside/<point>.<time>`` (a new name)."""
         target = self.out / ASIDE / f"{run.point.name}.{time.strftime('%Y%m%d-%H%M%S')}"
         suffix = 0
         while target.exists():
             suffix += 1
             target = target.with_name(f"{target.name.split('~')[0]}~{suffix}")
+        return target
+
+    def _set_aside(self, run: PointRun) -> Path:
+        """Move an earlier attempt's folder that holds no run state out of the way (nothing is deleted)."""
+        target = self._aside_path(run)
         target.parent.mkdir(parents=True, exist_ok=True)
         run.folder.rename(target)
         return target
