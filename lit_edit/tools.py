@@ -1,5 +1,6 @@
 """Jobs that are neither ``fit`` nor ``test``:
-``python -m lit_edit.tools {build_world,build_skills,acceptance,apply_edits,export_edits,fetch_data} --help``.
+``python -m lit_edit.tools {build_world,build_skills,acceptance,apply_edits,export_edits,fetch_data} --help``, and
+``python -m lit_edit.tools {sweep,report} --help`` (grids of runs and their tables: ``lit_edit/experiments/``).
 
 Each job imports the heavier modules it needs inside its function, for start-up speed: ``--help`` and the light jobs do
 not load the models, the export or the acceptance measurement."""
@@ -7,6 +8,7 @@ not load the models, the export or the acceptance measurement."""
 from __future__ import annotations
 
 import json
+import sys
 import time
 from dataclasses import asdict
 
@@ -137,10 +139,15 @@ def export_edits(run: str, out: str | None = None, overwrite: bool = False) -> s
 
 def main(args: list[str] | None = None) -> None:
     from lit_edit.error_report import run_reporting_errors
+    from lit_edit.experiments.cli import COMMANDS
+    from lit_edit.experiments.cli import main as experiments_main
 
+    if (sys.argv[1:] if args is None else args)[:1] in [[command] for command in COMMANDS]:
+        return run_reporting_errors(lambda: experiments_main(args))     # their own parser: positional arguments
     run_reporting_errors(lambda: CLI([build_world, build_skills, acceptance, apply_edits, export_edits,
                                       fetch_data],
-                                     as_positional=False, args=args, exit_on_error=False))
+                                     as_positional=False, args=args, exit_on_error=False,
+                                     description="Also: sweep, report (python -m lit_edit.tools sweep --help)."))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,105 @@
+"""The papers' figures from the tidy tables (docs/experiments.md); each function returns its matplotlib Figure.
+
+A line joins the runs of one group (method and mode) by the number of edits; where several runs of a group scored
+the same number of edits (the prefix of a longer sequential run), the run with the most edits gives the point.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from lit_edit.experiments.table import headline_metrics  # noqa: E402
+from lit_edit.plots import _save as save_png  # noqa: E402
+
+GROUP = ("method", "mode")
+PRE_EDIT_GID = "pre-edit"
+"""The ``gid`` of the dashed line that marks a pre-edit level."""
+
+
+def group_name(key: tuple) -> str:
+    """``memit (batch-sequential)``: a group's legend label."""
+    method, mode = (list(key) + [None, None])[:2]
+    return f"{method} ({mode})" if mode else str(method)
+
+
+def _series(rows: pd.DataFrame, override: str | None = None) -> pd.DataFrame:
+    """``n_edits_at`` → value (and interval) of ``rows``, one per number of edits: the rows of stage ``override``
+    first, then of the run with the most edits."""
+    rows = rows.dropna(subset=["value"]).assign(
+        _first=lambda f: (f["stage"] == override) if override else False).sort_values(
+        ["_first", "n_edits"], ascending=False, kind="stable")
+    return rows.drop_duplicates("n_edits_at").sort_values("n_edits_at")
+
+
+def side_effects_figure(downstream: pd.DataFrame) -> plt.Figure:
+    """Each downstream task's score against the number of edits, one line per method (and mode) and scoring mode,
+    the bootstrap interval of the post-edit score as error bars, the pre-edit level as a dashed line."""
+    scored = downstream[downstream["stage"].isin(["pre", "post", "curve"])]
+    tasks = list(dict.fromkeys(scored["task"]))
+    columns = min(4, max(1, len(tasks)))
+    rows = max(1, math.ceil(len(tasks) / columns))
+    figure, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.4 * rows), squeeze=False,
+                                layout="constrained")
+    for ax, task in zip(axes.flat, tasks):
+        by_task = scored[scored["task"] == task]
+        for (mode, metric) in headline_metrics(task, by_task):
+            selected = by_task[(by_task["task_mode"] == mode) & (by_task["metric"] == metric)]
+            for key, group in selected.groupby(list(GROUP), dropna=False, sort=True):
+                points = _series(group[group["stage"] != "pre"], override="post")
+                name = f"{group_name(key)} {mode}/{metric}"
+                (line,) = ax.plot(points["n_edits_at"], points["value"], marker="o", label=name)
+                bars = points.dropna(subset=["ci_low", "ci_high"])
+                if len(bars):
+                    ax.errorbar(bars["n_edits_at"], bars["value"], fmt="none", color=line.get_color(), capsize=3,
+                                yerr=[bars["value"] - bars["ci_low"], bars["ci_high"] - bars["value"]])
+                pre = group[group["stage"] == "pre"]["value"].dropna()
+                if len(pre):
+                    level = ax.axhline(float(pre.mean()), linestyle="--", color=line.get_color(), alpha=0.6,
+                                       label=f"_pre-edit {name}")
+                    level.set_gid(PRE_EDIT_GID)
+        ax.set(title=task, xlabel="number of edits", ylabel="score")
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=6)
+    for ax in list(axes.flat)[len(tasks):]:
+        ax.set_visible(False)
+    figure.suptitle("downstream tasks against the number of edits (dashed: pre-edit)")
+    return figure
+
+
+def d4s_figure(edits: pd.DataFrame, family: str = "token") -> plt.Figure:
+    """Left: ‖W‖₁/numel of each edited matrix against the number of edits per method (the per-step monitors);
+    right: reliability and locality of ``family`` against the number of edits (pre, periodic and final scores)."""
+    figure, (norms, scores) = plt.subplots(1, 2, figsize=(12, 4.2), layout="constrained")
+    monitors = edits[(edits["family"] == "monitor") & edits["metric"].astype(str).str.startswith("l1_per_numel/")
+                     & edits["stage"].isin(["pre", "step", "final"])]
+    for (*key, metric), group in monitors.groupby([*GROUP, "metric"], dropna=False, sort=True):
+        points = _series(group)
+        layer = metric.removeprefix("l1_per_numel/").removesuffix(".weight")
+        norms.plot(points["n_edits_at"], points["value"], marker=".", label=f"{group_name(tuple(key))} {layer}")
+    norms.set(title="‖W‖₁ / numel of each edited matrix", xlabel="number of edits", ylabel="mean |w|")
+    chosen = edits[(edits["family"] == family) & edits["metric"].isin(["reliability", "locality"])
+                   & edits["stage"].isin(["pre", "periodic", "final"])]
+    for (*key, metric), group in chosen.groupby([*GROUP, "metric"], dropna=False, sort=True):
+        points = _series(group, override="final")
+        scores.plot(points["n_edits_at"], points["value"], marker="o", label=f"{group_name(tuple(key))} {metric}",
+                    linestyle="-" if metric == "reliability" else ":")
+    scores.set(title=f"{family} reliability and locality (all edits so far)", xlabel="number of edits",
+               ylabel="score", ylim=(-0.02, 1.02))
+    for ax in (norms, scores):
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=7)
+    return figure
+
+
+def save_figure(figure: plt.Figure, path: Path) -> Path:
+    """Write ``figure`` as a PNG at ``path`` atomically and close it (``lit_edit/plots.py``)."""
+    return save_png(figure, path)
