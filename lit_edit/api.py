@@ -3,7 +3,7 @@
 ``edit`` sets a method up on the model (its statistics, context templates) and applies the requests to it in place,
 ``requests_per_step`` at a time (all in one step by default), exactly as an editing run's steps do; ``evaluate``
 scores the model on the downstream tasks in both modes, as an editing run's downstream points do. Example in the
-README ("Python API"), run by ``tests/test_api.py``.
+README ("Python API"), run by ``tests/unit/core/test_api.py``.
 """
 
 from __future__ import annotations

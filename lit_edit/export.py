@@ -4,7 +4,7 @@
 COMEBA w/o HK...), the **exact new values** of the parameters that differ from the base model, under their own
 names (so the file is also a partial ``state_dict``), in their stored dtype. Not deltas: W0 + (W − W0) need not
 round back to W in floating point, and a dense ΔW is no smaller than W; with the base checked by its digest,
-the new values make a fresh base plus the file bit-identical to the edited model (``tests/test_export.py``).
+the new values make a fresh base plus the file bit-identical to the edited model (``tests/unit/run/test_export.py``).
 
 For COMEBA-HK, whose edits live in hook layers beside the untouched base (``lit_edit.editing.hook_layers``), the
 file holds the hook bank's state: each edited layer's float32 ΔW master (``hooks.layer{l}.delta``, math layout)

@@ -90,7 +90,7 @@ def first_tokens(tokenizer, text: str, max_length: int, chars_per_token: int = 8
     pre-tokenizers split at whitespace; only the prefix's last few tokens may differ), so the prefix is grown
     (``chars_per_token × max_length`` characters, then doubled) until it holds ``margin`` tokens more than
     ``max_length``, or is the whole text. Memory then grows with ``max_length``, not with the document (tested
-    equal to whole-text truncation on the shipped tokenizers; ``tests/test_stats_memory.py`` measures it)."""
+    equal to whole-text truncation on the shipped tokenizers; ``tests/cli/test_stats_memory.py`` measures it)."""
     budget = chars_per_token * max_length
     while len(text) > budget:
         cut = max(text.rfind(" ", 0, budget), text.rfind("\n", 0, budget))

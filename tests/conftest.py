@@ -20,7 +20,20 @@ from transformers import (
 from lit_edit.models.loading import load_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
+TESTS = Path(__file__).resolve().parent
+TIERS = {"cli": pytest.mark.cli, "slow": pytest.mark.slow}
 FACTWORLD = ROOT / "data" / "factworld"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """The tiers follow the folders: a test under ``tests/cli/`` (command-line runs, subprocesses, signals) is
+    marked ``cli``, one under ``tests/slow/`` ``slow``; ``tests/unit/`` is the fast tier,
+    ``-m "not cli and not slow"``. Runs before ``-m`` selects."""
+    for item in items:
+        marker = TIERS.get(item.path.relative_to(TESTS).parts[0])
+        if marker is not None:
+            item.add_marker(marker)
 
 
 def real_data_root() -> Path:

@@ -16,7 +16,7 @@ move h^{L} by H_L·R (H_L the harmonic number) instead of R: the edit over-shoot
 default here, ``residual="recompute"``, measures H again at every layer on the model with the earlier layers
 set, and layer p stores R_p = (Z − H_p)/(L − p) in S_p, as MEMIT does. ``residual="reference"`` reproduces the
 paper. With one layer both are the same, and D4S after n edits equals batch MEMIT over the n edits
-(``tests/test_sequential_methods.py``).
+(``tests/unit/editors/test_sequential_methods.py``).
 """
 
 from __future__ import annotations

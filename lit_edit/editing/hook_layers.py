@@ -30,7 +30,7 @@ difference only (§12.11), so the hooked output O_t = P_t + D_t. Modes:
    tokens are gated exactly as in a plain pass, and generated token t against the history up to itself —
    a causal rule, so a run with the KV cache (the history kept as count, Σ M, Σ M² per sequence and layer)
    and a run without it (the whole sequence re-run inside :meth:`HookBank.generation`, which remembers P)
-   compute the same gates and generate the same tokens (``tests/test_hook_layers.py``).
+   compute the same gates and generate the same tokens (``tests/unit/editing/test_hook_layers.py``).
 """
 
 from __future__ import annotations

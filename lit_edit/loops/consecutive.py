@@ -3,7 +3,7 @@
 Lightning 2.x has no public loop API (docs/lightning.md §1). The loop subclasses the private ``_EvaluationLoop``,
 only *adds* behaviour around ``on_run_start``, ``_evaluation_step`` and ``on_run_end`` (each calls ``super()``),
 and is installed by :class:`EditTrainer`, so everything else of ``trainer.test`` — callbacks, loggers, progress
-bar, ``limit_test_batches``, strategies — keeps working. ``tests/test_loop.py`` holds a canary test on the
+bar, ``limit_test_batches``, strategies — keeps working. ``tests/unit/run/test_loop.py`` holds a canary test on the
 private signatures it relies on (pinned range: lightning>=2.1,<2.7).
 
 Schedules (docs/evaluation.md): ``immediate`` scores each batch right after it is applied; ``every k batches`` scores
