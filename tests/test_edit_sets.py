@@ -90,10 +90,22 @@ def test_a_longer_set_extends_every_shorter_one(built, level):
 def test_locality_asks_about_facts_no_set_of_the_level_edits(built, world, level):
     questions = fact_of_question(world)
     edited = {(r["subject"], r["relation"]) for r in read(built, level, max(LENGTHS))}
-    for r in read(built, level, max(LENGTHS)):
-        fact = questions[r["loc"]]
-        assert fact not in edited, (level, r["loc"])
-        assert r["loc_ans"] == world.object_of(*fact)
+    for length in LENGTHS:
+        for r in read(built, level, length):
+            fact = questions[r["loc"]]
+            assert fact not in edited, (level, length, r["loc"])
+            assert r["loc_ans"] == world.object_of(*fact)
+
+
+def test_the_longest_set_a_level_allows_extends_the_shorter_ones_and_locality_avoids_it(built, world, tmp_path):
+    build(tmp_path, "--lengths", "[1200]", "--levels", "[shared_subjects]")      # half the 2400 person facts
+    longest = read(tmp_path, "shared_subjects", 1200)
+    edited = {(r["subject"], r["relation"]) for r in longest}
+    assert len(edited) == 1200 and len({r["subject"] for r in longest}) == 100
+    shorter = read(built, "shared_subjects", 200)
+    assert longest[:200] == shorter
+    questions = fact_of_question(world)
+    assert not [r["loc"] for r in shorter if questions[r["loc"]] in edited]
 
 
 def test_the_same_seed_gives_the_same_files_and_another_seed_other_sets(built, tmp_path):
@@ -101,7 +113,9 @@ def test_the_same_seed_gives_the_same_files_and_another_seed_other_sets(built, t
     build(tmp_path / "other", "--lengths", "[20]", "--levels", "[subject_pairs]", "--seed", "1")
     name = "subject_pairs-0020.json"
     assert (tmp_path / "again" / name).read_bytes() == (built / name).read_bytes()
-    assert json.loads((tmp_path / "other" / name).read_text()) != json.loads((built / name).read_text())
+    first, other = json.loads((built / name).read_text()), json.loads((tmp_path / "other" / name).read_text())
+    for field in ("subject", "relation", "alt", "loc"):     # the seed picks each of them
+        assert [r[field] for r in first] != [r[field] for r in other], field
 
 
 def test_the_shipped_sets_are_those_the_default_command_writes(built):

@@ -90,10 +90,10 @@ def check_lengths(lengths: list[int], levels: list[Level], n_people: int) -> lis
     return sorted(set(lengths))
 
 
-def level_sequence(world: World, level: Level, seed: int) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-    """The ``(subject, relation)`` requests of the level's longest set, in order, and the person facts it leaves
-    untouched (the locality facts)."""
-    rng = random.Random(f"{seed}/{level.name}")
+def level_sequence(world: World, level: Level, rng: random.Random
+                   ) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """The ``(subject, relation)`` requests of the level's longest set, in order (subjects and relations shuffled
+    by ``rng``), and the person facts it leaves untouched (the locality facts)."""
     subjects, relations = list(world.people), list(PERSON_RELATIONS)
     rng.shuffle(subjects)
     rng.shuffle(relations)
@@ -106,9 +106,11 @@ def level_sequence(world: World, level: Level, seed: int) -> tuple[list[tuple[st
 
 
 def level_records(world: World, level: Level, length: int, seed: int) -> list[dict]:
-    """The first ``length`` ZsRE records of the level (a prefix of its longest set)."""
-    edited, untouched = level_sequence(world, level, seed)
-    return zsre_records_for(world, random.Random(f"{seed}/{level.name}/records"), edited[:length], untouched)
+    """The first ``length`` ZsRE records of the level (a prefix of its longest set); one generator, seeded by
+    ``seed`` and the level's name, picks the subjects, the relations, the new objects and the locality facts."""
+    rng = random.Random(f"{seed}/{level.name}")
+    edited, untouched = level_sequence(world, level, rng)
+    return zsre_records_for(world, rng, edited[:length], untouched)
 
 
 def diversity(records: list[dict]) -> dict:
