@@ -152,3 +152,14 @@ def test_a_world_folder_without_world_json_is_named(tmp_path, capsys):
     with pytest.raises(SystemExit):
         tools.main(["build_edit_sets", "--world", str(tmp_path), "--out", str(tmp_path / "sets")])
     assert f"--world {tmp_path}: no world.json there" in capsys.readouterr().err
+
+
+def test_the_data_module_reads_a_shipped_set_and_warns_of_its_shared_subjects():
+    from lit_edit.data import EditDataModule
+
+    data = EditDataModule(path="zsre/sets/shared_subjects-0020.json", root=str(FACTWORLD), batch_size=10)
+    # subject A holds requests 0-11, B 12-19: batch 1 is ten of A (9 repeats), batch 2 two of A and eight of B (8)
+    with pytest.warns(UserWarning, match=r"shared_subjects-0020.json: 17 requests in 2 of 2 batches name a subject"):
+        data.setup("test")
+    assert [(r.subject, r.target_new) for r in data.requests] == [
+        (r["subject"], r["alt"]) for r in read(SHIPPED_SETS, "shared_subjects", 20)]
