@@ -1,6 +1,7 @@
 """Jobs that are neither ``fit`` nor ``test``:
-``python -m lit_edit.tools {build_world,build_skills,acceptance,apply_edits,export_edits,fetch_data} --help``, and
-``python -m lit_edit.tools {sweep,report} --help`` (grids of runs and their tables: ``lit_edit/experiments/``).
+``python -m lit_edit.tools {build_world,build_skills,build_edit_sets,acceptance,apply_edits,export_edits,fetch_data}
+--help``, and ``python -m lit_edit.tools {sweep,report} --help`` (grids of runs and their tables:
+``lit_edit/experiments/``).
 
 Each job imports the heavier modules it needs inside its function, for start-up speed: ``--help`` and the light jobs do
 not load the models, the export or the acceptance measurement."""
@@ -58,6 +59,34 @@ def build_skills(world: str = "data/factworld", tasks: list[str] | None = None, 
     started = time.time()
     path = write(world, tuple(tasks or COMPARISON_TASKS), n_per_task, seed, name)
     print(f"skills corpus written to {path} in {time.time() - started:.1f} s")
+
+
+def build_edit_sets(world: str = "data/factworld", out: str = "data/factworld/zsre/sets",
+                    lengths: list[int] | None = None, levels: list[str] | None = None, seed: int = 0) -> None:
+    """Write ZsRE edit sets of the fact world that vary in diversity (``levels``) and length (``lengths``), one file
+    per (level, length), and ``index.json`` / ``index.csv`` with what each spans (``lit_edit.factworld.edit_sets``).
+
+    Args:
+        world: the fact-world folder (its ``world.json``).
+        out: the folder to write.
+        lengths: requests per set (default 10 20 50 100 200); a level's longer set extends its shorter ones.
+        levels: diversity levels (default all): one_relation, all_relations, subject_pairs, shared_subjects.
+        seed: generator seed.
+    """
+    from pathlib import Path
+
+    from lit_edit.factworld import edit_sets
+    from lit_edit.factworld.acceptance import load_world
+
+    if not (Path(world) / "world.json").is_file():
+        raise FileNotFoundError(f"--world {world}: no world.json there; build the fact world first "
+                                f"(python -m lit_edit.tools build_world --out {world})")
+    rows = edit_sets.build_edit_sets(load_world(Path(world)), out, list(levels or edit_sets.LEVELS),
+                                     list(lengths or edit_sets.DEFAULT_LENGTHS), seed)
+    for row in rows:
+        print(f"{row['file']:28s} relations {row['relations']:2d}  subjects {row['subjects']:3d}  "
+              f"requests per subject {row['mean_requests_per_subject']:g}")
+    print(f"{len(rows)} edit sets and index.json / index.csv written to {out}")
 
 
 def acceptance(model: str = "checkpoints/factworld-gpt2", world: str = "data/factworld", out: str | None = None,
@@ -144,8 +173,8 @@ def main(args: list[str] | None = None) -> None:
 
     if (sys.argv[1:] if args is None else args)[:1] in [[command] for command in COMMANDS]:
         return run_reporting_errors(lambda: experiments_main(args))     # their own parser: positional arguments
-    run_reporting_errors(lambda: CLI([build_world, build_skills, acceptance, apply_edits, export_edits,
-                                      fetch_data],
+    run_reporting_errors(lambda: CLI([build_world, build_skills, build_edit_sets, acceptance, apply_edits,
+                                      export_edits, fetch_data],
                                      as_positional=False, args=args, exit_on_error=False,
                                      description="Also: sweep, report (python -m lit_edit.tools sweep --help)."))
 

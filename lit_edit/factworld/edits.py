@@ -39,37 +39,52 @@ def _portability(world: World, subject: str, relation_name: str, new_object: str
     return None
 
 
-def zsre_records(world: World, n: int, seed: int) -> list[dict]:
-    """``n`` records in the EasyEdit ZsRE-with-portability format (``zsre_mend_eval_portability_gpt4.json``).
+def zsre_record(world: World, subject: str, relation_name: str, new_object: str,
+                locality: tuple[str, str]) -> dict:
+    """One record in the EasyEdit ZsRE-with-portability format: edit ``(subject, relation_name)`` to ``new_object``,
+    with the locality question about the fact ``locality`` = ``(subject, relation_name)`` (one the record's set
+    leaves untouched). ``portability`` is present only for relations with a one-hop chain (birth/residence city,
+    employer)."""
+    relation = RELATION_BY_NAME[relation_name]
+    true_object = world.object_of(subject, relation_name)
+    src = relation.train_questions[0].format(subject)
+    loc_subject, loc_relation = locality
+    record = {
+        "subject": subject,
+        "src": src,
+        "pred": true_object,
+        "rephrase": relation.heldout_question.format(subject),
+        "alt": new_object,
+        "answers": [true_object],
+        "loc": RELATION_BY_NAME[loc_relation].train_questions[0].format(loc_subject),
+        "loc_ans": world.object_of(loc_subject, loc_relation),
+        "cond": f"{true_object} >> {new_object} || {src}",
+        "relation": relation_name,
+    }
+    portability = _portability(world, subject, relation_name, new_object)
+    if portability is not None:
+        record["portability"] = portability
+    return record
 
-    ``portability`` is present only for relations with a one-hop chain (birth/residence city, employer).
-    """
-    rng = random.Random(seed)
-    edited, untouched = _split_edited_and_untouched(world, rng, n)
+
+def zsre_records_for(world: World, rng: random.Random, edited: list[tuple[str, str]],
+                     untouched: list[tuple[str, str]]) -> list[dict]:
+    """A ZsRE record per ``(subject, relation)`` of ``edited``, in order: for each, a counterfactual object and then
+    a locality fact from ``untouched`` are drawn from ``rng`` (so a prefix of ``edited`` gives a prefix of the
+    records)."""
     records = []
     for subject, relation_name in edited:
-        relation = RELATION_BY_NAME[relation_name]
-        true_object = world.object_of(subject, relation_name)
-        new_object = _counterfactual(rng, relation_name, true_object)
-        src = relation.train_questions[0].format(subject)
-        loc_subject, loc_relation = rng.choice(untouched)
-        record = {
-            "subject": subject,
-            "src": src,
-            "pred": true_object,
-            "rephrase": relation.heldout_question.format(subject),
-            "alt": new_object,
-            "answers": [true_object],
-            "loc": RELATION_BY_NAME[loc_relation].train_questions[0].format(loc_subject),
-            "loc_ans": world.object_of(loc_subject, loc_relation),
-            "cond": f"{true_object} >> {new_object} || {src}",
-            "relation": relation_name,
-        }
-        portability = _portability(world, subject, relation_name, new_object)
-        if portability is not None:
-            record["portability"] = portability
-        records.append(record)
+        new_object = _counterfactual(rng, relation_name, world.object_of(subject, relation_name))
+        records.append(zsre_record(world, subject, relation_name, new_object, rng.choice(untouched)))
     return records
+
+
+def zsre_records(world: World, n: int, seed: int) -> list[dict]:
+    """``n`` records in the EasyEdit ZsRE-with-portability format (``zsre_mend_eval_portability_gpt4.json``) about
+    facts drawn at random from the person facts (:func:`zsre_record`)."""
+    rng = random.Random(seed)
+    edited, untouched = _split_edited_and_untouched(world, rng, n)
+    return zsre_records_for(world, rng, edited, untouched)
 
 
 def counterfact_records(world: World, n: int, seed: int, n_neighbors: int = 10) -> list[dict]:
