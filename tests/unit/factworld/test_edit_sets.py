@@ -10,7 +10,6 @@ from lit_edit import tools
 from lit_edit.factworld.edits import zsre_records
 from lit_edit.factworld.schema import RELATIONS
 from lit_edit.factworld.world import build_world
-
 from tests.conftest import FACTWORLD
 
 SHIPPED_SETS = FACTWORLD / "zsre" / "sets"
