@@ -29,7 +29,8 @@ FACTWORLD = ROOT / "data" / "factworld"
 def pytest_collection_modifyitems(config, items):
     """The tiers follow the folders: a test under ``tests/cli/`` (command-line runs, subprocesses, signals) is
     marked ``cli``, one under ``tests/slow/`` ``slow``; ``tests/unit/`` is the fast tier,
-    ``-m "not cli and not slow"``. Runs before ``-m`` selects."""
+    ``-m "not cli and not slow"``, except its tests marked ``cli`` by hand because they take seconds (a whole run
+    on a model). Runs before ``-m`` selects."""
     for item in items:
         marker = TIERS.get(item.path.relative_to(TESTS).parts[0])
         if marker is not None:

@@ -38,6 +38,7 @@ def target_log_probability(model, tokenizer, prompt: str, target: str) -> float:
     return sum(float(log_probs[len(prompt_ids) - 1 + i, token]) for i, token in enumerate(target_ids))
 
 
+@pytest.mark.cli   # seconds, not milliseconds: outside the fast tier
 def test_the_readme_example_edits_the_model_and_scores_the_tasks(monkeypatch, capsys):
     monkeypatch.chdir(ROOT)   # the statistics cache is shared with the other runs on the shipped model
     namespace: dict = {}

@@ -41,6 +41,7 @@ def test_batched_decoder_equals_generate_one_prompt_at_a_time(tiny_model_dir):
 
 
 @pytest.mark.parametrize("max_new_tokens", [1, 6])
+@pytest.mark.cli   # seconds, not milliseconds: outside the fast tier
 def test_every_batch_plan_gives_the_one_at_a_time_tokens(tiny_model_dir, max_new_tokens):
     """Mixed lengths under budgets from one prompt per batch to all in one, with the tokenizer padding on either
     side: the batch a prompt lands in (its padding, its neighbours) never changes its tokens."""
@@ -56,6 +57,7 @@ def test_every_batch_plan_gives_the_one_at_a_time_tokens(tiny_model_dir, max_new
 
 
 @pytest.mark.parametrize("task", list(GENERATORS))   # every registered task with a fact-world version
+@pytest.mark.cli   # seconds, not milliseconds: outside the fast tier
 def test_fact_world_tasks_generate_as_one_prompt_at_a_time(task):
     """The shipped model on its mini tasks: every query's tokens under the default plan and under one that mixes
     all lengths in a batch equal ``generate`` on the prompt alone."""

@@ -90,6 +90,7 @@ def test_the_cli_data_root_option_sets_the_data_root(elsewhere, tmp_path):
     assert cli.datamodule.root == other / "tasks"
 
 
+@pytest.mark.cli   # seconds, not milliseconds: outside the fast tier
 def test_the_task_evaluation_command_runs_from_another_directory(tmp_path):
     """``python main.py test --config configs/...`` from outside the repository, as the README writes it."""
     command = [sys.executable, str(ROOT / "main.py"), "test", "--config", "configs/eval/tasks.yaml",

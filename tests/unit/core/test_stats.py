@@ -128,6 +128,7 @@ def test_statistics_read_from_the_cache_are_on_the_models_device(model_and_token
 
 
 @pytest.mark.parametrize("tokenizer_dir", ["tokenizer-gpt2", "tokenizer-llama"])
+@pytest.mark.cli   # seconds, not milliseconds: outside the fast tier
 def test_first_tokens_equal_whole_text_truncation_without_tokenizing_long_documents(tokenizer_dir, monkeypatch):
     from lit_edit.data.corpus import read_texts
     from lit_edit.stats import first_tokens

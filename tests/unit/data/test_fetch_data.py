@@ -246,6 +246,7 @@ def test_the_manifest_checksums_are_those_of_the_real_files():
 
 
 @needs_real
+@pytest.mark.cli   # seconds, not milliseconds: outside the fast tier
 def test_fetching_the_tasks_from_a_mirror_of_the_real_files_gives_files_the_readers_take(tmp_path, capsys):
     """A mirror laid out as the sources serve the files (archives included), built from the real files: fetch_data
     places all 8 task sets, verified by the manifest's checksums, and every reader takes them."""

@@ -297,6 +297,7 @@ def test_one_token_edit_rules_on_a_direct_computation():
 # ------------------------------------------------------------------------------------------ fact-world model
 
 
+@pytest.mark.cli   # seconds, not milliseconds: outside the fast tier
 def test_kn_flips_most_facts_and_keeps_most_unrelated_ones(factworld):
     """6 requests, each edited alone and rolled back: most first answer tokens flip, and most unrelated first answer
     tokens are kept (measured, one thread: 6 of 6 flipped, 0.817 kept — fewer than ROME's ≥ 0.9, tests/unit/editing/test_rome.py;

@@ -136,6 +136,7 @@ def test_the_network_starts_as_the_identity_and_learns_only_in_training_mode():
     assert torch.allclose(network.edit_lr("c"), torch.tensor(1e-3))
 
 
+@pytest.mark.cli   # seconds, not milliseconds: outside the fast tier
 def test_a_few_training_steps_lower_the_edit_loss_on_the_fact_world_model():
     module = MendModule(rank=32, edit_lr=1e-4, lr=1e-3, lr_lr=1e-3)
     data = MendDataModule(batch_size=8)

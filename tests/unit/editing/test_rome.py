@@ -66,6 +66,7 @@ def _hyperparams(mom2_adjustment=True):
 
 
 @pytest.mark.parametrize("mom2_adjustment", [True, False])
+@pytest.mark.cli   # seconds, not milliseconds: outside the fast tier
 def test_rome_inserts_the_value_exactly(shipped, mom2_adjustment):
     model, tokenizer, arch, _, targets, edits, _ = _edit(mom2_adjustment, shipped)
     # the last request's key maps exactly to its value (earlier ones were computed on an older W)
@@ -75,6 +76,7 @@ def test_rome_inserts_the_value_exactly(shipped, mom2_adjustment):
     assert all(torch.linalg.matrix_rank(e.delta) == 1 for e in edits)
 
 
+@pytest.mark.cli   # seconds, not milliseconds: outside the fast tier
 def test_the_second_moment_keeps_unrelated_facts(shipped):
     """With C⁻¹k* as the update direction (mom2_adjustment) 4 edits leave unrelated facts alone; with k* alone
     (identity C) the same edits disturb more of them."""
@@ -84,6 +86,7 @@ def test_the_second_moment_keeps_unrelated_facts(shipped):
     assert unchanged_without_c < unchanged_with_c
 
 
+@pytest.mark.cli   # seconds, not milliseconds: outside the fast tier
 def test_rome_flips_each_fact_and_keeps_the_others(shipped):
     """20 requests, each edited alone and rolled back (single mode): the new fact is recalled, unrelated facts
     keep their first answer token."""

@@ -59,6 +59,7 @@ def _live_settings(model, tokenizer, module) -> ValueHyperparams:
 
 
 @pytest.mark.parametrize("kind", ["block", "ffn"])
+@pytest.mark.cli   # seconds, not milliseconds: outside the fast tier
 def test_batched_equals_one_request_at_a_time_and_a_direct_optimisation(model_and_tokenizer, kind):
     """With weight decay, KL, a binding clamp and per-request stopping all live — the per-request terms that could
     couple requests — the batched optimisation gives each request what it gets alone, what a direct one-request

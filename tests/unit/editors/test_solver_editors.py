@@ -74,6 +74,7 @@ def test_rome_factorises_c_once_per_layer_across_requests(tiny, tmp_path, monkey
     assert counter.calls == 2
 
 
+@pytest.mark.cli   # seconds, not milliseconds: outside the fast tier
 def test_cached_factorisation_gives_the_updates_of_a_fresh_one_and_follows_the_solver(tiny, tmp_path):
     """Three requests through the editor (C factorised once) and through ``apply_rome`` with C as a tensor
     (factorised anew for every request): the same ΔW, bit for bit. Changing the solver between requests uses the
@@ -109,6 +110,7 @@ def test_cached_factorisation_gives_the_updates_of_a_fresh_one_and_follows_the_s
         editor.edit(model, tokenizer, arch, REQUESTS[:1])
 
 
+@pytest.mark.cli   # seconds, not milliseconds: outside the fast tier
 def test_exact_refuses_the_shipped_models_singular_layer_by_name_before_any_edit(tmp_path):
     """Layer 1 of the shipped GPT-2 has FFN neurons that never fire: C is singular and ``exact`` (the reference's
     solve) has no solution. ROME, MEMIT and D4S say so at setup, before any weight changes, naming the layer and the
@@ -131,6 +133,7 @@ def test_exact_refuses_the_shipped_models_singular_layer_by_name_before_any_edit
     assert torch.isfinite(next(iter(rome.edit(model, tokenizer, arch, REQUESTS[:1]).deltas.values()))).all()
 
 
+@pytest.mark.cli   # seconds, not milliseconds: outside the fast tier
 def test_rect_passes_on_the_report_of_the_method_it_wraps(tmp_path):
     model, tokenizer, arch = _loaded(SHIPPED)
     editor = RECT(MEMIT(layers=(0, 1), preservation_weight=300, values=VALUES))
@@ -142,6 +145,7 @@ def test_rect_passes_on_the_report_of_the_method_it_wraps(tmp_path):
 
 
 @pytest.mark.parametrize("method", ["pinv", "ridge"])
+@pytest.mark.cli   # seconds, not milliseconds: outside the fast tier
 def test_metrics_json_records_the_solver_and_the_conditioning_of_each_layer(tmp_path, method):
     """A MEMIT run on the shipped model (the config's statistics: 100,000 tokens of the training corpus) records
     the solver and, per layer, the eigenvalues of C: layer 1 has 22 keys that are 0 on every token and 86 of 768

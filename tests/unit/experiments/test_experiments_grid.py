@@ -114,6 +114,7 @@ def test_a_bad_experiment_file_is_refused_naming_the_field(tmp_path, data, messa
     assert str(tmp_path / "experiment.yaml") in str(error.value)
 
 
+@pytest.mark.cli   # seconds, not milliseconds: outside the fast tier
 def test_the_command_line_refuses_a_bad_file_in_one_line(tmp_path):
     path = write(tmp_path, {"configs": [METHODS["memit"]], "axes": {"data.init_args.n": []}})
     result = subprocess.run([sys.executable, "-m", "lit_edit.tools", "sweep", str(path), "--dry_run"], cwd=ROOT,
@@ -123,6 +124,7 @@ def test_the_command_line_refuses_a_bad_file_in_one_line(tmp_path):
                                                   "empty; give at least one value"]
 
 
+@pytest.mark.cli   # seconds, not milliseconds: outside the fast tier
 def test_the_dry_run_prints_one_command_per_point_still_to_run(tmp_path):
     out = tmp_path / "out"
     done = out / "method=memit__n=2"

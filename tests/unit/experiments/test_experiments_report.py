@@ -165,6 +165,7 @@ def test_the_d4s_figure_draws_the_weight_norms_per_layer_and_the_scores(sweep_ou
     assert _line(scores_ax, "rome (instance-sequential) locality") == ([0, 2, 4], [1.0, 0.95, 0.85])
 
 
+@pytest.mark.cli   # seconds, not milliseconds: outside the fast tier
 def test_the_report_command_writes_tables_markdown_figures_and_the_comparison(sweep_out, tmp_path):
     out = tmp_path / "report"
     a, b = sweep_out / "method=memit__n=4", sweep_out / "method=rome__n=4"
@@ -185,6 +186,7 @@ def test_the_report_command_writes_tables_markdown_figures_and_the_comparison(sw
     assert "| step |" not in compare
 
 
+@pytest.mark.cli   # seconds, not milliseconds: outside the fast tier
 def test_a_folder_without_runs_is_refused_naming_it(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ReportInputError, match="no run folder .* in .*empty"):

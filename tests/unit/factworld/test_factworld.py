@@ -105,6 +105,7 @@ def test_ner_gold_entities_follow_iob2(world):
     assert entities(["A", "B"], ["B-LOC", "B-LOC"], "LOC") == ["A", "B"]
 
 
+@pytest.mark.cli   # seconds, not milliseconds: outside the fast tier
 def test_committed_world_matches_the_generator(tmp_path):
     """The shipped model was trained on data/factworld: the generator must still produce exactly it."""
     settings = WorldSettings(**json.loads((FACTWORLD / "world.json").read_text())["settings"])

@@ -28,6 +28,7 @@ def test_shipped_models_are_small_and_complete(folder):
 
 
 @pytest.mark.parametrize("folder,model_type", [(MODEL, "gpt2"), (TWIN, "llama")], ids=["gpt2", "llama"])
+@pytest.mark.cli   # seconds, not milliseconds: outside the fast tier
 def test_fact_recall_on_training_templates(folder, model_type):
     model, tokenizer = load_model_and_tokenizer(str(folder))
     assert model.config.model_type == model_type
@@ -39,6 +40,7 @@ ACCURACY_TASKS = {"sentiment", "reasoning", "closed_domain_qa", "nli", "dialogue
 
 
 @pytest.mark.parametrize("task", MINI_TASKS)
+@pytest.mark.cli   # seconds, not milliseconds: outside the fast tier
 def test_mini_tasks_clearly_beat_chance(shipped, task):
     """An accuracy task beats its majority class with a one-sided binomial p-value below 1e-3 on all 200 test
     examples (reasoning: with and without the solution in the prompt); the others, whose chance is a shuffled
@@ -56,6 +58,7 @@ def test_mini_tasks_clearly_beat_chance(shipped, task):
         assert result["score"] >= result["chance"] + 0.2, result
 
 
+@pytest.mark.cli   # seconds, not milliseconds: outside the fast tier
 def test_subject_patching_probe_moves_answers_when_it_patches_where_the_fact_is_read(shipped, monkeypatch):
     """The acceptance probe's machinery: patched at the *last prompt token* of the last layer, A's next-token
     distribution is B's, so the rate there is B's recall (1.0). At the subject's last token the shipped model,

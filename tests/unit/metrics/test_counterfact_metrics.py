@@ -274,6 +274,7 @@ def test_cached_sampling_draws_what_full_forward_passes_draw(tiny_gpt2_dir):
     assert torch.equal(cached, sequence[:, prompt.shape[1]:])
 
 
+@pytest.mark.cli   # seconds, not milliseconds: outside the fast tier
 def test_an_editing_run_reports_fluency_and_consistency(tmp_path, monkeypatch):
     """FT on two fact-world CounterFact edits with reference files in the data root: both numbers land in
     metrics.json and requests.csv, consistency only for the request whose relation and object have texts."""

@@ -43,6 +43,7 @@ def _worker(rank: int, world: int, init_file: str, model_dir: str, out: str) -> 
         torch.distributed.destroy_process_group()
 
 
+@pytest.mark.cli   # seconds, not milliseconds: outside the fast tier
 def test_chunks_and_statistics_shared_by_two_processes_equal_one_process(tiny_gpt2_dir, tmp_path):
     """Chunk i goes to rank i % 2 and comes back in item order on both ranks; the statistics pass split over two
     ranks sums the same 500 keys (the cap falls inside a batch) as one process, to float64 rounding."""

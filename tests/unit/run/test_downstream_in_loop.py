@@ -45,6 +45,7 @@ def edit_run(tmp_path, rollback: bool, logger=False, every: int = 1, folder: str
     return module, data, json.loads((tmp_path / folder / "metrics.json").read_text())
 
 
+@pytest.mark.cli   # seconds, not milliseconds: outside the fast tier
 def test_sequential_run_scores_tasks_before_during_and_after(tmp_path):
     from lightning.pytorch.loggers import TensorBoardLogger
 
@@ -79,6 +80,7 @@ def test_sequential_run_scores_tasks_before_during_and_after(tmp_path):
     assert "downstream_delta/ner/corrected/macro_f1" in events.Tags()["scalars"]
 
 
+@pytest.mark.cli   # seconds, not milliseconds: outside the fast tier
 def test_pre_edit_scores_come_from_the_cache_the_second_time(tmp_path):
     _, _, first = edit_run(tmp_path, rollback=False, every=0)
     cached = sorted((tmp_path / "cache" / "downstream").glob("*.json"))
@@ -94,6 +96,7 @@ def test_pre_edit_scores_come_from_the_cache_the_second_time(tmp_path):
     assert [p["n_edits"] for p in second["downstream_curve"]] == [0, 6]
 
 
+@pytest.mark.cli   # seconds, not milliseconds: outside the fast tier
 def test_rollback_run_scores_the_last_steps_edits_before_rolling_back(tmp_path):
     module, data, metrics = edit_run(tmp_path, rollback=True, every=0)
     assert metrics["downstream_setup"]["post_model"].startswith("the model holding the last step's edits")
@@ -104,6 +107,7 @@ def test_rollback_run_scores_the_last_steps_edits_before_rolling_back(tmp_path):
 
 
 @pytest.mark.parametrize("rollback", [False, True])
+@pytest.mark.cli   # seconds, not milliseconds: outside the fast tier
 def test_the_tasks_join_the_periodic_schedule_only_with_periodic(tmp_path, rollback):
     """One schedule, ``trainer.eval_every_n_batches: 2`` over 3 batches: the edit metrics' periodic point (none with
     rollback) and, with ``downstream.periodic``, a downstream point after batch 2; the last point is the model after

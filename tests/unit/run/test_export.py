@@ -78,6 +78,7 @@ def _size_report(what: str, edits_bytes: int) -> None:
 # --------------------------------------------------------------------------------------------- MEMIT
 
 
+@pytest.mark.cli   # seconds, not milliseconds: outside the fast tier
 def test_memit_edits_file_holds_only_the_edited_layers_and_says_what_it_is_for(memit_run):
     cli, tmp_path = memit_run
     path = tmp_path / "run" / EDITS_FILE
@@ -127,6 +128,7 @@ def test_the_edits_file_written_from_a_run_state_equals_the_runs(memit_run, tmp_
 # ---------------------------------------------------------------------------------------- COMEBA-HK
 
 
+@pytest.mark.cli   # seconds, not milliseconds: outside the fast tier
 def test_comeba_hk_edits_through_hooks_reproduce_logits_and_generation(comeba_run):
     cli, tmp_path = comeba_run
     path = tmp_path / "run" / EDITS_FILE

@@ -72,6 +72,7 @@ def run(tmp_path, editor, rollback: bool, n: int = 4, batch_size: int = 2, famil
 
 
 @pytest.mark.parametrize("kind", ["ft", "rome", "memit"])
+@pytest.mark.cli   # seconds, not milliseconds: outside the fast tier
 def test_rollback_restores_every_parameter_bit_exactly(tmp_path, kind):
     module, before, metrics = run(tmp_path, small_editor(kind), rollback=True)
     after = module.model.state_dict()

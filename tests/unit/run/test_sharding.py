@@ -96,6 +96,7 @@ def _worker(rank: int, world: int, init_file: str, stats_dir: str, out: str) -> 
         torch.distributed.destroy_process_group()
 
 
+@pytest.mark.cli   # seconds, not milliseconds: outside the fast tier
 def test_sharded_model_edits_and_scores_like_the_whole_model(tmp_path):
     out = str(tmp_path / "result")
     mp.start_processes(_worker, args=(2, str(tmp_path / "init"), str(tmp_path / "stats2"), out), nprocs=2,

@@ -12,6 +12,7 @@ from lit_edit.tasks.registry import get_task, read_task
 from tests.conftest import FACTWORLD, ROOT
 
 
+@pytest.mark.cli   # seconds, not milliseconds: outside the fast tier
 def test_eval_config_scores_every_task_in_both_modes(tmp_path):
     cli = LitEditCLI(args=["--config", str(ROOT / "configs/eval/tasks.yaml"),
                            "--model.init_args.name_or_path", str(ROOT / "checkpoints/factworld-gpt2"),

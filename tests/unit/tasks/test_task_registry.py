@@ -80,6 +80,7 @@ def test_a_task_reads_back_what_it_writes(tmp_path, name):
 
 @pytest.mark.parametrize(("module", "below"), [("lit_edit.generation", "lit_edit.tasks"),
                                                ("lit_edit.tasks.registry", "lit_edit.factworld")])
+@pytest.mark.cli   # seconds, not milliseconds: outside the fast tier
 def test_imports_look_down(module, below):
     """Generation is below the tasks, the tasks below the fact world: importing the lower module alone, in a fresh
     interpreter, loads nothing of the higher package."""
