@@ -10,22 +10,18 @@ from lit_edit.editing.alphaedit import AlphaEditHyperparams, apply_alphaedit, nu
 from lit_edit.editing.requests import EditRequest
 from lit_edit.editors.base import (
     EditContext,
-    Editor,
-    EditorReport,
     EditOutcome,
     changes,
-    check_layers_fit,
-    ffn_weight_names,
     snapshot,
     value_loss_problems,
     value_targets,
 )
 from lit_edit.editors.layer_state import require_setup, unlayered
-from lit_edit.editors.locate_context import LocateContext, value_diagnostics
+from lit_edit.editors.locate_context import LayerLoopEditor, value_diagnostics
 from lit_edit.models.architectures import Architecture
 
 
-class AlphaEdit(Editor):
+class AlphaEdit(LayerLoopEditor):
     """AlphaEdit: MEMIT with the update projected onto the null space of C, remembering earlier batches' keys
     (docs/methods.md §9).
 
@@ -37,16 +33,9 @@ class AlphaEdit(Editor):
     hyperparams_class = AlphaEditHyperparams
 
     def __init__(self, **hyperparams):
-        self.hp = AlphaEditHyperparams(**hyperparams)
-        self._context = LocateContext(self.hp)
+        super().__init__(AlphaEditHyperparams(**hyperparams))
         self._bases: dict[int, torch.Tensor] | None = None
         self._previous: dict[int, torch.Tensor] = {}
-
-    def check_fits(self, model, arch: Architecture) -> None:
-        check_layers_fit(model, arch, self.hp.layers)
-
-    def prompt_prefix_tokens(self, model, tokenizer) -> int:
-        return self._context.longest_prefix(model, tokenizer)
 
     def setup(self, model, tokenizer, arch: Architecture, context: EditContext) -> None:
         # C only gives the null space (the system is Uᵀ G U + αI), so any C is accepted: no solver check
@@ -58,9 +47,6 @@ class AlphaEdit(Editor):
         self._previous = {layer: torch.zeros(basis.shape[0], basis.shape[0], dtype=torch.float64,
                                              device=basis.device) for layer, basis in self._bases.items()}
 
-    def parameter_names(self, model, arch: Architecture) -> list[str]:
-        return ffn_weight_names(arch, self.hp.layers)
-
     def edit(self, model, tokenizer, arch: Architecture, requests: Sequence[EditRequest]) -> EditOutcome:
         require_setup(self._bases, self.name)
         before = snapshot(model, self.parameter_names(model, arch))
@@ -70,13 +56,6 @@ class AlphaEdit(Editor):
         diagnostics.update({f"null_space_dim/layer{layer}": float(b.shape[1]) for layer, b in self._bases.items()})
         return EditOutcome(changes(model, before), diagnostics,
                            value_loss_problems(requests, values, self.hp.values.stop_loss))
-
-    def hyperparameters(self) -> dict:
-        return super().hyperparameters() | {"context_templates": self._context.templates}
-
-    def report(self, model, tokenizer, arch: Architecture, requests: Sequence[EditRequest]) -> EditorReport | None:
-        """The solver that ran and how ill-conditioned each layer's C was (``solver.py``)."""
-        return self._context.solver_report(self.hp.solver)
 
     def state_dict(self) -> dict:
         require_setup(self._bases, self.name)

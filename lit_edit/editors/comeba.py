@@ -14,20 +14,17 @@ from lit_edit.editing.hook_layers import HookBank, gate_scores_by_group
 from lit_edit.editing.requests import EditRequest
 from lit_edit.editors.base import (
     EditContext,
-    Editor,
     EditorReport,
     EditOutcome,
-    check_layers_fit,
-    ffn_weight_names,
     value_loss_problems,
     value_targets,
 )
 from lit_edit.editors.layer_state import layered, require_setup, unlayered
-from lit_edit.editors.locate_context import LocateContext, value_diagnostics
+from lit_edit.editors.locate_context import LayerLoopEditor, value_diagnostics
 from lit_edit.models.architectures import Architecture
 
 
-class COMEBA(Editor):
+class COMEBA(LayerLoopEditor):
     """COMEBA-HK: consecutive batch editing with accumulated keys, in hook layers gated per token (docs/methods.md §8).
 
     Options: the fields of :class:`~lit_edit.editing.comeba.ComebaHyperparams`; ``hooks: false`` is the paper's
@@ -39,17 +36,10 @@ class COMEBA(Editor):
     hyperparams_class = ComebaHyperparams
 
     def __init__(self, **hyperparams):
-        self.hp = ComebaHyperparams(**hyperparams)
+        super().__init__(ComebaHyperparams(**hyperparams))
         self.name = "comeba-hk" if self.hp.hooks else "comeba-wohk"
-        self._context = LocateContext(self.hp)
         self._accumulated: dict[int, AccumulatedKeys] | None = None
         self.bank: HookBank | None = None
-
-    def check_fits(self, model, arch: Architecture) -> None:
-        check_layers_fit(model, arch, self.hp.layers)
-
-    def prompt_prefix_tokens(self, model, tokenizer) -> int:
-        return self._context.longest_prefix(model, tokenizer)
 
     def setup(self, model, tokenizer, arch: Architecture, context: EditContext) -> None:
         self._context.setup(model, tokenizer, arch, context, self.hp.layers, self.hp.solver)
@@ -61,9 +51,6 @@ class COMEBA(Editor):
         if self.hp.hooks:
             self.bank = HookBank(model, arch, self.hp.layers, self.hp.alpha, self.hp.gate_statistics).install()
             self.bank.set_mode("validated")
-
-    def parameter_names(self, model, arch: Architecture) -> list[str]:
-        return ffn_weight_names(arch, self.hp.layers)
 
     def effective_weights(self, model, arch: Architecture) -> dict[str, torch.Tensor]:
         if self.bank is None:
@@ -92,9 +79,6 @@ class COMEBA(Editor):
             diagnostics["hook_bytes"] = float(self.bank.nbytes)
         return EditOutcome({name: after[name] - before[name] for name in after}, diagnostics,
                            value_loss_problems(requests, step.values, self.hp.values.stop_loss))
-
-    def hyperparameters(self) -> dict:
-        return super().hyperparameters() | {"context_templates": self._context.templates}
 
     def report(self, model, tokenizer, arch: Architecture, requests: Sequence[EditRequest]) -> EditorReport | None:
         """Where the gate fires: per layer, the max z of the edit prompts, their rephrasings and unrelated prompts

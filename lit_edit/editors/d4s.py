@@ -10,22 +10,18 @@ from lit_edit.editing.d4s import D4sHyperparams, D4sLayerState, apply_d4s
 from lit_edit.editing.requests import EditRequest
 from lit_edit.editors.base import (
     EditContext,
-    Editor,
-    EditorReport,
     EditOutcome,
     changes,
-    check_layers_fit,
-    ffn_weight_names,
     snapshot,
     value_loss_problems,
     value_targets,
 )
 from lit_edit.editors.layer_state import layered, require_setup, unlayered
-from lit_edit.editors.locate_context import LocateContext, value_diagnostics
+from lit_edit.editors.locate_context import LayerLoopEditor, value_diagnostics
 from lit_edit.models.architectures import Architecture
 
 
-class D4S(Editor):
+class D4S(LayerLoopEditor):
     """D4S: every step solves the batch least squares over all edits so far from running sums (docs/methods.md §7).
 
     Options: the fields of :class:`~lit_edit.editing.d4s.D4sHyperparams`.
@@ -36,16 +32,9 @@ class D4S(Editor):
     hyperparams_class = D4sHyperparams
 
     def __init__(self, **hyperparams):
-        self.hp = D4sHyperparams(**hyperparams)
-        self._context = LocateContext(self.hp)
+        super().__init__(D4sHyperparams(**hyperparams))
         self._states: dict[int, D4sLayerState] | None = None
         self._w0: dict[int, torch.Tensor] = {}
-
-    def check_fits(self, model, arch: Architecture) -> None:
-        check_layers_fit(model, arch, self.hp.layers)
-
-    def prompt_prefix_tokens(self, model, tokenizer) -> int:
-        return self._context.longest_prefix(model, tokenizer)
 
     def setup(self, model, tokenizer, arch: Architecture, context: EditContext) -> None:
         self._context.setup(model, tokenizer, arch, context, self.hp.layers, self.hp.solver)
@@ -53,9 +42,6 @@ class D4S(Editor):
         self._states = {layer: D4sLayerState(self._context.second_moment_on(model, arch, layer),
                                              arch.to_math(self._w0[layer]).shape[0], self.hp, where=f"layer {layer}")
                         for layer in self.hp.layers}
-
-    def parameter_names(self, model, arch: Architecture) -> list[str]:
-        return ffn_weight_names(arch, self.hp.layers)
 
     def edit(self, model, tokenizer, arch: Architecture, requests: Sequence[EditRequest]) -> EditOutcome:
         require_setup(self._states, self.name)
@@ -67,13 +53,6 @@ class D4S(Editor):
             diagnostics[f"delta_l1_per_numel/layer{update.layer}"] = float(update.delta.abs().mean())
         return EditOutcome(changes(model, before), diagnostics,
                            value_loss_problems(requests, values, self.hp.values.stop_loss))
-
-    def hyperparameters(self) -> dict:
-        return super().hyperparameters() | {"context_templates": self._context.templates}
-
-    def report(self, model, tokenizer, arch: Architecture, requests: Sequence[EditRequest]) -> EditorReport | None:
-        """The solver that ran and how ill-conditioned each layer's C was (``solver.py``)."""
-        return self._context.solver_report(self.hp.solver)
 
     def state_dict(self) -> dict:
         require_setup(self._states, self.name)

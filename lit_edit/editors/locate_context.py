@@ -7,9 +7,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from lit_edit.editing.contexts import ContextTemplateHyperparams, sample_context_templates
+from lit_edit.editing.memit import LocateHyperparams
 from lit_edit.editing.solver import PreparedMoment, SecondMomentSolver, solver_report
 from lit_edit.editing.values import ValueResult
-from lit_edit.editors.base import EditContext, EditorReport
+from lit_edit.editors.base import EditContext, Editor, EditorReport, check_layers_fit, ffn_weight_names
 from lit_edit.models.architectures import Architecture
 from lit_edit.stats import second_moments_for
 
@@ -74,6 +75,33 @@ class LocateContext:
         if self.second_moments is None:
             return None
         return EditorReport({"second_moment_solver": solver_report(self.second_moments, solver)})
+
+
+class LayerLoopEditor(Editor):
+    """An editor of MEMIT's layer loop over ``hp.layers`` (MEMIT, D4S, COMEBA-HK, AlphaEdit): it owns a
+    :class:`LocateContext`, and the parts of the editor interface that only ask it are answered here once (the layers
+    fit the model, the templates' prefix, the edited weights, the templates in the run record, the solver report).
+    A method's own state and its edit step stay in its editor file."""
+
+    def __init__(self, hp: LocateHyperparams):
+        self.hp = hp
+        self._context = LocateContext(hp)
+
+    def check_fits(self, model, arch: Architecture) -> None:
+        check_layers_fit(model, arch, self.hp.layers)
+
+    def prompt_prefix_tokens(self, model, tokenizer) -> int:
+        return self._context.longest_prefix(model, tokenizer)
+
+    def parameter_names(self, model, arch: Architecture) -> list[str]:
+        return ffn_weight_names(arch, self.hp.layers)
+
+    def hyperparameters(self) -> dict:
+        return super().hyperparameters() | {"context_templates": self._context.templates}
+
+    def report(self, model, tokenizer, arch: Architecture, requests) -> EditorReport | None:
+        """The solver that ran and how ill-conditioned each layer's C was (``solver.py``)."""
+        return self._context.solver_report(self.hp.solver)
 
 
 def value_diagnostics(values: ValueResult) -> dict[str, float]:

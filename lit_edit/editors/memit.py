@@ -8,21 +8,18 @@ from lit_edit.editing.memit import MemitHyperparams, apply_memit
 from lit_edit.editing.requests import EditRequest
 from lit_edit.editors.base import (
     EditContext,
-    Editor,
     EditorReport,
     EditOutcome,
     changes,
-    check_layers_fit,
-    ffn_weight_names,
     snapshot,
     value_loss_problems,
     value_targets,
 )
-from lit_edit.editors.locate_context import LocateContext, value_diagnostics
+from lit_edit.editors.locate_context import LayerLoopEditor, value_diagnostics
 from lit_edit.models.architectures import Architecture
 
 
-class MEMIT(Editor):
+class MEMIT(LayerLoopEditor):
     """MEMIT: a batch of requests spread over ``layers`` (docs/methods.md §3).
 
     Options: the fields of :class:`~lit_edit.editing.memit.MemitHyperparams`.
@@ -32,14 +29,7 @@ class MEMIT(Editor):
     hyperparams_class = MemitHyperparams
 
     def __init__(self, **hyperparams):
-        self.hp = MemitHyperparams(**hyperparams)
-        self._context = LocateContext(self.hp)
-
-    def check_fits(self, model, arch: Architecture) -> None:
-        check_layers_fit(model, arch, self.hp.layers)
-
-    def prompt_prefix_tokens(self, model, tokenizer) -> int:
-        return self._context.longest_prefix(model, tokenizer)
+        super().__init__(MemitHyperparams(**hyperparams))
 
     def setup(self, model, tokenizer, arch: Architecture, context: EditContext) -> None:
         self._context.setup(model, tokenizer, arch, context, self.hp.layers, self.hp.solver)
@@ -47,9 +37,6 @@ class MEMIT(Editor):
     @property
     def template_groups(self) -> list[list[str]]:
         return self._context.template_groups
-
-    def parameter_names(self, model, arch: Architecture) -> list[str]:
-        return ffn_weight_names(arch, self.hp.layers)
 
     def edit(self, model, tokenizer, arch: Architecture, requests: Sequence[EditRequest]) -> EditOutcome:
         if self._context.second_moments is None:
@@ -59,9 +46,6 @@ class MEMIT(Editor):
                                 self._context.second_moments)
         return EditOutcome(changes(model, before), value_diagnostics(values),
                            value_loss_problems(requests, values, self.hp.values.stop_loss))
-
-    def hyperparameters(self) -> dict:
-        return super().hyperparameters() | {"context_templates": self._context.templates}
 
     def report(self, model, tokenizer, arch: Architecture, requests: Sequence[EditRequest]) -> EditorReport | None:
         """The solver that ran and how ill-conditioned each layer's C was (``solver.py``)."""
