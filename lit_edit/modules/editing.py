@@ -8,9 +8,9 @@ tasks), ``run_export.py`` (``edits.safetensors``, the Hugging Face folder), ``re
 holds), ``processes.py`` (several processes). The :class:`~lit_edit.loops.ConsecutiveEditingLoop` calls it through
 :class:`~lit_edit.loops.contract.EditingRun`, following the :class:`~lit_edit.loops.contract.Schedule` it hands over.
 
-Modes are ``batch_size`` (of the edit data) × ``rollback``: with rollback the edited parameters are restored
-bit-exactly after every step (single / batch-single), without it the edits accumulate (instance-sequential /
-batch-sequential).
+Modes are ``batch_size`` (of the edit data) × ``rollback``: with rollback the edited parameters and the editor's
+state (accumulated keys, hook layers) are restored bit-exactly after every step (single / batch-single), so every
+step edits the unedited model; without it the edits accumulate (instance-sequential / batch-sequential).
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ class EditingModule(ResumableRun, L.LightningModule):
     Args:
         name_or_path: a Hugging Face causal LM folder (or hub name when online).
         editor: the method (``lit_edit.editors``: ROME, MEMIT, FT, ...).
-        rollback: restore the edited parameters after every step (single / batch-single modes).
+        rollback: restore the edited parameters and the editor's state after every step (single / batch-single).
         families: edit-metric families (``token``, ``probability``, ``generation``, ``counterfact``; see
             ``lit_edit.metrics``).
         dtype: model dtype (``float32``, ``bfloat16``, ``float16``).
@@ -134,6 +134,7 @@ class EditingModule(ResumableRun, L.LightningModule):
         self.sharding = None   # set by configure_model under a model-sharding strategy (lit_edit.sharding)
         self.scores = EditScores(self.families, max_new_tokens, eval_batch_size)
         self.results: dict = {}
+        self.setup_state: dict | None = None    # the editor's state after setup, for rollback (setup_run)
         self.stop_reason: str | None = None
 
     # ------------------------------------------------------------------------------------------ helpers
@@ -196,6 +197,8 @@ class EditingModule(ResumableRun, L.LightningModule):
                           EditContext(str(self.hparams.name_or_path), self.statistics, progress=progress,
                                       ranks=self.ranks))
         self.originals = self._effective()
+        # with rollback every step starts from the editor's state as setup built it (D4S, COMEBA-HK, AlphaEdit)
+        self.setup_state = self.editor.state_snapshot() if self.hparams.rollback and self.editor.accumulates else None
         if self.run_export.exports:
             self.run_export.base_sha256 = weights_sha256(self.model)   # of the unedited model
         self.run_export.check_editor(self.editor)
@@ -262,6 +265,8 @@ class EditingModule(ResumableRun, L.LightningModule):
             with torch.no_grad():
                 for n, value in saved.items():
                     self.model.get_parameter(n).copy_(value)
+            if self.setup_state is not None:
+                self.editor.load_state_dict(self.setup_state)
         self.recorder.add_step(row)
         self._log({k: v for k, v in row.items() if k != "step"}, step=n_edits)
 
