@@ -135,6 +135,7 @@ class EditingModule(ResumableRun, L.LightningModule):
         self.scores = EditScores(self.families, max_new_tokens, eval_batch_size)
         self.results: dict = {}
         self.setup_state: dict | None = None    # the editor's state after setup, for rollback (setup_run)
+        self.last_step_report = None   # with that reset: the editor's report on the last step, before its rollback
         self.stop_reason: str | None = None
 
     # ------------------------------------------------------------------------------------------ helpers
@@ -150,6 +151,9 @@ class EditingModule(ResumableRun, L.LightningModule):
     def _changed_weights(self) -> dict[str, torch.Tensor]:
         """The edited parameters that differ from the loaded model (exact CPU copies)."""
         return changed_parameters(self.model, self.editor.parameter_names(self.model, self.arch), self.originals)
+
+    def _last_step(self, batch_idx: int) -> bool:
+        return batch_idx + 1 >= self.trainer.num_test_batches[0] or self.stop_reason is not None
 
     def _log(self, values: dict, step: int) -> None:
         numbers = {k: v for k, v in values.items() if isinstance(v, (int, float)) and v is not None}
@@ -258,9 +262,10 @@ class EditingModule(ResumableRun, L.LightningModule):
                                       self.results["optimisation"], self.hparams.stop_on_divergence) or self.stop_reason
         if self.downstream is not None:    # before a rollback: the model holding this step's edits
             periodic = self.downstream_config.periodic and self.schedule.periodic_after(batch_idx + 1)
-            last = batch_idx + 1 >= self.trainer.num_test_batches[0] or self.stop_reason is not None
-            if periodic or (self.hparams.rollback and last):
+            if periodic or (self.hparams.rollback and self._last_step(batch_idx)):
                 self.downstream.evaluate(self.model, self.tokenizer, n_edits)
+        if self.setup_state is not None and self._last_step(batch_idx):    # before the state goes back to setup's
+            self.last_step_report = self.editor.report(self.model, self.tokenizer, self.arch, batch)
         if saved is not None:
             with torch.no_grad():
                 for n, value in saved.items():
@@ -292,7 +297,7 @@ class EditingModule(ResumableRun, L.LightningModule):
         results["monitors"]["final"] = self._monitors()
         if self.downstream is not None:
             results.update(self.downstream.finish(self.model, self.tokenizer, len(self.applied), self.hparams.rollback))
-        report = self.editor.report(self.model, self.tokenizer, self.arch, self.applied)
+        report = self.last_step_report or self.editor.report(self.model, self.tokenizer, self.arch, self.applied)
         record_editor_report(self.recorder, report, results)
         results["exports"] = "being written" if self.run_export.exports else None
         results["seconds"] = time.perf_counter() - self.started

@@ -59,7 +59,7 @@ def run(tmp_path, kind: str, folder: str, rollback: bool, start: int, n: int):
 def test_each_rolled_back_step_equals_a_fresh_run_of_its_request_alone(tmp_path, kind):
     module, before, rows, metrics = run(tmp_path, kind, "single", rollback=True, start=0, n=3)
     assert metrics["mode"]["name"] == "single" and metrics["n_edits"] == 3
-    alone, _, alone_rows, _ = run(tmp_path, kind, "alone", rollback=False, start=2, n=1)
+    alone, _, alone_rows, alone_metrics = run(tmp_path, kind, "alone", rollback=False, start=2, n=1)
     assert rows[2]["record_id"] == alone_rows[0]["record_id"]
     third, fresh = module.editor._updates[2], alone.editor._updates[0]
     assert set(third) == set(fresh) and any(bool(d.abs().sum() > 0) for d in fresh.values())   # a real edit
@@ -67,6 +67,10 @@ def test_each_rolled_back_step_equals_a_fresh_run_of_its_request_alone(tmp_path,
         assert torch.equal(third[name], fresh[name]), name
     immediate = [c for c in alone_rows[0] if c.startswith("immediate/")]
     assert immediate and all(rows[2][c] == alone_rows[0][c] != "" for c in immediate), (rows[2], alone_rows[0])
+    # the editor's report (COMEBA-HK: where the gate fires) is the last step's, taken before its rollback
+    assert metrics["editor_report"] == alone_metrics["editor_report"]
+    if kind == "comeba":
+        assert metrics["editor_report"]["gate"]["0"]["edited"]["prompts"] == 1
     # the run leaves the model, the effective weights (COMEBA-HK's hook layers) and the editor's state as set up
     after = module.model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
