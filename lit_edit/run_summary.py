@@ -29,7 +29,7 @@ def edit_metric_lines(metrics: dict) -> list[str]:
     if not families:
         return ["edit metrics: none scored"]
     source = metrics.get("final_source")
-    lines = [f"edit metrics, pre → final{f' ({source})' if source else ''}:",
+    lines = [f"edit metrics, pre → final{f' [final: {source}]' if source else ''}:",
              f"  {'family':<12}" + "".join(f"{m:>18}" for m in EDIT_METRICS)]
     for family in families:
         cells = [f"{_number(pre.get(family, {}).get(m))} → {_number(final.get(family, {}).get(m))}"

@@ -60,7 +60,7 @@ def test_a_clean_run_prints_every_family_every_task_and_the_paths():
     folder = Path("runs/memit")
     assert summary_text(_metrics(), folder).splitlines() == [
         "[lit-edit] 300 edits (batch-sequential, memit) in 385.5 s",
-        "edit metrics, pre → final (all edits scored after the last step):",
+        "edit metrics, pre → final [final: all edits scored after the last step]:",
         "  family             reliability        generality          locality       portability",
         "  token            0.117 → 0.405     0.120 → 0.177     1.000 → 0.505     0.227 → 0.297",
         "  probability      0.000 → 0.533     0.110 → 0.473     0.997 → 0.940             – → –",
