@@ -313,9 +313,13 @@ class EditingModule(ResumableRun, L.LightningModule):
             self.recorder.write_json("metrics.json", results)
         check_identical(results["processes"], self.editor.name, self.recorder.directory)
         if results["final"] is not None:
-            self._log({f"final/{k}": v for k, v in flat(results["final"]).items()}, step=len(self.applied))
+            final = flat(results["final"])
+            # hp_metric: TensorBoard's HPARAMS view puts each run's settings beside its final token reliability
+            hp_metric = {"hp_metric": final["token/reliability"]} if "token/reliability" in final else {}
+            self._log({**{f"final/{k}": v for k, v in final.items()}, **hp_metric}, step=len(self.applied))
         if self.ranks.is_zero:
-            plot_run(self.recorder, results, self.families[0], self.hparams.rollback, self.pre_monitors,
+            plot_run(self.recorder, results, Path(self.hparams.name_or_path).name, self.families[0],
+                     self.hparams.rollback, self.pre_monitors,
                      results["downstream_curve"] if self.downstream is not None else None, self.editor, report)
         if export_error is not None:
             raise export_error
