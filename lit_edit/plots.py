@@ -12,7 +12,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
-def _save(figure, path: Path) -> Path:
+def _save(figure, path: Path, title: str = "") -> Path:
+    """Write ``figure`` to ``path`` (PNG, atomically), titled ``title`` above its panels where given."""
+    if title:
+        figure.suptitle(title)
     tmp = path.with_name(f".{path.stem}.tmp.png")
     figure.savefig(tmp, dpi=110, bbox_inches="tight")
     plt.close(figure)
@@ -20,7 +23,7 @@ def _save(figure, path: Path) -> Path:
     return path
 
 
-def plot_edit_metrics(curve: list[dict], family: str, path: Path) -> Path:
+def plot_edit_metrics(curve: list[dict], family: str, path: Path, title: str = "") -> Path:
     """All edits so far, scored at each evaluation point: one line per metric of ``family``."""
     figure, ax = plt.subplots(figsize=(6, 4))
     for metric in ("reliability", "generality", "locality", "portability"):
@@ -31,10 +34,10 @@ def plot_edit_metrics(curve: list[dict], family: str, path: Path) -> Path:
     ax.set(xlabel="number of edits", ylabel=f"{family} score (all edits so far)", ylim=(-0.02, 1.02))
     ax.legend()
     ax.grid(alpha=0.3)
-    return _save(figure, path)
+    return _save(figure, path, title)
 
 
-def plot_retention(retention: list[dict], key: str, path: Path) -> Path:
+def plot_retention(retention: list[dict], key: str, path: Path, title: str = "") -> Path:
     """``key`` of the first and of the latest cohort of edits at each evaluation point."""
     figure, ax = plt.subplots(figsize=(6, 4))
     for cohort in ("first_cohort", "latest_cohort"):
@@ -44,10 +47,10 @@ def plot_retention(retention: list[dict], key: str, path: Path) -> Path:
     ax.set(xlabel="number of edits", ylabel=key, ylim=(-0.02, 1.02), title="retention")
     ax.legend()
     ax.grid(alpha=0.3)
-    return _save(figure, path)
+    return _save(figure, path, title)
 
 
-def plot_monitors(steps: list[dict], path: Path) -> Path:
+def plot_monitors(steps: list[dict], path: Path, title: str = "") -> Path:
     """‖W‖₁/numel and ‖W − W₀‖_F per edited matrix, and the perplexity, against the number of edits."""
     figure, axes = plt.subplots(1, 3, figsize=(15, 4))
     x = [s["n_edits"] for s in steps]
@@ -64,10 +67,10 @@ def plot_monitors(steps: list[dict], path: Path) -> Path:
     axes[2].set(xlabel="number of edits", title="perplexity (fixed text)")
     axes[2].ticklabel_format(axis="y", useOffset=False)
     axes[2].grid(alpha=0.3)
-    return _save(figure, path)
+    return _save(figure, path, title)
 
 
-def plot_downstream(curve: list[dict], path: Path) -> Path:
+def plot_downstream(curve: list[dict], path: Path, title: str = "") -> Path:
     """The headline metric of each downstream task and mode against the number of edits (one panel per task)."""
     from lit_edit.tasks.registry import get_task
 
@@ -87,7 +90,7 @@ def plot_downstream(curve: list[dict], path: Path) -> Path:
         ax.legend(fontsize=7)
     for ax in list(axes.flat)[len(tasks):]:
         ax.axis("off")
-    return _save(figure, path)
+    return _save(figure, path, title)
 
 
 def plot_gate_scores(max_z: dict, alphas: dict, path: Path) -> Path:

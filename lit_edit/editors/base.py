@@ -7,6 +7,7 @@ roll back, monitor norms and apply transforms without knowing the method.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
@@ -76,8 +77,9 @@ class EditorReport:
 class Editor:
     """Base class. Subclasses set ``name`` and implement :meth:`parameter_names` and :meth:`edit`.
 
-    ``accumulates``: the method carries edits across steps in its own state (D4S, COMEBA-HK, AlphaEdit), so
-    restoring the weights after a step (rollback) would not undo it; the editing module refuses that mode.
+    ``accumulates``: the method carries edits across steps in its own state (D4S, COMEBA-HK, AlphaEdit: running
+    sums, earlier keys, hook layers), so restoring the weights after a step (rollback) does not undo it alone; the
+    editing module also loads back :meth:`state_snapshot` of the state :meth:`setup` built.
     """
 
     name = "editor"
@@ -133,6 +135,13 @@ class Editor:
     def state_dict(self) -> dict:
         """State carried across edits (none for stateless methods)."""
         return {}
+
+    def state_snapshot(self) -> dict:
+        """A copy of :meth:`state_dict` that later edits cannot change (tensors cloned), to give back to
+        :meth:`load_state_dict`: a rollback run takes it after :meth:`setup` and loads it after every step, so that
+        each step edits with the state setup built (no accumulated keys, empty hook layers)."""
+        return {key: value.detach().clone() if isinstance(value, torch.Tensor) else copy.deepcopy(value)
+                for key, value in self.state_dict().items()}
 
     def load_state_dict(self, state: dict) -> None:
         if state:

@@ -38,6 +38,7 @@ from lightning.pytorch.trainer.states import RunningStage, TrainerFn
 from lit_edit.io import DiskFullError
 from lit_edit.loops.contract import EditingRun, Schedule
 from lit_edit.run_state import STATE_FILE, check_fingerprint, load_run_state, new_run_state, restore_rng, save_run_state
+from lit_edit.run_summary import summary_text
 from lit_edit.signals import interrupts_deferred
 
 
@@ -212,8 +213,7 @@ class ConsecutiveEditingLoop(_EvaluationLoop):
                 self._save_state(module)     # the end state, before the final scores (a resume redoes only them)
             results = module.finish_run(evaluate_final=self.eval_final)
             if self.trainer.is_global_zero:
-                print(f"[lit-edit] {results['n_edits']} edits ({results['mode']['name']}, {results['method']}) "
-                      f"in {results['seconds']:.1f} s; results in {module.run_folder}")
+                print(summary_text(results, module.run_folder), flush=True)
         return super().on_run_end()
 
 

@@ -8,9 +8,9 @@ tasks), ``run_export.py`` (``edits.safetensors``, the Hugging Face folder), ``re
 holds), ``processes.py`` (several processes). The :class:`~lit_edit.loops.ConsecutiveEditingLoop` calls it through
 :class:`~lit_edit.loops.contract.EditingRun`, following the :class:`~lit_edit.loops.contract.Schedule` it hands over.
 
-Modes are ``batch_size`` (of the edit data) × ``rollback``: with rollback the edited parameters are restored
-bit-exactly after every step (single / batch-single), without it the edits accumulate (instance-sequential /
-batch-sequential).
+Modes are ``batch_size`` (of the edit data) × ``rollback``: with rollback the edited parameters and the editor's
+state (accumulated keys, hook layers) are restored bit-exactly after every step (single / batch-single), so every
+step edits the unedited model; without it the edits accumulate (instance-sequential / batch-sequential).
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ class EditingModule(ResumableRun, L.LightningModule):
     Args:
         name_or_path: a Hugging Face causal LM folder (or hub name when online).
         editor: the method (``lit_edit.editors``: ROME, MEMIT, FT, ...).
-        rollback: restore the edited parameters after every step (single / batch-single modes).
+        rollback: restore the edited parameters and the editor's state after every step (single / batch-single).
         families: edit-metric families (``token``, ``probability``, ``generation``, ``counterfact``; see
             ``lit_edit.metrics``).
         dtype: model dtype (``float32``, ``bfloat16``, ``float16``).
@@ -134,6 +134,8 @@ class EditingModule(ResumableRun, L.LightningModule):
         self.sharding = None   # set by configure_model under a model-sharding strategy (lit_edit.sharding)
         self.scores = EditScores(self.families, max_new_tokens, eval_batch_size)
         self.results: dict = {}
+        self.setup_state: dict | None = None    # the editor's state after setup, for rollback (setup_run)
+        self.last_step_report = None   # with that reset: the editor's report on the last step, before its rollback
         self.stop_reason: str | None = None
 
     # ------------------------------------------------------------------------------------------ helpers
@@ -149,6 +151,9 @@ class EditingModule(ResumableRun, L.LightningModule):
     def _changed_weights(self) -> dict[str, torch.Tensor]:
         """The edited parameters that differ from the loaded model (exact CPU copies)."""
         return changed_parameters(self.model, self.editor.parameter_names(self.model, self.arch), self.originals)
+
+    def _last_step(self, batch_idx: int) -> bool:
+        return batch_idx + 1 >= self.trainer.num_test_batches[0] or self.stop_reason is not None
 
     def _log(self, values: dict, step: int) -> None:
         numbers = {k: v for k, v in values.items() if isinstance(v, (int, float)) and v is not None}
@@ -196,6 +201,8 @@ class EditingModule(ResumableRun, L.LightningModule):
                           EditContext(str(self.hparams.name_or_path), self.statistics, progress=progress,
                                       ranks=self.ranks))
         self.originals = self._effective()
+        # with rollback every step starts from the editor's state as setup built it (D4S, COMEBA-HK, AlphaEdit)
+        self.setup_state = self.editor.state_snapshot() if self.hparams.rollback and self.editor.accumulates else None
         if self.run_export.exports:
             self.run_export.base_sha256 = weights_sha256(self.model)   # of the unedited model
         self.run_export.check_editor(self.editor)
@@ -255,13 +262,16 @@ class EditingModule(ResumableRun, L.LightningModule):
                                       self.results["optimisation"], self.hparams.stop_on_divergence) or self.stop_reason
         if self.downstream is not None:    # before a rollback: the model holding this step's edits
             periodic = self.downstream_config.periodic and self.schedule.periodic_after(batch_idx + 1)
-            last = batch_idx + 1 >= self.trainer.num_test_batches[0] or self.stop_reason is not None
-            if periodic or (self.hparams.rollback and last):
+            if periodic or (self.hparams.rollback and self._last_step(batch_idx)):
                 self.downstream.evaluate(self.model, self.tokenizer, n_edits)
+        if self.setup_state is not None and self._last_step(batch_idx):    # before the state goes back to setup's
+            self.last_step_report = self.editor.report(self.model, self.tokenizer, self.arch, batch)
         if saved is not None:
             with torch.no_grad():
                 for n, value in saved.items():
                     self.model.get_parameter(n).copy_(value)
+            if self.setup_state is not None:
+                self.editor.load_state_dict(self.setup_state)
         self.recorder.add_step(row)
         self._log({k: v for k, v in row.items() if k != "step"}, step=n_edits)
 
@@ -287,7 +297,7 @@ class EditingModule(ResumableRun, L.LightningModule):
         results["monitors"]["final"] = self._monitors()
         if self.downstream is not None:
             results.update(self.downstream.finish(self.model, self.tokenizer, len(self.applied), self.hparams.rollback))
-        report = self.editor.report(self.model, self.tokenizer, self.arch, self.applied)
+        report = self.last_step_report or self.editor.report(self.model, self.tokenizer, self.arch, self.applied)
         record_editor_report(self.recorder, report, results)
         results["exports"] = "being written" if self.run_export.exports else None
         results["seconds"] = time.perf_counter() - self.started
@@ -303,9 +313,13 @@ class EditingModule(ResumableRun, L.LightningModule):
             self.recorder.write_json("metrics.json", results)
         check_identical(results["processes"], self.editor.name, self.recorder.directory)
         if results["final"] is not None:
-            self._log({f"final/{k}": v for k, v in flat(results["final"]).items()}, step=len(self.applied))
+            final = flat(results["final"])
+            # hp_metric: TensorBoard's HPARAMS view puts each run's settings beside its final token reliability
+            hp_metric = {"hp_metric": final["token/reliability"]} if "token/reliability" in final else {}
+            self._log({**{f"final/{k}": v for k, v in final.items()}, **hp_metric}, step=len(self.applied))
         if self.ranks.is_zero:
-            plot_run(self.recorder, results, self.families[0], self.hparams.rollback, self.pre_monitors,
+            plot_run(self.recorder, results, Path(self.hparams.name_or_path).name, self.families[0],
+                     self.hparams.rollback, self.pre_monitors,
                      results["downstream_curve"] if self.downstream is not None else None, self.editor, report)
         if export_error is not None:
             raise export_error

@@ -40,10 +40,6 @@ def check_module_options(editor, rollback: bool, monitor_docs: int, eval_batch_s
     ``model.<option>``)."""
     if editor is None:
         raise ValueError("EditingModule needs an editor (e.g. class_path: lit_edit.editors.MEMIT)")
-    if rollback and editor.accumulates:
-        raise ValueError(f"model.rollback is true, but {editor.name} accumulates its edits in its own state "
-                         "(restoring the weights would not undo them); use rollback: false "
-                         "(instance- or batch-sequential)")
     for option, value, low in (("monitor_docs", monitor_docs, 1), ("eval_batch_size", eval_batch_size, 1),
                                 ("max_new_tokens", max_new_tokens, 1)):
         if value < low:

@@ -104,11 +104,19 @@ def record_editor_report(recorder: RunRecorder, report: EditorReport | None, res
     results["editor_report"] = report.summary
 
 
-def plot_run(recorder: RunRecorder, results: dict, family: str, rollback: bool, pre_monitors: dict,
+def run_title(model: str, results: dict) -> str:
+    """What every plot of a run is titled: the model's folder name, the method, the mode and the number of edits."""
+    return f"{model} · {results['method']} · {results['mode']['name']} · {results['n_edits']} edits"
+
+
+def plot_run(recorder: RunRecorder, results: dict, model: str, family: str, rollback: bool, pre_monitors: dict,
              downstream_curve: list[dict] | None, editor: Editor, report: EditorReport | None) -> None:
-    """The run's PNG plots (``plots/``): the edit metrics against the number of edits, the retention of the first
-    and latest cohorts, the monitors, the downstream curve and the editor's own plots."""
+    """The run's PNG plots (``plots/``), each titled :func:`run_title`: the edit metrics against the number of
+    edits, the retention of the first and latest cohorts, the monitors, the downstream curve and the editor's own
+    plots."""
     from lit_edit.plots import plot_downstream, plot_edit_metrics, plot_monitors, plot_retention
+
+    title = run_title(model, results)
 
     curve = ([{"n_edits": 0, "scores": flat(results["pre"])}] if results["pre"] else []) + results["periodic"]
     if not rollback and results["final"] is not None:
@@ -116,13 +124,13 @@ def plot_run(recorder: RunRecorder, results: dict, family: str, rollback: bool, 
     plots = recorder.directory / "plots"
     plots.mkdir(exist_ok=True)
     if curve:
-        plot_edit_metrics(curve, family, plots / "edit_metrics.png")
+        plot_edit_metrics(curve, family, plots / "edit_metrics.png", title)
     if results["retention"]:
-        plot_retention(results["retention"], f"{family}/reliability", plots / "retention.png")
+        plot_retention(results["retention"], f"{family}/reliability", plots / "retention.png", title)
     if recorder.steps:
-        plot_monitors([{"n_edits": 0, **pre_monitors}] + recorder.steps, plots / "monitors.png")
+        plot_monitors([{"n_edits": 0, **pre_monitors}] + recorder.steps, plots / "monitors.png", title)
     if downstream_curve is not None:
-        plot_downstream(downstream_curve, plots / "downstream.png")
+        plot_downstream(downstream_curve, plots / "downstream.png", title)
     if report is not None:
         editor.plot_report(report, plots)
 

@@ -10,6 +10,7 @@ import yaml
 
 from lit_edit.factworld.build import WorldSettings, build
 from lit_edit.models import load_model_and_tokenizer
+from lit_edit.run_summary import summary_text
 from tests.conftest import ROOT
 from tests.edit_configs import method_config, registered_methods
 
@@ -102,8 +103,11 @@ def test_the_main_job_edits_and_writes_the_run_folder(tmp_path):
                       "--model.init_args.statistics.cache_dir", str(tmp_path / "stats"),
                       "--model.init_args.cache_dir", str(tmp_path / "cache"),
                       "--model.init_args.downstream.subset", "12")
-    assert f"results in {folder}" in result.stdout
     metrics = json.loads((folder / "metrics.json").read_text())
+    # the run ends with its table (lit_edit/run_summary.py), read from the metrics.json it wrote
+    assert result.stdout.rstrip().endswith(summary_text(metrics, folder)), result.stdout[-3000:]
+    for line in ("  token ", "  open_domain_qa    corrected em ", "warnings: none", f"  {folder / 'metrics.json'}"):
+        assert f"\n{line}" in result.stdout, line
     assert metrics["method"] == "memit" and metrics["n_edits"] == 10 and metrics["seconds"] > 0
     assert metrics["mode"] == {"batch_size": 5, "rollback": False, "name": "batch-sequential"}
     for when in ("pre", "final"):

@@ -1,5 +1,5 @@
-"""The seed methods through the editors and the CLI: RECT's exact count on a real edit, the rollback refusal,
-and a short COMEBA-HK run on the shipped fact-world model."""
+"""The seed methods through the editors and the CLI: RECT's exact count on a real edit, every mode for the methods
+that accumulate, and a short COMEBA-HK run on the shipped fact-world model."""
 
 import json
 
@@ -48,15 +48,15 @@ def test_rect_keeps_exactly_k_percent_of_a_rome_update_and_the_kept_entries_unch
 
 
 @pytest.mark.parametrize("method", SEQUENTIAL)
-def test_accumulating_methods_run_sequentially_and_refuse_rollback(method):
+def test_accumulating_methods_compose_with_every_mode_rollback_included(method):
+    """Each mode overlay gives the accumulating method its batch size and rollback; with rollback every step edits
+    with the state setup built (tests/unit/run/test_rollback_accumulating.py)."""
     for mode, rollback in MODES.items():
         args = [*method_config(method), "--config", str(ROOT / f"configs/edit/modes/{mode}.yaml"),
                 "--trainer.logger", "false"]
-        if rollback:
-            with pytest.raises(ValueError, match="accumulates its edits"):
-                LitEditCLI(args=args, run=False)
-        else:
-            assert LitEditCLI(args=args, run=False).model.editor.accumulates
+        cli = LitEditCLI(args=args, run=False)
+        assert cli.model.editor.accumulates and cli.model.hparams.rollback is rollback, mode
+        assert cli.datamodule.hparams.batch_size == (1 if mode in ("single", "instance_sequential") else 10), mode
 
 
 def test_comeba_hk_run_edits_through_hooks_only_and_reports_its_gate(tmp_path):

@@ -64,8 +64,8 @@ def run(tmp_path, editor, rollback: bool, n: int = 4, batch_size: int = 2, famil
                                                        cache_dir=str(tmp_path / "stats"), max_tokens=4000))
     before = {k: v.clone() for k, v in module.model.state_dict().items()}
     data = EditDataModule(root=str(FACTWORLD), n=n, batch_size=batch_size)
-    trainer = EditTrainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
-                          **trainer_args)
+    trainer = EditTrainer(**{"accelerator": "cpu", "logger": False, "enable_progress_bar": False,
+                             "enable_model_summary": False, **trainer_args})
     trainer.test(module, datamodule=data, verbose=False)
     metrics = json.loads((tmp_path / folder / "metrics.json").read_text())
     return module, before, metrics
@@ -259,3 +259,32 @@ def test_only_a_module_with_the_whole_contract_is_driven_as_an_editing_run(tmp_p
                           default_root_dir=str(tmp_path), resume_from=str(tmp_path / "run"))
     with pytest.raises(ValueError, match="trainer.resume_from is set, but _HalfARun is not an editing run"):
         trainer.test(_HalfARun(), verbose=False)
+
+
+@pytest.mark.cli   # seconds, not milliseconds: outside the fast tier
+def test_hp_metric_is_the_final_token_reliability_and_the_plots_name_the_run(tmp_path, monkeypatch):
+    """TensorBoard's HPARAMS view reads ``hp_metric``: the final token reliability; every plot of the run is titled
+    with the model's folder, the method, the mode and the number of edits."""
+    from lightning.pytorch.loggers import CSVLogger
+
+    import lit_edit.plots
+
+    titles, save = {}, lit_edit.plots._save
+
+    def keep_title(figure, path, title=""):
+        written = save(figure, path, *([title] if title else []))
+        titles[path.name] = figure.get_suptitle()
+        return written
+
+    monkeypatch.setattr(lit_edit.plots, "_save", keep_title)
+    logger = CSVLogger(str(tmp_path / "logs"), name="csv")
+    _, _, metrics = run(tmp_path, small_editor("ft"), rollback=False, n=4, batch_size=2, eval_every_n_batches=1,
+                        logger=logger)
+    with open(logger.log_dir + "/metrics.csv") as f:
+        logged = [row for row in csv.DictReader(f) if row.get("hp_metric")]
+    assert len(logged) == 1 and float(logged[0]["hp_metric"]) == pytest.approx(
+        metrics["final"]["token"]["reliability"], abs=1e-7)
+    assert float(logged[0]["hp_metric"]) == pytest.approx(float(logged[0]["final/token/reliability"]), abs=1e-7)
+    expected = f"factworld-gpt2 · {metrics['method']} · batch-sequential · 4 edits"
+    assert set(titles) == {"edit_metrics.png", "retention.png", "monitors.png"}
+    assert all(title == expected for title in titles.values()), titles
