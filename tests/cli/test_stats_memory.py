@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+ROOT = Path(__file__).resolve().parents[2]   # run as a script too: no package import of tests
 
 CONTEXT = 131_072
 LAYERS = (0, 1)
