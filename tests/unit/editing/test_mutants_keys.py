@@ -27,7 +27,7 @@ def _direct_inputs(model, tokenizer, module, rule):
     for prompt, subject, index in zip(PROMPTS, SUBJECTS, subject_token_indices(tokenizer, PROMPTS, SUBJECTS, rule),
                                       strict=True):
         seen = []
-        handle = model.get_submodule(module).register_forward_hook(lambda _m, args, _o: seen.append(args[0]))
+        handle = model.get_submodule(module).register_forward_hook(lambda _m, args, _o, into=seen: into.append(args[0]))
         with torch.no_grad():
             model(input_ids=torch.tensor([tokenizer(prompt.format(subject))["input_ids"]]))
         handle.remove()
