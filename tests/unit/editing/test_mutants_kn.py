@@ -84,8 +84,10 @@ def test_an_id_equal_to_the_vocabulary_size_is_outside_the_embedding(tokenizer):
     encode_request(tokenizer, _request(), size + 1, refine=False)
 
 
-def test_a_special_token_in_a_target_is_refused_naming_it(tokenizer):
-    special = next(i for i in tokenizer.all_special_ids if i != tokenizer.unk_token_id)   # not the unknown token
+def test_a_special_token_in_a_target_is_refused_naming_it():
+    tokenizer = load_tokenizer(str(FACTWORLD / "tokenizer-llama"))       # <s> is special and not the unknown token
+    special = tokenizer.bos_token_id
+    assert special != tokenizer.unk_token_id
     name = tokenizer.convert_ids_to_tokens(special)
     with pytest.raises(EditRequestError) as refused:
         encode_request(tokenizer, _request(target_new=f"Port {name}"), len(tokenizer), refine=False)
