@@ -58,6 +58,7 @@ def test_the_defaults_are_those_of_the_sampling_seed_zero_top_five():
     assert len({tuple(s) for s in samples}) > 1           # the table's scores leave the sampling random
     assert sample_context_templates(model, tokenizer, ("The",), 4, (6,), "new") == ["{}"] + [
         _template(s) for s in samples]
+    assert len(sample_context_templates(model, tokenizer, ("The",), lengths=(2,), length_rule="new")) == 2  # 1 each
 
 
 def test_a_template_length_of_one_is_accepted_and_zero_refused():
