@@ -47,6 +47,9 @@ def test_the_counters_start_at_zero_and_count_every_step():
     for _ in range(3):
         acc.add(torch.randn(3, 2, generator=g, dtype=torch.float64))
     assert (acc.n_updates, acc.since_refactor) == (3, 2)
+    for _ in range(98):
+        acc.add(torch.randn(3, 1, generator=g, dtype=torch.float64))
+    assert (acc.n_updates, acc.since_refactor) == (101, 0)          # the 101st step rebuilt A⁻¹ (100 since)
     fresh = AccumulatedKeys(_diag(1.0, 2.0, 3.0), incremental=False)
     fresh.add(torch.ones(3, 1, dtype=torch.float64))
     assert (fresh.n_updates, fresh.since_refactor) == (1, 0)
@@ -65,6 +68,8 @@ def test_from_moment_scales_c_and_brackets_its_eigenvalues_with_the_usual_defaul
     acc.add(torch.ones(3, 1, dtype=torch.float64))
     acc.add(torch.ones(3, 1, dtype=torch.float64))
     assert acc.since_refactor == 1                                  # the second step was a Woodbury update
+    every_two = AccumulatedKeys.from_moment(PreparedMoment(c), 4.0, SecondMomentSolver(), refactor_every=2)
+    assert every_two.refactor_every == 2
 
 
 @pytest.mark.parametrize("weight", [1.0, 3.0])
