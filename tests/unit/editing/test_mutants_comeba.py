@@ -9,8 +9,8 @@ import warnings
 import pytest
 import torch
 
-from lit_edit.editing.accumulated import AccumulatedKeys
 from lit_edit.editing import comeba
+from lit_edit.editing.accumulated import AccumulatedKeys
 from lit_edit.editing.comeba import ComebaHyperparams, apply_comeba, edit_prompt_batch
 from lit_edit.editing.hook_layers import HookBank
 from lit_edit.editing.values import ValueHyperparams, ValueTarget
