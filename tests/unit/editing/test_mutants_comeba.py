@@ -1,6 +1,6 @@
-"""COMEBA-HK at its edges (docs/methods.md §8): the warnings' text and the line they are attributed to (the
-caller's, not the module's), the raw edit prompts of the threshold update, and what a step returns about the gate, on a tiny GPT-2
-whose gate starts at a threshold no prompt reaches."""
+"""COMEBA-HK at its edges (docs/methods.md §8): the warnings' text and the line they are attributed to (a
+caller's, not the module's), the raw edit prompts of the threshold update, and what a step returns about the gate,
+on a tiny GPT-2 whose gate starts at a threshold no prompt reaches."""
 
 from __future__ import annotations
 

@@ -84,8 +84,8 @@ def test_a_chunk_below_stop_loss_is_skipped_and_the_next_one_trained(tiny):
 
 
 def test_the_clamp_is_the_projection_of_the_unconstrained_step(tiny):
-    """After one step, W − W0 = clamp(the unconstrained step, −ε, ε), entry by entry (Adam's first step is ±lr, so
-    with ε < lr every entry sits on the bound of its own sign)."""
+    """After one step, W − W0 = clamp(the unconstrained step, −ε, ε), entry by entry (Adam's first step is ±lr,
+    so with ε < lr every entry sits on the bound of its own sign)."""
     free = _one_adam_step(tiny, (1,), TARGETS[:1], "prompt_last", 1e-2, 0.0)
     model, tokenizer, arch = _fresh(tiny)
     before = {name: model.get_parameter(name).detach().clone() for name in free}
