@@ -7,9 +7,17 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lit_edit.editing.kn import KnHyperparams, cap_neurons, coarse_neurons, encode_request, refine_neurons
+from lit_edit.editing.kn import (
+    KnHyperparams,
+    _logits_at_last,
+    cap_neurons,
+    coarse_neurons,
+    encode_request,
+    refine_neurons,
+)
 from lit_edit.editing.options import EditorOptionError
 from lit_edit.editing.requests import EditRequest, EditRequestError
+from lit_edit.models import load_model_and_tokenizer
 from lit_edit.models.loading import load_tokenizer
 from tests.conftest import FACTWORLD
 
@@ -113,3 +121,23 @@ def test_a_prompt_outside_the_embedding_is_refused_as_the_prompt(tokenizer):
     assert max(tokenizer(request.text)["input_ids"]) >= size
     with pytest.raises(EditRequestError, match=r"^record zsre:7 field 'prompt': encodes to token ids"):
         encode_request(tokenizer, request, size, refine=False)
+
+
+class _WithoutLogitsToKeep(torch.nn.Module):
+    """A causal LM whose ``forward`` does not take ``logits_to_keep`` (older model classes)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, use_cache=False):
+        return self.model(input_ids=input_ids, use_cache=use_cache)
+
+
+def test_the_last_positions_logits_without_logits_to_keep_are_sliced_from_the_full_logits(tiny_gpt2_dir):
+    model, _ = load_model_and_tokenizer(str(tiny_gpt2_dir))
+    ids = torch.tensor([[5, 9, 14, 3, 7], [2, 8, 11, 4, 6]])
+    with torch.no_grad():
+        full = model(input_ids=ids).logits
+        torch.testing.assert_close(_logits_at_last(_WithoutLogitsToKeep(model), ids, 2), full[:, -2:])
+        torch.testing.assert_close(_logits_at_last(model, ids, 2), full[:, -2:])
