@@ -1,0 +1,85 @@
+"""Keys at the subject token (docs/methods.md §0.1, §3) on a tiny GPT-2: the position rule handed on, the pass
+stopped right after the module that is read (a hook on a later module never fires), and the bare-template check
+when another module's output is read too."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lit_edit.editing.keys import module_io_at_subject, template_keys
+from lit_edit.editing.positions import subject_token_indices
+from lit_edit.models import architecture_of, load_model_and_tokenizer
+
+PROMPTS = ["The capital city of {} is", "{} was founded by"]
+SUBJECTS = ["Upper Kingdom of Nowhere", "Bright Harbour Trading Company"]   # several tokens each
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_gpt2_dir):
+    model, tokenizer = load_model_and_tokenizer(str(tiny_gpt2_dir))
+    return model.eval(), tokenizer, architecture_of(model)
+
+
+def _direct_inputs(model, tokenizer, module, rule):
+    """The module's input at the rule's token, one prompt at a time, from a plain forward with a hook."""
+    rows = []
+    for prompt, subject, index in zip(PROMPTS, SUBJECTS, subject_token_indices(tokenizer, PROMPTS, SUBJECTS, rule),
+                                      strict=True):
+        seen = []
+        handle = model.get_submodule(module).register_forward_hook(lambda _m, args, _o, into=seen: into.append(args[0]))
+        with torch.no_grad():
+            model(input_ids=torch.tensor([tokenizer(prompt.format(subject))["input_ids"]]))
+        handle.remove()
+        rows.append(seen[0][0, index])
+    return torch.stack(rows)
+
+
+class _Fired:
+    """Counts the calls of a forward hook on ``module`` while in use."""
+
+    def __init__(self, model, module):
+        self.model, self.module, self.calls = model, module, 0
+
+    def __enter__(self):
+        self.handle = self.model.get_submodule(self.module).register_forward_hook(self._count)
+        return self
+
+    def _count(self, *_):
+        self.calls += 1
+
+    def __exit__(self, *_):
+        self.handle.remove()
+
+
+def test_the_position_rule_is_handed_on(tiny):
+    model, tokenizer, arch = tiny
+    module = arch.ffn_out_at(1)
+    first = _direct_inputs(model, tokenizer, module, "subject_first")
+    assert not torch.allclose(first, _direct_inputs(model, tokenizer, module, "subject_last"))
+    keys, _ = module_io_at_subject(model, tokenizer, module, PROMPTS, SUBJECTS, rule="subject_first")
+    torch.testing.assert_close(keys, first, rtol=1e-5, atol=1e-6)
+    per_template = template_keys(model, tokenizer, arch, 1, PROMPTS, SUBJECTS, [["{}"]], rule="subject_first")
+    torch.testing.assert_close(per_template.per_template[0], first, rtol=1e-5, atol=1e-6)
+
+
+def test_the_pass_stops_after_the_module_read(tiny):
+    model, tokenizer, arch = tiny
+    with _Fired(model, arch.layer(2)) as later:
+        module_io_at_subject(model, tokenizer, arch.ffn_out_at(1), PROMPTS, SUBJECTS)
+        template_keys(model, tokenizer, arch, 1, PROMPTS, SUBJECTS, [["{}"]])
+    assert later.calls == 0
+    with _Fired(model, arch.layer(2)) as later:        # reading a later module runs the pass up to it
+        template_keys(model, tokenizer, arch, 1, PROMPTS, SUBJECTS, [["{}"]], also=arch.layer(2))
+    assert later.calls == 1
+
+
+def test_reading_another_module_needs_the_bare_template_first(tiny):
+    model, tokenizer, arch = tiny
+    also = arch.layer(2)
+    with pytest.raises(ValueError) as refused:
+        template_keys(model, tokenizer, arch, 1, PROMPTS, SUBJECTS, [["Note. {}"], ["{}"]], also=also)
+    assert str(refused.value) == (f"the first template must be the bare '{{}}' to read {also!r} there, "
+                                  "got 'Note. {}'")
+    keys = template_keys(model, tokenizer, arch, 1, PROMPTS, SUBJECTS, [["Note. {}"], ["{}"]])
+    assert keys.per_template.shape[:2] == (2, 2) and keys.bare_output is None
