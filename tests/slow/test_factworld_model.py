@@ -3,8 +3,14 @@ tests/unit/factworld/test_factworld_model.py)."""
 
 import pytest
 
+from lit_edit.models import load_model_and_tokenizer
 from lit_edit.tasks import registry
-from tests.conftest import FACTWORLD
+from tests.conftest import FACTWORLD, ROOT
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return load_model_and_tokenizer(str(ROOT / "checkpoints" / "factworld-gpt2"))
 
 
 @pytest.mark.slow

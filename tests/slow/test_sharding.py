@@ -11,7 +11,7 @@ def test_sharded_two_process_editing_run_equals_one_process(tmp_path):
     """The CLI with ``configs/edit/strategies/fsdp.yaml`` on two CPU processes: the same 20 MEMIT edits, scores,
     monitors, downstream scores (12 records per task, each counted once) and edited weights as one unsharded
     process; its run state resumes on the sharded model."""
-    from tests.test_distributed import edit_cli
+    from tests.unit.run.test_distributed import edit_cli
 
     downstream = ("--config", "configs/edit/downstream/factworld.yaml", "--model.init_args.downstream.subset", "12",
                   "--model.init_args.downstream.bootstrap_resamples", "50")   # every rank scores every record
