@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import re
 
+import pytest
+import yaml
+
 from tests.conftest import ROOT
 
 EDIT = ROOT / "configs/edit"
@@ -55,3 +58,16 @@ def header_stack(config: str) -> tuple[str, ...] | None:
     """The configs ``config``'s header command stacks, in order (e.g. model, method, mode), or None."""
     command = header_command(config)
     return None if command is None else tuple(re.findall(r"--config (\S+)", command))
+
+
+def printed_config(stack: tuple[str, ...], capsys) -> dict:
+    """The config ``main.py --print_config`` prints for ``stack`` (paths relative to the project), parsed; ``fit``
+    for the configs under configs/fit/, else ``test``."""
+    from lit_edit.cli import LitEditCLI
+
+    command = "fit" if stack[0].startswith("configs/fit/") else "test"
+    args = [command, *[arg for config in stack for arg in ("--config", str(ROOT / config))], "--print_config"]
+    with pytest.raises(SystemExit) as exit_info:
+        LitEditCLI(args=args)
+    assert exit_info.value.code in (0, None)
+    return yaml.safe_load(capsys.readouterr().out)

@@ -16,10 +16,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lit_edit.cli import LitEditCLI
 from lit_edit.tasks.suite import load_task_records
 from tests.conftest import ROOT, SHARED_DATA
-from tests.edit_configs import EDIT, header_stack
+from tests.edit_configs import EDIT, header_stack, printed_config
 
 BASE = ("configs/edit/models/factworld.yaml", "configs/edit/methods/factworld/memit.yaml")
 OVERLAY_FOLDERS = ("configs/edit/downstream/", "configs/edit/strategies/")
@@ -55,15 +54,6 @@ def _stacks() -> list[tuple[str, ...]]:
             stack = (*BASE, config)
         stacks.append(stack or (config,))
     return stacks
-
-
-def _parse(stack: tuple[str, ...], capsys) -> dict:
-    command = "fit" if stack[0].startswith("configs/fit/") else "test"
-    args = [command, *[arg for config in stack for arg in ("--config", str(ROOT / config))], "--print_config"]
-    with pytest.raises(SystemExit) as exit_info:
-        LitEditCLI(args=args)
-    assert exit_info.value.code in (0, None)
-    return yaml.safe_load(capsys.readouterr().out)
 
 
 def _zsre_record(i: int) -> dict:
@@ -126,7 +116,7 @@ def fixtures(tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize("stack", _stacks(), ids=lambda stack: "+".join(Path(c).stem for c in stack))
 def test_config_fits_the_data_files_it_names(stack, fixtures, capsys):
-    printed = _parse(stack, capsys)
+    printed = printed_config(stack, capsys)
     _setup(printed["data"], fixtures, stack)
     downstream = printed["model"]["init_args"].get("downstream")
     if downstream:

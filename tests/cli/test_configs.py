@@ -10,10 +10,9 @@ import importlib
 import pytest
 import yaml
 
-from lit_edit.cli import LitEditCLI
 from lit_edit.editors import EDITORS
 from tests.conftest import ROOT
-from tests.edit_configs import EDIT, header_stack, method_stacks
+from tests.edit_configs import EDIT, header_stack, method_stacks, printed_config
 
 BASE = ("configs/edit/models/factworld.yaml", "configs/edit/methods/factworld/memit.yaml")
 STACKED = ("models", "methods", "modes", "downstream", "strategies")   # folders of configs/edit/ run only stacked
@@ -33,15 +32,6 @@ def _alone() -> list[tuple[str]]:
     # experiment files are the sweep's input, not main.py's (tests/unit/experiments/test_shipped_experiments.py)
     return [(str(p),) for p in found if not (p.parts[1] == "edit" and p.parts[2] in STACKED)
             and p.parts[1] != "experiments"]
-
-
-def _parse(stack: tuple[str, ...], capsys) -> dict:
-    command = "fit" if stack[0].startswith("configs/fit/") else "test"
-    args = [command, *[arg for config in stack for arg in ("--config", str(ROOT / config))], "--print_config"]
-    with pytest.raises(SystemExit) as exit_info:
-        LitEditCLI(args=args)
-    assert exit_info.value.code in (0, None)
-    return yaml.safe_load(capsys.readouterr().out)
 
 
 def _merge(earlier, later, path: str = "the config"):
@@ -75,7 +65,7 @@ def _mismatch(printed, given, path: str = "") -> str | None:
 
 @pytest.mark.parametrize("stack", [*_alone(), *method_stacks(), *_overlay_stacks()], ids="+".join)
 def test_config_parses_to_the_values_its_files_give(stack, capsys):
-    printed = _parse(stack, capsys)
+    printed = printed_config(stack, capsys)
     assert printed["model"]["class_path"].startswith("lit_edit.")
     assert "class_path" in printed["data"]
     merged = {}
@@ -91,7 +81,7 @@ def test_a_later_editor_class_keeps_the_options_of_the_earlier_one_it_also_takes
     later = tmp_path / "alphaedit.yaml"
     later.write_text(yaml.safe_dump({"model": {"init_args": {"editor": {
         "class_path": "lit_edit.editors.AlphaEdit", "init_args": {"layers": [1]}}}}}))
-    printed = _parse((*BASE, str(later)), capsys)
+    printed = printed_config((*BASE, str(later)), capsys)
     editor = printed["model"]["init_args"]["editor"]
     assert editor["class_path"] == "lit_edit.editors.AlphaEdit" and editor["init_args"]["layers"] == [1]
     assert "preservation_weight" not in editor["init_args"]                          # MEMIT's own option: dropped
@@ -102,7 +92,7 @@ def test_a_later_editor_class_keeps_the_options_of_the_earlier_one_it_also_takes
 
 @pytest.mark.parametrize("mode", sorted(p.stem for p in (ROOT / "configs/edit/modes").glob("*.yaml")))
 def test_every_mode_overlay_parses_on_a_base_config(mode, capsys):
-    printed = _parse((*BASE, f"configs/edit/modes/{mode}.yaml"), capsys)
+    printed = printed_config((*BASE, f"configs/edit/modes/{mode}.yaml"), capsys)
     assert printed["data"]["init_args"]["batch_size"] == (1 if "instance" in mode or mode == "single" else 10)
 
 
