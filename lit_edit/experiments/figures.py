@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from lit_edit.experiments.table import headline_metrics  # noqa: E402
+from lit_edit.factworld.edit_sets import LEVELS, level_and_length  # noqa: E402
 from lit_edit.plots import _save as save_png  # noqa: E402
 
 GROUP = ("method", "mode")
@@ -97,6 +98,43 @@ def d4s_figure(edits: pd.DataFrame, family: str = "token") -> plt.Figure:
         ax.grid(alpha=0.3)
         if ax.lines:
             ax.legend(fontsize=7)
+    return figure
+
+
+def edit_set_scores(edits: pd.DataFrame, family: str = "token") -> pd.DataFrame:
+    """The final reliability and locality of ``family`` of the runs whose edit data is a shipped edit set
+    (``<level>-<length>.json``, docs/factworld.md), with the set's ``level`` and ``length`` as columns; empty when
+    no run edited such a set."""
+    named = edits["data"].map(lambda stem: level_and_length(stem) if isinstance(stem, str) else None)
+    chosen = edits[named.notna() & (edits["stage"] == "final") & (edits["family"] == family)
+                   & edits["metric"].isin(["reliability", "locality"])]
+    sets = named[chosen.index]
+    return chosen.assign(level=[level for level, _ in sets], length=[length for _, length in sets])
+
+
+def diversity_figure(edits: pd.DataFrame, family: str = "token") -> plt.Figure:
+    """The final reliability (left) and locality (right) of ``family`` against the edit set's diversity level
+    (in the order of ``LEVELS``: one relation, all relations, two requests per subject, subjects shared by many),
+    one line per method and set length (docs/experiments.md)."""
+    scores = edit_set_scores(edits, family)
+    levels = [level for level in LEVELS if level in set(scores["level"])]
+    figure, axes = plt.subplots(1, 2, figsize=(12, 4.2), layout="constrained")
+    styles = ("-", "--", ":", "-.")
+    lengths = sorted(set(scores["length"]))
+    for ax, metric in zip(axes, ("reliability", "locality")):
+        by_metric = scores[scores["metric"] == metric]
+        for (method, length), group in by_metric.groupby(["method", "length"], dropna=False, sort=True):
+            means = group.groupby("level")["value"].mean()
+            shown = [level for level in levels if level in means.index]
+            ax.plot([levels.index(level) for level in shown], [means[level] for level in shown], marker="o",
+                    linestyle=styles[lengths.index(length) % len(styles)], label=f"{method}, {length} edits")
+        ax.set_xticks(range(len(levels)), [level.replace("_", " ") for level in levels])
+        ax.set(title=f"{family} {metric} after the last edit", xlabel="edit set (diversity level)",
+               ylabel="score", ylim=(-0.02, 1.02))
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=7)
+    figure.suptitle("what sequential editing keeps, by the edit set's diversity and length")
     return figure
 
 

@@ -126,6 +126,15 @@ def set_file_name(level: Level, length: int) -> str:
     return f"{level.name}-{length:04d}.json"
 
 
+def level_and_length(file_stem: str) -> tuple[str, int] | None:
+    """The (level, length) a set's file stem names (:func:`set_file_name` read back: ``one_relation-0050`` →
+    ``("one_relation", 50)``); ``None`` for any other file."""
+    level, _, digits = str(file_stem).rpartition("-")
+    if level not in LEVELS or len(digits) != 4 or not digits.isdigit():
+        return None
+    return level, int(digits)
+
+
 def build_edit_sets(world: World, out: Path | str, levels: list[str], lengths: list[int], seed: int = 0) -> list[dict]:
     """Write one ZsRE file per (level, length) into ``out`` and ``index.json`` / ``index.csv`` describing each;
     return the index rows. Options are checked before anything is written."""

@@ -45,6 +45,7 @@ from lit_edit.modules.run_record import (
     claim_results_folder,
     copy_saved_config,
     flat,
+    log_plot_images,
     nest,
     plot_run,
     provenance,
@@ -321,6 +322,7 @@ class EditingModule(ResumableRun, L.LightningModule):
             plot_run(self.recorder, results, Path(self.hparams.name_or_path).name, self.families[0],
                      self.hparams.rollback, self.pre_monitors,
                      results["downstream_curve"] if self.downstream is not None else None, self.editor, report)
+            log_plot_images(self.loggers, self.recorder.directory / "plots", len(self.applied))
         if export_error is not None:
             raise export_error
         return results

@@ -135,6 +135,24 @@ def plot_run(recorder: RunRecorder, results: dict, model: str, family: str, roll
         editor.plot_report(report, plots)
 
 
+def log_plot_images(loggers: list, plots_dir: Path, step: int) -> list[str]:
+    """Each PNG of ``plots_dir`` as an image of every logger that takes images (TensorBoard's IMAGES tab), tagged
+    ``plots/<file stem>`` at ``step`` (the number of edits); returns the tags logged."""
+    takers = [logger.experiment.add_image for logger in loggers
+              if callable(getattr(getattr(logger, "experiment", None), "add_image", None))]
+    if not takers:
+        return []
+    from matplotlib.image import imread
+
+    tags = []
+    for path in sorted(plots_dir.glob("*.png")):
+        pixels = imread(path)[..., :3]      # RGB of the RGBA PNG, floats in [0, 1]
+        for add_image in takers:
+            add_image(f"plots/{path.stem}", pixels, global_step=step, dataformats="HWC")
+        tags.append(f"plots/{path.stem}")
+    return tags
+
+
 def nest(flat_scores: dict | None) -> dict | None:
     """``{"token/reliability": x}`` → ``{"token": {"reliability": x}}``."""
     if flat_scores is None:

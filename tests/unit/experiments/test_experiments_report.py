@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lit_edit.experiments.figures import PRE_EDIT_GID, d4s_figure, side_effects_figure
+from lit_edit.experiments.figures import PRE_EDIT_GID, d4s_figure, diversity_figure, side_effects_figure
 from lit_edit.experiments.markdown import method_table
 from lit_edit.experiments.report import write_report
 from lit_edit.experiments.table import ReportInputError, tidy_tables
@@ -33,7 +33,7 @@ def nli(accuracy: float) -> dict:
 
 
 def make_run(folder: Path, method: str, mode: str, n: int, final: tuple, l1: dict[int, tuple], nli_post: float,
-             ci: tuple, seed: int = 0) -> Path:
+             ci: tuple, seed: int = 0, data: str = "zsre/zsre_factworld.json") -> Path:
     """A finished run of ``n`` edits, one step per edit; ``l1[n_edits]`` the ‖W‖₁/numel of each layer after that
     many edits (``l1[0]``: before), ``final`` its final token scores, ``nli_post`` its NLI accuracy after the
     edits with the bootstrap interval ``ci`` of the change."""
@@ -41,7 +41,7 @@ def make_run(folder: Path, method: str, mode: str, n: int, final: tuple, l1: dic
     (folder / "config.yaml").write_text("# lightning.pytorch==2.6.6\n" + yaml.safe_dump({
         "seed_everything": seed, "trainer": {"eval_every_n_batches": 2},
         "data": {"class_path": "lit_edit.data.EditDataModule",
-                 "init_args": {"root": "data/factworld", "path": "zsre/zsre_factworld.json", "n": n}},
+                 "init_args": {"root": "data/factworld", "path": data, "n": n}},
         "model": {"class_path": "lit_edit.modules.EditingModule",
                   "init_args": {"name_or_path": "checkpoints/factworld-gpt2", "families": ["token"]}}}))
     monitors = {stage: {f"l1_per_numel/{layer}": l1[at][i] for i, layer in enumerate(LAYERS)}
@@ -163,6 +163,32 @@ def test_the_d4s_figure_draws_the_weight_norms_per_layer_and_the_scores(sweep_ou
     x, y = _line(scores_ax, "memit (instance-sequential) reliability")
     assert x == [0, 2, 4] and y == pytest.approx([0.1, 0.9, 0.8])    # pre, then 2 edits: the 2-edit run's final
     assert _line(scores_ax, "rome (instance-sequential) locality") == ([0, 2, 4], [1.0, 0.95, 0.85])
+
+
+def test_the_diversity_figure_draws_the_final_scores_by_level_method_and_length(tmp_path):
+    """Runs over the shipped edit sets (``zsre/sets/<level>-<length>.json``) in a shuffled order, one level run
+    twice (two seeds: the figure shows their mean), and a run over another file that the figure leaves out."""
+    l1 = {k: (0.1, 0.2) for k in range(3)}
+    finals = {("memit", "shared_subjects", 200, 0): (0.30, 0.1, 0.80), ("memit", "one_relation", 200, 0): (0.40, 0.1, 0.60),
+              ("memit", "one_relation", 50, 0): (0.55, 0.1, 0.95), ("memit", "shared_subjects", 50, 0): (0.35, 0.1, 0.99),
+              ("d4s", "one_relation", 200, 0): (0.32, 0.1, 0.86), ("d4s", "one_relation", 200, 1): (0.28, 0.1, 0.90),
+              ("d4s", "all_relations", 200, 0): (0.44, 0.1, 0.84)}
+    folders = [make_run(tmp_path / f"{m}-{level}-{n}-{seed}", m, "batch-sequential", 2, final, l1, 0.7, (0, 0),
+                        seed=seed, data=f"zsre/sets/{level}-{n:04d}.json")
+               for (m, level, n, seed), final in finals.items()]
+    folders.append(make_run(tmp_path / "other", "memit", "batch-sequential", 2, (0.9, 0.9, 0.9), l1, 0.7, (0, 0)))
+    edits, _ = tidy_tables(folders)
+    reliability, locality = diversity_figure(edits).axes
+    assert [t.get_text() for t in reliability.get_xticklabels()] == ["one relation", "all relations",
+                                                                     "shared subjects"]
+    assert _line(reliability, "memit, 50 edits") == ([0, 2], [0.55, 0.35])
+    assert _line(reliability, "memit, 200 edits") == ([0, 2], [0.40, 0.30])
+    x, y = _line(reliability, "d4s, 200 edits")
+    assert x == [0, 1] and y == pytest.approx([0.30, 0.44])
+    x, y = _line(locality, "d4s, 200 edits")
+    assert x == [0, 1] and y == pytest.approx([0.88, 0.84])
+    assert _line(locality, "memit, 200 edits") == ([0, 2], [0.60, 0.80])
+    assert len(reliability.lines) == len(locality.lines) == 3    # the run over zsre_factworld.json is not drawn
 
 
 @pytest.mark.cli   # seconds, not milliseconds: outside the fast tier

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import inspect
+import io
 import json
 
 import lightning as L
@@ -288,3 +289,26 @@ def test_hp_metric_is_the_final_token_reliability_and_the_plots_name_the_run(tmp
     expected = f"factworld-gpt2 · {metrics['method']} · batch-sequential · 4 edits"
     assert set(titles) == {"edit_metrics.png", "retention.png", "monitors.png"}
     assert all(title == expected for title in titles.values()), titles
+
+
+def test_the_plots_reach_tensorboard_as_images(tmp_path):
+    """Each PNG of the run's plots is an image of the TensorBoard run (its IMAGES tab) at the final number of edits,
+    with the pixels of the file."""
+    from lightning.pytorch.loggers import TensorBoardLogger
+    from matplotlib.image import imread
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    logger = TensorBoardLogger(str(tmp_path / "logs"), name="tb")
+    _, _, metrics = run(tmp_path, small_editor("ft"), rollback=False, n=4, batch_size=2, eval_every_n_batches=1,
+                        logger=logger)
+    logger.experiment.flush()
+    events = EventAccumulator(logger.log_dir, size_guidance={"images": 0})
+    events.Reload()
+    pngs = sorted((tmp_path / "run" / "plots").glob("*.png"))
+    assert sorted(events.Tags()["images"]) == sorted(f"plots/{png.stem}" for png in pngs) and len(pngs) == 3
+    for png in pngs:
+        (image,) = events.Images(f"plots/{png.stem}")
+        assert image.step == metrics["n_edits"] == 4
+        logged = imread(io.BytesIO(image.encoded_image_string), format="png")[..., :3]
+        assert logged.shape == imread(png)[..., :3].shape
+        assert abs(logged - imread(png)[..., :3]).max() <= 1 / 255 + 1e-6
