@@ -138,6 +138,13 @@ def diversity_figure(edits: pd.DataFrame, family: str = "token") -> plt.Figure:
     return figure
 
 
-def save_figure(figure: plt.Figure, path: Path) -> Path:
-    """Write ``figure`` as a PNG at ``path`` atomically and close it (``lit_edit/plots.py``)."""
+STAMP_GID = "stamp"
+"""The ``gid`` of the provenance line printed under a figure."""
+
+
+def save_figure(figure: plt.Figure, path: Path, stamp: str = "") -> Path:
+    """Write ``figure`` as a PNG at ``path`` atomically and close it (``lit_edit/plots.py``), with ``stamp`` (where
+    the runs came from) in small grey text at its bottom left."""
+    if stamp:
+        figure.text(0.005, -0.02, stamp, fontsize=7, color="0.4", ha="left", va="top", gid=STAMP_GID)
     return save_png(figure, path)

@@ -11,6 +11,7 @@ one of the fact world's edit sets of varying diversity and length).
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -40,9 +41,35 @@ def runs_table(edits: pd.DataFrame, downstream: pd.DataFrame) -> str:
     return markdown_table(options, [[option_text(value) for value in row] for row in runs.values.tolist()])
 
 
-def report_markdown(edits: pd.DataFrame, downstream: pd.DataFrame, family: str, figures: list[str]) -> str:
+def provenance_stamp(folders: list[Path]) -> str:
+    """Where the runs came from, to print under every figure: the experiment files of the sweeps that made them
+    (``index.json``) and the commits of the code that ran them (each run's ``run.json``)."""
+    experiments, commits = [], []
+    for folder in folders:
+        index, run = folder.parent / "index.json", folder / "run.json"
+        if index.is_file():
+            experiments.append(_json_field(index, "experiment"))
+        if run.is_file():
+            commits.append((_json_field(run, "git_commit") or "")[:7] or None)
+    experiments = [e for e in dict.fromkeys(experiments) if e]
+    commits = [c for c in dict.fromkeys(commits) if c]
+    made_by = (f"python -m lit_edit.tools sweep {' and '.join(experiments)}" if experiments
+               else f"{len(folders)} runs")
+    return f"{made_by} · commit {', '.join(commits) if commits else 'unknown'}"
+
+
+def _json_field(path: Path, field: str):
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get(field)
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def report_markdown(edits: pd.DataFrame, downstream: pd.DataFrame, family: str, figures: list[str],
+                    stamp: str = "") -> str:
     parts = ["# Report\n", f"{edits['run'].nunique() if len(edits) else downstream['run'].nunique()} runs; "
-             "the tidy tables: edits.csv, downstream.csv.\n", "## Runs\n", runs_table(edits, downstream),
+             "the tidy tables: edits.csv, downstream.csv.\n" + (f"Made by: `{stamp}`.\n" if stamp else ""),
+             "## Runs\n", runs_table(edits, downstream),
              f"## Methods ({family} metrics, after the last edit)\n", method_table(edits, family) if len(edits)
              else "(no editing runs)\n", "## Downstream tasks after the edits (change from before, 95 % interval)\n",
              downstream_table(downstream) if len(downstream) else "(no downstream scores)\n"]
@@ -63,15 +90,16 @@ def write_report(paths: list[Path], out: Path, compare: list[Path] | None = None
     edits, downstream = tidy_tables(folders)
     out.mkdir(parents=True, exist_ok=True)
     files = _write_table(edits, out, "edits") + _write_table(downstream, out, "downstream") + [REPORT_FILE]
+    stamp = provenance_stamp(folders)
     figures = []
     if len(downstream) and downstream["stage"].isin(["post", "curve"]).any():
-        figures.append(save_figure(side_effects_figure(downstream), out / "side_effects.png").name)
+        figures.append(save_figure(side_effects_figure(downstream), out / "side_effects.png", stamp).name)
     if len(edits) and (edits["family"] == "monitor").any():
-        figures.append(save_figure(d4s_figure(edits, family), out / "d4s.png").name)
+        figures.append(save_figure(d4s_figure(edits, family), out / "d4s.png", stamp).name)
     if len(edits) and len(edit_set_scores(edits, family)):
-        figures.append(save_figure(diversity_figure(edits, family), out / "diversity.png").name)
+        figures.append(save_figure(diversity_figure(edits, family), out / "diversity.png", stamp).name)
     files += figures
-    text = report_markdown(edits, downstream, family, figures)
+    text = report_markdown(edits, downstream, family, figures, stamp)
     if compare:
         pair = run_folders([compare[0]])[:1] + run_folders([compare[1]])[:1]
         pair_edits, pair_downstream = tidy_tables(pair)

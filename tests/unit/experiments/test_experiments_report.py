@@ -191,6 +191,28 @@ def test_the_diversity_figure_draws_the_final_scores_by_level_method_and_length(
     assert len(reliability.lines) == len(locality.lines) == 3    # the run over zsre_factworld.json is not drawn
 
 
+def test_the_stamp_names_the_experiment_and_the_commits_that_made_the_runs(sweep_out, tmp_path):
+    from lit_edit.experiments.figures import STAMP_GID, save_figure
+    from lit_edit.experiments.report import provenance_stamp
+
+    folders = [sweep_out / n for n in ("method=memit__n=2", "method=memit__n=4", "method=rome__n=4")]
+    assert provenance_stamp(folders) == "python -m lit_edit.tools sweep x.yaml · commit unknown"
+    for folder, commit in zip(folders, ("8d1d72060d546f8f", "8d1d72060d546f8f", "1234567abcdef")):
+        (folder / "run.json").write_text(json.dumps({"git_commit": commit}))
+    assert provenance_stamp(folders) == "python -m lit_edit.tools sweep x.yaml · commit 8d1d720, 1234567"
+    loose = make_run(tmp_path / "loose", "ft", "batch-single", 2, (1, 1, 1), {k: (0.1, 0.2) for k in range(3)},
+                     0.7, (0, 0))
+    assert provenance_stamp([loose]) == "1 runs · commit unknown"
+    import matplotlib.pyplot as plt
+
+    figure = plt.figure()
+    save_figure(figure, tmp_path / "f.png", "the stamp")
+    assert [t.get_text() for t in figure.texts if t.get_gid() == STAMP_GID] == ["the stamp"]
+    write_report(folders, tmp_path / "report")
+    assert "Made by: `python -m lit_edit.tools sweep x.yaml · commit 8d1d720, 1234567`." in (
+        tmp_path / "report" / "README.md").read_text()
+
+
 @pytest.mark.cli   # seconds, not milliseconds: outside the fast tier
 def test_the_report_command_writes_tables_markdown_figures_and_the_comparison(sweep_out, tmp_path):
     out = tmp_path / "report"
