@@ -10,18 +10,31 @@ from pathlib import Path
 COMMANDS = ("sweep", "report")
 
 
+def parse_settings(assignments: list[str] | None) -> dict[str, str]:
+    """``["model=gpt2-xl", "tasks=paper"]`` (``--set``) as a mapping; each must be ``name=value``."""
+    from lit_edit.errors import UserError
+
+    settings = {}
+    for assignment in assignments or []:
+        name, equals, value = assignment.partition("=")
+        if not equals or not name.strip():
+            raise UserError(f"--set {assignment}: give a variable and its value as name=value (--set model=gpt2-xl)")
+        settings[name.strip()] = value.strip()
+    return settings
+
+
 def sweep(experiment: str, out: str | None = None, jobs: int = 1, dry_run: bool = False,
-          progress: bool = True) -> int:
-    """Run every point of ``experiment`` not finished yet under ``out`` (default ``runs/<experiment name>``);
-    returns the number of points that failed or were interrupted (``--dry_run``: prints the command lines
-    instead)."""
+          progress: bool = True, settings: dict[str, str] | None = None) -> int:
+    """Run every point of ``experiment`` not finished yet under ``out`` (default ``runs/<experiment name>``), its
+    variables set from ``settings`` (``--set name=value``); returns the number of points that failed or were
+    interrupted (``--dry_run``: prints the command lines instead)."""
     from lit_edit.errors import UserError
     from lit_edit.experiments.grid import load_experiment
     from lit_edit.experiments.sweep import Sweep
 
     if jobs < 1:
         raise UserError(f"--jobs {jobs}: give a positive number of processes")
-    loaded = load_experiment(experiment)
+    loaded = load_experiment(experiment, settings)
     runs = Sweep(loaded, Path(out) if out else Path("runs") / Path(experiment).stem)
     if dry_run:
         print("\n".join(runs.dry_run_lines()))
@@ -53,6 +66,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--jobs", type=int, default=1, help="points run at once, each its own process (default 1)")
     run.add_argument("--dry_run", action="store_true", help="print one command line per point still to run")
     run.add_argument("--no_progress", action="store_true", help="no progress bar")
+    run.add_argument("--set", action="append", metavar="NAME=VALUE", dest="settings",
+                     help="set one of the experiment file's variables (repeatable), e.g. --set model=gpt2-xl")
     table = commands.add_parser("report", help="tables, markdown and figures of finished runs",
                                 description=report.__doc__)
     table.add_argument("runs", nargs="+", help="run folders, or the output folder of a sweep")
@@ -65,7 +80,8 @@ def parser() -> argparse.ArgumentParser:
 def main(args: list[str] | None = None) -> None:
     options = parser().parse_args(sys.argv[1:] if args is None else args)
     if options.command == "sweep":
-        failed = sweep(options.experiment, options.out, options.jobs, options.dry_run, not options.no_progress)
+        failed = sweep(options.experiment, options.out, options.jobs, options.dry_run, not options.no_progress,
+                       parse_settings(options.settings))
         if failed:
             raise SystemExit(1)
     else:

@@ -21,8 +21,10 @@ CONFIG_OPTION = "config"
 """The axis option that stacks a config file (``--config <value>``) instead of setting one option."""
 SWEEP_OWNED = ("model.init_args.results_dir", "trainer.resume_from", "trainer.checkpoint_every_n_batches")
 """Options the sweep sets itself for every point (its folder, resuming it, saving the run state)."""
-TOP_LEVEL = ("description", "configs", "overlays", "options", "axes", "include", "exclude",
+TOP_LEVEL = ("description", "variables", "configs", "overlays", "options", "axes", "include", "exclude",
              "checkpoint_every_n_batches")
+FOLDER_PLACEHOLDER = "folder"
+"""``{folder}`` in an option's text is the point's run folder (:func:`option_argument`), never a variable."""
 _OPTION_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
 
@@ -96,6 +98,7 @@ class Experiment:
     exclude: list[dict] = field(default_factory=list)
     checkpoint_every_n_batches: int = 1
     description: str = ""
+    variables: dict[str, str] = field(default_factory=dict)
 
     def points(self) -> list[Point]:
         """The product of the axes (first axis slowest), less the ``exclude`` matches, plus the ``include`` points
@@ -188,11 +191,42 @@ def _points_list(path: Path, data: dict, key: str, axes: list[Axis], complete: b
     return entries
 
 
-def load_experiment(path: Path | str) -> Experiment:
-    """Read and check an experiment file (docs/experiments.md).
+def _variables(path: Path, data: dict, settings: dict[str, str] | None) -> dict[str, str]:
+    """The file's ``variables`` (name → default text) with ``settings`` (``--set name=value``) in their place."""
+    declared = data.get("variables") or {}
+    if not isinstance(declared, dict) or not all(isinstance(v, (str, int, float)) for v in declared.values()):
+        raise _fail(path, "'variables'", "must be a mapping name → default value (text or a number)")
+    if FOLDER_PLACEHOLDER in declared:
+        raise _fail(path, f"'variables.{FOLDER_PLACEHOLDER}'", "is taken: {folder} is each point's run folder; "
+                                                               "give the variable another name")
+    unknown = [name for name in (settings or {}) if name not in declared]
+    if unknown:
+        raise ExperimentFileError(f"--set {unknown[0]}=...: experiment file {path} has no variable {unknown[0]!r}; "
+                                  f"its variables are {', '.join(map(str, declared)) or 'none'}")
+    return {str(name): str(value) for name, value in {**declared, **(settings or {})}.items()}
+
+
+def _substitute(value: Any, variables: dict[str, str]) -> Any:
+    """``value`` with ``{name}`` replaced by each variable's value, in every text it holds (lists and mappings
+    included); other braces, such as ``{folder}``, are left as they are."""
+    if isinstance(value, str):
+        for name, text in variables.items():
+            value = value.replace("{" + name + "}", text)
+        return value
+    if isinstance(value, list):
+        return [_substitute(item, variables) for item in value]
+    if isinstance(value, dict):
+        return {_substitute(key, variables): _substitute(item, variables) for key, item in value.items()}
+    return value
+
+
+def load_experiment(path: Path | str, settings: dict[str, str] | None = None) -> Experiment:
+    """Read and check an experiment file (docs/experiments.md), its ``variables`` set from ``settings`` where given
+    (``sweep --set name=value``) and substituted into every other field.
 
     Raises:
-        ExperimentFileError: the file is missing, not YAML, or a field is wrong (the message names the field).
+        ExperimentFileError: the file is missing, not YAML, or a field is wrong (the message names the field), or
+            ``settings`` names a variable the file does not declare.
     """
     path = Path(path)
     if not path.is_file():
@@ -206,6 +240,8 @@ def load_experiment(path: Path | str) -> Experiment:
     unknown = [key for key in data if key not in TOP_LEVEL]
     if unknown:
         raise _fail(path, f"field '{unknown[0]}'", f"is not known; the fields are {', '.join(TOP_LEVEL)}")
+    variables = _variables(path, data, settings)
+    data = {key: (value if key == "variables" else _substitute(value, variables)) for key, value in data.items()}
     axes_spec = data.get("axes")
     if not isinstance(axes_spec, dict) or not axes_spec:
         raise _fail(path, "'axes'", "must be a non-empty mapping: option → list of values")
@@ -225,7 +261,7 @@ def load_experiment(path: Path | str) -> Experiment:
     experiment = Experiment(path, axes, _file_list(path, data, "configs"), _file_list(path, data, "overlays"),
                             dict(options), _points_list(path, data, "include", axes, complete=True),
                             _points_list(path, data, "exclude", axes, complete=False), every,
-                            str(data.get("description") or ""))
+                            str(data.get("description") or ""), variables)
     if not experiment.configs and not any(axis.option == CONFIG_OPTION for axis in axes):
         raise _fail(path, "'configs'", "is empty and no axis stacks a config; name the base config(s)")
     if not experiment.points():

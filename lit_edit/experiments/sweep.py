@@ -23,6 +23,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from lit_edit.experiments.grid import CONFIG_OPTION, Experiment, Point, option_argument
+from lit_edit.errors import UserError
 from lit_edit.io import atomic_write_text
 from lit_edit.run_folder import previous_run_files
 from lit_edit.run_state import STATE_FILE
@@ -111,9 +112,15 @@ class Sweep:
 
     def _read_index(self) -> dict[str, dict]:
         try:
-            rows = json.loads((self.out / "index.json").read_text(encoding="utf-8"))["points"]
+            index = json.loads((self.out / "index.json").read_text(encoding="utf-8"))
+            rows = index["points"]
         except (OSError, ValueError, KeyError, TypeError):
             return {}
+        recorded = index.get("variables", self.experiment.variables)
+        if recorded != self.experiment.variables:
+            raise UserError(f"{self.out} holds the runs of this experiment with the variables {recorded}, not "
+                            f"{self.experiment.variables}: their finished points would be taken for these; give "
+                            "another --out, or the same --set values as before")
         return {row["point"]: row for row in rows if isinstance(row, dict) and "point" in row}
 
     def command(self, run: PointRun, launcher: list[str] | None = None) -> list[str]:
@@ -142,7 +149,8 @@ class Sweep:
             rows = [run.row(self.out) for run in self.runs]
             axes = [{"name": a.name, "option": a.option, "labels": list(a.labels)} for a in self.experiment.axes]
             atomic_write_text(self.out / "index.json", json.dumps(
-                {"experiment": str(self.experiment.path), "axes": axes, "points": rows}, indent=1) + "\n")
+                {"experiment": str(self.experiment.path), "variables": self.experiment.variables, "axes": axes,
+                 "points": rows}, indent=1) + "\n")
             buffer = io.StringIO()
             writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
             writer.writeheader()

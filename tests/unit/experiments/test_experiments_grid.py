@@ -106,6 +106,58 @@ BAD_FILES = [
 ]
 
 
+VARIABLES = {"variables": {"model": "factworld", "n": 3},
+             "configs": ["configs/edit/models/{model}.yaml"], "overlays": ["configs/edit/downstream/{model}.yaml"],
+             "options": {"trainer.logger.init_args.save_dir": "{folder}/logs/{model}", "data.init_args.n": "{n}"},
+             "axes": {"method": {"option": "config", "values": {"memit": "configs/edit/methods/{model}/memit.yaml"}},
+                      "seed_everything": [0]}}
+
+
+def test_variables_fill_every_field_and_a_setting_replaces_the_default(tmp_path):
+    experiment = load_experiment(write(tmp_path, VARIABLES))
+    assert experiment.variables == {"model": "factworld", "n": "3"}
+    assert (experiment.configs, experiment.overlays) == ([MODEL], ["configs/edit/downstream/factworld.yaml"])
+    assert experiment.options == {"trainer.logger.init_args.save_dir": "{folder}/logs/factworld",
+                                  "data.init_args.n": "3"}
+    assert experiment.axes[0].values == (METHODS["memit"],) and experiment.axes[0].labels == ("memit",)
+    folder = tmp_path / "p"
+    assert f"{folder}/logs/factworld" in point_arguments(experiment, experiment.points()[0], folder)
+    real = {**VARIABLES, "overlays": ["configs/edit/downstream/{tasks}.yaml"],
+            "variables": {"model": "factworld", "tasks": "factworld"}}
+    experiment = load_experiment(write(tmp_path, real), {"model": "gpt2-xl", "tasks": "paper"})
+    assert experiment.configs == ["configs/edit/models/gpt2-xl.yaml"]
+    assert experiment.overlays == ["configs/edit/downstream/paper.yaml"]
+    assert experiment.axes[0].values == ("configs/edit/methods/gpt2-xl/memit.yaml",)
+    with pytest.raises(ExperimentFileError, match="'configs/edit/methods/nope/memit.yaml', which is not a config"):
+        load_experiment(write(tmp_path, real), {"model": "nope"})
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"modle": "gpt2-xl"}, "--set modle=...: experiment file .* has no variable 'modle'; its variables are model, n"),
+])
+def test_a_setting_of_no_variable_is_refused_naming_the_variables(tmp_path, settings, message):
+    with pytest.raises(ExperimentFileError, match=message):
+        load_experiment(write(tmp_path, VARIABLES), settings)
+
+
+def test_folder_is_not_a_variable_name(tmp_path):
+    with pytest.raises(ExperimentFileError, match="'variables.folder' is taken"):
+        load_experiment(write(tmp_path, {**VARIABLES, "variables": {"folder": "x", "model": "factworld", "n": 3}}))
+
+
+def test_a_sweep_folder_of_other_variables_is_refused(tmp_path):
+    from lit_edit.errors import UserError
+    from lit_edit.experiments.sweep import Sweep
+
+    path = write(tmp_path, {**VARIABLES, "overlays": []})
+    Sweep(load_experiment(path), tmp_path / "out").write_index()
+    assert json.loads((tmp_path / "out" / "index.json").read_text())["variables"] == {"model": "factworld", "n": "3"}
+    Sweep(load_experiment(path, {"model": "factworld"}), tmp_path / "out")       # the same values: accepted
+    with pytest.raises(UserError, match="holds the runs of this experiment with the variables .*'n': '3'.* not "
+                                        ".*'n': '5'.*give another --out"):
+        Sweep(load_experiment(path, {"n": "5"}), tmp_path / "out")
+
+
 @pytest.mark.parametrize("data, message", BAD_FILES, ids=[m for _, m in BAD_FILES])
 def test_a_bad_experiment_file_is_refused_naming_the_field(tmp_path, data, message):
     with pytest.raises(ExperimentFileError) as error:

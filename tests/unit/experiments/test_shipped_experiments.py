@@ -28,3 +28,26 @@ def test_a_shipped_experiment_loads_and_every_point_names_files_that_exist(path,
         assert configs and all((ROOT / config).is_file() for config in configs), point.name
         edit_sets = [args[i + 1] for i, arg in enumerate(args) if arg == "--data.init_args.path"]
         assert all((ROOT / "data/factworld" / edit_set).is_file() for edit_set in edit_sets), point.name
+
+
+REAL_MODELS = ("gpt2-xl", "gpt-j-6b", "llama-2-7b")
+
+
+@pytest.mark.parametrize("model", REAL_MODELS)
+@pytest.mark.parametrize("name", ["side_effects", "d4s", "comeba"])
+def test_a_papers_experiment_takes_a_real_model_with_one_setting(name, model, monkeypatch, tmp_path):
+    """``--set model=<folder>`` (and ``tasks=paper`` for the downstream tasks) points every config at the real
+    model's: its model config, its method configs and the real test sets' overlay, all files that exist."""
+    monkeypatch.chdir(ROOT)
+    settings = {"model": model, **({"tasks": "paper"} if name == "side_effects" else {})}
+    experiment = load_experiment(ROOT / "configs/experiments" / f"{name}.yaml", settings)
+    assert experiment.variables == settings
+    points = experiment.points()
+    assert len(points) == GRID_SIZES[name]
+    for point in points:
+        args = point_arguments(experiment, point, tmp_path / point.name)
+        configs = [args[i + 1] for i, arg in enumerate(args) if arg == "--config"]
+        assert configs[0] == f"configs/edit/models/{model}.yaml"
+        assert all(config.startswith((f"configs/edit/methods/{model}/", "configs/edit/modes/", "configs/edit/models/",
+                                      "configs/edit/downstream/paper.yaml")) for config in configs), configs
+        assert all((ROOT / config).is_file() for config in configs), point.name
