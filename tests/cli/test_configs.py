@@ -19,8 +19,11 @@ STACKED = ("models", "methods", "modes", "downstream", "strategies")   # folders
 
 
 def _overlay_stacks() -> list[tuple[str, ...]]:
-    """A downstream overlay on its model's MEMIT config, a strategy on the base stack."""
-    downstream = [(f"configs/edit/models/{p.stem}.yaml", f"configs/edit/methods/{p.stem}/memit.yaml",
+    """A downstream overlay on its model's MEMIT config (the real test sets' overlay on GPT-2 XL's), a strategy on
+    the base stack."""
+    def model(overlay: Path) -> str:
+        return overlay.stem if (EDIT / "models" / f"{overlay.stem}.yaml").is_file() else "gpt2-xl"
+    downstream = [(f"configs/edit/models/{model(p)}.yaml", f"configs/edit/methods/{model(p)}/memit.yaml",
                    str(p.relative_to(ROOT))) for p in sorted(EDIT.glob("downstream/*.yaml"))]
     strategies = [(*BASE, str(p.relative_to(ROOT))) for p in sorted(EDIT.glob("strategies/*.yaml"))]
     return downstream + strategies
