@@ -22,8 +22,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from lit_edit.experiments.grid import CONFIG_OPTION, Experiment, Point, option_argument
 from lit_edit.errors import UserError
+from lit_edit.experiments.grid import CONFIG_OPTION, Experiment, Point, option_argument
 from lit_edit.io import atomic_write_text
 from lit_edit.run_folder import previous_run_files
 from lit_edit.run_state import STATE_FILE

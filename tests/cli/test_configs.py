@@ -21,7 +21,7 @@ STACKED = ("models", "methods", "modes", "downstream", "strategies")   # folders
 def _overlay_stacks() -> list[tuple[str, ...]]:
     """A downstream overlay on its model's MEMIT config (the real test sets' overlay on GPT-2 XL's), a strategy on
     the base stack."""
-    def model(overlay: Path) -> str:
+    def model(overlay) -> str:
         return overlay.stem if (EDIT / "models" / f"{overlay.stem}.yaml").is_file() else "gpt2-xl"
     downstream = [(f"configs/edit/models/{model(p)}.yaml", f"configs/edit/methods/{model(p)}/memit.yaml",
                    str(p.relative_to(ROOT))) for p in sorted(EDIT.glob("downstream/*.yaml"))]
