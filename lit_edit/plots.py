@@ -70,8 +70,24 @@ def plot_monitors(steps: list[dict], path: Path, title: str = "") -> Path:
     return _save(figure, path, title)
 
 
-def plot_downstream(curve: list[dict], path: Path, title: str = "") -> Path:
-    """The headline metric of each downstream task and mode against the number of edits (one panel per task)."""
+def post_edit_intervals(downstream: dict) -> dict[tuple[str, str, str], tuple[float, float]]:
+    """``(task, mode, metric)`` → the 95 % bootstrap interval of the post-edit score: the run's interval of
+    post − pre (``metrics.json``'s ``downstream.<task>.delta_ci95``) moved by the pre-edit score."""
+    intervals = {}
+    for task, result in (downstream or {}).items():
+        for mode, by_metric in (result.get("delta_ci95") or {}).items():
+            for metric, ci in (by_metric or {}).items():
+                pre = ((result.get("pre") or {}).get(mode) or {}).get(metric)
+                if pre is not None and ci is not None and None not in ci:
+                    intervals[(task, mode, metric)] = (pre + ci[0], pre + ci[1])
+    return intervals
+
+
+def plot_downstream(curve: list[dict], path: Path, title: str = "", intervals: dict | None = None,
+                    at: int | None = None) -> Path:
+    """The headline metric of each downstream task and mode against the number of edits (one panel per task), with
+    the post-edit score's 95 % interval (``intervals``, :func:`post_edit_intervals`) as an error bar at ``at``
+    edits."""
     from lit_edit.tasks.registry import get_task
 
     tasks = list(curve[0]["scores"]) if curve else []
@@ -83,8 +99,12 @@ def plot_downstream(curve: list[dict], path: Path, title: str = "") -> Path:
             points = [(p["n_edits"], p["scores"][task].get(mode, {}).get(metric)) for p in curve]
             points = [(x, y) for x, y in points if y is not None]
             if points:
-                ax.plot(*zip(*points), marker="o", linestyle="-" if mode == "corrected" else "--",
-                        label=f"{mode}: {metric}")
+                (line,) = ax.plot(*zip(*points), marker="o", linestyle="-" if mode == "corrected" else "--",
+                                  label=f"{mode}: {metric}")
+                low_high, y = (intervals or {}).get((task, mode, metric)), dict(points).get(at)
+                if low_high is not None and y is not None:
+                    ax.errorbar([at], [y], yerr=[[y - low_high[0]], [low_high[1] - y]], fmt="none", capsize=3,
+                                color=line.get_color())
         ax.set(title=task, xlabel="number of edits", ylim=(-0.02, 1.02))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)

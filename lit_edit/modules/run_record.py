@@ -112,9 +112,9 @@ def run_title(model: str, results: dict) -> str:
 def plot_run(recorder: RunRecorder, results: dict, model: str, family: str, rollback: bool, pre_monitors: dict,
              downstream_curve: list[dict] | None, editor: Editor, report: EditorReport | None) -> None:
     """The run's PNG plots (``plots/``), each titled :func:`run_title`: the edit metrics against the number of
-    edits, the retention of the first and latest cohorts, the monitors, the downstream curve and the editor's own
-    plots."""
-    from lit_edit.plots import plot_downstream, plot_edit_metrics, plot_monitors, plot_retention
+    edits, the retention of the first and latest cohorts, the monitors, the downstream curve (with the post-edit
+    scores' bootstrap intervals) and the editor's own plots."""
+    from lit_edit.plots import plot_downstream, plot_edit_metrics, plot_monitors, plot_retention, post_edit_intervals
 
     title = run_title(model, results)
 
@@ -130,7 +130,9 @@ def plot_run(recorder: RunRecorder, results: dict, model: str, family: str, roll
     if recorder.steps:
         plot_monitors([{"n_edits": 0, **pre_monitors}] + recorder.steps, plots / "monitors.png", title)
     if downstream_curve is not None:
-        plot_downstream(downstream_curve, plots / "downstream.png", title)
+        at = (results.get("downstream_setup") or {}).get("post_n_edits")
+        plot_downstream(downstream_curve, plots / "downstream.png", title,
+                        post_edit_intervals(results.get("downstream")), at)
     if report is not None:
         editor.plot_report(report, plots)
 
