@@ -90,6 +90,7 @@ class PointRun:
     attempts: int = 0
     returncode: int | None = None
     seconds: float | None = None
+    """Wall time of the point's attempts the index recorded, added up."""
 
     def row(self, out: Path) -> dict:
         return {"point": self.point.name, "folder": str(self.folder.relative_to(out)), "status": self.status,
@@ -106,8 +107,10 @@ class Sweep:
         self.runs = [PointRun(p, self.out / p.name, folder_status(self.out / p.name), self.out / LOGS / f"{p.name}.log")
                      for p in experiment.points()]
         self._previous = self._read_index()
-        for run in self.runs:
-            run.attempts = int(self._previous.get(run.point.name, {}).get("attempts") or 0)
+        for run in self.runs:      # what the index already says of each point: kept for the points not run now
+            previous = self._previous.get(run.point.name, {})
+            run.attempts = int(previous.get("attempts") or 0)
+            run.returncode, run.seconds = previous.get("returncode"), previous.get("seconds")
         self._lock = threading.Lock()
 
     def _read_index(self) -> dict[str, dict]:
@@ -188,7 +191,7 @@ class Sweep:
             self.write_index()
             started = time.monotonic()
             process = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        run.seconds = round(time.monotonic() - started, 1)
+        run.seconds = round((run.seconds or 0.0) + time.monotonic() - started, 1)    # over the recorded attempts
         run.returncode = process.returncode
         if process.returncode == 0 and metrics_complete(run.folder):
             run.status = "done"

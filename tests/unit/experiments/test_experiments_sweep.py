@@ -94,7 +94,12 @@ def test_a_rerun_skips_finished_points_and_sets_a_failed_attempt_aside(tmp_path,
     assert [run.point.name for run in Sweep(experiment, out).run(progress=False)] == ["n=3__seed_everything=0",
                                                                                      "n=4__seed_everything=0"]
     stand_in.with_name("fixed").write_text("")
+    first = index_rows(out)
     assert Sweep(experiment, out).run(progress=False) == []
+    second = index_rows(out)
+    assert second["n=2__seed_everything=0"]["seconds"] == first["n=2__seed_everything=0"]["seconds"] != ""
+    assert second["n=2__seed_everything=0"]["returncode"] == "0"          # the skipped point keeps its record
+    assert float(second["n=3__seed_everything=0"]["seconds"]) > float(first["n=3__seed_everything=0"]["seconds"])
     # only the point without scores runs again: n = 4 failed after writing its complete metrics.json
     assert [call["folder"] for call in calls(stand_in)][3:] == ["n=3__seed_everything=0"]
     aside = list((out / sweep.ASIDE).iterdir())
