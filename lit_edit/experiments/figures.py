@@ -101,6 +101,30 @@ def d4s_figure(edits: pd.DataFrame, family: str = "token") -> plt.Figure:
     return figure
 
 
+def methods_figure(edits: pd.DataFrame, family: str = "token") -> plt.Figure:
+    """The method table as bars (COMEBA-HK's Tables 1 and 2 side by side): one panel per metric (final reliability,
+    generality, locality of ``family``), a group of bars per method, one bar per mode (the mean over the runs
+    that share a method and mode)."""
+    final = edits[(edits["stage"] == "final") & (edits["family"] == family)
+                  & edits["metric"].isin(["reliability", "generality", "locality"])]
+    methods = sorted(final["method"].dropna().unique())
+    modes = sorted(final["mode"].fillna("").unique())
+    figure, axes = plt.subplots(1, 3, figsize=(4.6 * 3, 3.8), layout="constrained", sharey=True)
+    width = 0.8 / max(1, len(modes))
+    for ax, metric in zip(axes, ("reliability", "generality", "locality")):
+        means = final[final["metric"] == metric].fillna({"mode": ""}).groupby(["method", "mode"])["value"].mean()
+        for i, mode in enumerate(modes):
+            heights = [means.get((method, mode), math.nan) for method in methods]
+            ax.bar([m + (i - (len(modes) - 1) / 2) * width for m in range(len(methods))], heights, width,
+                   label=mode or "(mode not recorded)")
+        ax.set_xticks(range(len(methods)), methods, rotation=30, ha="right")
+        ax.set(title=f"{family} {metric} after the last edit", ylim=(0, 1.02))
+        ax.grid(alpha=0.3, axis="y")
+    axes[0].set_ylabel("score")
+    axes[0].legend(fontsize=7)
+    return figure
+
+
 def edit_set_scores(edits: pd.DataFrame, family: str = "token") -> pd.DataFrame:
     """The final reliability and locality of ``family`` of the runs whose edit data is a shipped edit set
     (``<level>-<length>.json``, docs/factworld.md), with the set's ``level`` and ``length`` as columns; empty when

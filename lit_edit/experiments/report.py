@@ -4,8 +4,9 @@
 Writes into ``out``: ``edits.csv`` and ``downstream.csv`` (and ``.parquet`` beside them where pyarrow is
 installed), ``README.md`` (the runs, the method table, the downstream changes, and with ``compare`` the two runs
 side by side; the name a repository browser shows with the folder), ``side_effects.png`` (where a run scored
-downstream tasks), ``d4s.png`` (where a run recorded weight monitors) and ``diversity.png`` (where a run edited
-one of the fact world's edit sets of varying diversity and length).
+downstream tasks), ``d4s.png`` (where a run recorded weight monitors), ``methods.png`` (the method table as bars,
+where a run has final scores) and ``diversity.png`` (where a run edited one of the fact world's edit sets of
+varying diversity and length).
 """
 
 from __future__ import annotations
@@ -16,7 +17,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from lit_edit.experiments.figures import d4s_figure, diversity_figure, edit_set_scores, save_figure, side_effects_figure
+from lit_edit.experiments.figures import (
+    d4s_figure,
+    diversity_figure,
+    edit_set_scores,
+    methods_figure,
+    save_figure,
+    side_effects_figure,
+)
 from lit_edit.experiments.markdown import comparison, downstream_table, markdown_table, method_table, option_text
 from lit_edit.experiments.table import ReportInputError, run_folders, tidy_tables
 from lit_edit.io import atomic_write_text
@@ -96,6 +104,8 @@ def write_report(paths: list[Path], out: Path, compare: list[Path] | None = None
         figures.append(save_figure(side_effects_figure(downstream), out / "side_effects.png", stamp).name)
     if len(edits) and (edits["family"] == "monitor").any():
         figures.append(save_figure(d4s_figure(edits, family), out / "d4s.png", stamp).name)
+    if len(edits) and ((edits["stage"] == "final") & (edits["family"] == family)).any():
+        figures.append(save_figure(methods_figure(edits, family), out / "methods.png", stamp).name)
     if len(edits) and len(edit_set_scores(edits, family)):
         figures.append(save_figure(diversity_figure(edits, family), out / "diversity.png", stamp).name)
     files += figures

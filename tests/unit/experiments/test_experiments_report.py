@@ -13,7 +13,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lit_edit.experiments.figures import PRE_EDIT_GID, d4s_figure, diversity_figure, side_effects_figure
+from lit_edit.experiments.figures import (
+    PRE_EDIT_GID,
+    d4s_figure,
+    diversity_figure,
+    methods_figure,
+    side_effects_figure,
+)
 from lit_edit.experiments.markdown import method_table
 from lit_edit.experiments.report import write_report
 from lit_edit.experiments.table import ReportInputError, tidy_tables
@@ -191,6 +197,25 @@ def test_the_diversity_figure_draws_the_final_scores_by_level_method_and_length(
     assert len(reliability.lines) == len(locality.lines) == 3    # the run over zsre_factworld.json is not drawn
 
 
+def test_the_methods_figure_draws_the_method_table_as_bars_per_mode(sweep_out, tmp_path):
+    l1 = {k: (0.1, 0.2) for k in range(3)}
+    folders = [sweep_out / n for n in ("method=memit__n=2", "method=memit__n=4", "method=rome__n=4")]
+    folders.append(make_run(tmp_path / "single", "rome", "batch-single", 2, (0.95, 0.5, 0.7), l1, 0.7, (0, 0)))
+    edits, _ = tidy_tables(folders)
+    reliability, generality, locality = methods_figure(edits).axes
+    assert [t.get_text() for t in reliability.get_xticklabels()] == ["memit", "rome"]
+
+    def bars(ax):
+        return {container.get_label(): [round(bar.get_height(), 6) for bar in container]
+                for container in ax.containers}
+    nan = bars(reliability)["batch-single"][0]
+    assert nan != nan                                           # memit has no batch-single run: no bar
+    assert bars(reliability)["batch-single"][1:] == [0.95]
+    assert bars(reliability)["instance-sequential"] == [0.85, 0.7]     # memit: the mean of its two runs
+    assert bars(generality)["instance-sequential"] == [0.55, 0.4]
+    assert bars(locality)["batch-single"][1:] == [0.7] and bars(locality)["instance-sequential"] == [0.925, 0.85]
+
+
 def test_the_stamp_names_the_experiment_and_the_commits_that_made_the_runs(sweep_out, tmp_path):
     from lit_edit.experiments.figures import STAMP_GID, save_figure
     from lit_edit.experiments.report import provenance_stamp
@@ -219,7 +244,7 @@ def test_the_report_command_writes_tables_markdown_figures_and_the_comparison(sw
     a, b = sweep_out / "method=memit__n=4", sweep_out / "method=rome__n=4"
     subprocess.run([sys.executable, "-m", "lit_edit.tools", "report", str(sweep_out), "--out", str(out),
                     "--compare", str(a), str(b)], cwd=ROOT, check=True, capture_output=True)
-    for name in ("edits.csv", "downstream.csv", "README.md", "side_effects.png", "d4s.png"):
+    for name in ("edits.csv", "downstream.csv", "README.md", "side_effects.png", "d4s.png", "methods.png"):
         assert (out / name).stat().st_size > 0, name
     with open(out / "edits.csv") as handle:
         rows = list(csv.DictReader(handle))
