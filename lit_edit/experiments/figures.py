@@ -39,10 +39,27 @@ def _series(rows: pd.DataFrame, override: str | None = None) -> pd.DataFrame:
     return rows.drop_duplicates("n_edits_at").sort_values("n_edits_at")
 
 
-def side_effects_figure(downstream: pd.DataFrame) -> plt.Figure:
-    """Each downstream task's score against the number of edits, one line per method (and mode) and scoring mode,
-    the bootstrap interval of the post-edit score as error bars, the pre-edit level as a dashed line."""
+LINE_STYLES = ("-", "--", ":", "-.")
+
+
+def group_style(keys: list[tuple]) -> dict[tuple, dict]:
+    """A colour per method and a line style per mode, the same in every panel, for the groups ``keys``."""
+    methods = sorted({str(key[0]) for key in keys})
+    modes = sorted({str(key[1]) for key in keys if len(key) > 1})
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    return {key: {"color": colours[methods.index(str(key[0])) % len(colours)],
+                  "linestyle": LINE_STYLES[modes.index(str(key[1])) % len(LINE_STYLES)] if len(key) > 1 else "-"}
+            for key in keys}
+
+
+def side_effects_figure(downstream: pd.DataFrame, scoring_modes: tuple[str, ...] | None = None) -> plt.Figure:
+    """Each downstream task's score against the number of edits, one line per method (and mode) and scoring mode
+    (those of ``scoring_modes``, default all), the bootstrap interval of the post-edit score as error bars, the
+    pre-edit level as a dashed grey line; a colour per method, a line style per mode."""
     scored = downstream[downstream["stage"].isin(["pre", "post", "curve"])]
+    if scoring_modes is not None:
+        scored = scored[scored["task_mode"].isin(scoring_modes)]
+    styles = group_style([tuple(key) for key in scored[list(GROUP)].drop_duplicates().itertuples(index=False)])
     tasks = list(dict.fromkeys(scored["task"]))
     columns = min(4, max(1, len(tasks)))
     rows = max(1, math.ceil(len(tasks) / columns))
@@ -55,14 +72,16 @@ def side_effects_figure(downstream: pd.DataFrame) -> plt.Figure:
             for key, group in selected.groupby(list(GROUP), dropna=False, sort=True):
                 points = _series(group[group["stage"] != "pre"], override="post")
                 name = f"{group_name(key)} {mode}/{metric}"
-                (line,) = ax.plot(points["n_edits_at"], points["value"], marker="o", label=name)
+                (line,) = ax.plot(points["n_edits_at"], points["value"], marker="o", label=name,
+                                  **styles.get(tuple(key), {}))
                 bars = points.dropna(subset=["ci_low", "ci_high"])
                 if len(bars):
                     ax.errorbar(bars["n_edits_at"], bars["value"], fmt="none", color=line.get_color(), capsize=3,
-                                yerr=[bars["value"] - bars["ci_low"], bars["ci_high"] - bars["value"]])
+                                yerr=[(bars["value"] - bars["ci_low"]).clip(lower=0),
+                                      (bars["ci_high"] - bars["value"]).clip(lower=0)])
                 pre = group[group["stage"] == "pre"]["value"].dropna()
                 if len(pre):
-                    level = ax.axhline(float(pre.mean()), linestyle="--", color=line.get_color(), alpha=0.6,
+                    level = ax.axhline(float(pre.mean()), linestyle=(0, (2, 2)), color="0.5", alpha=0.6,
                                        label=f"_pre-edit {name}")
                     level.set_gid(PRE_EDIT_GID)
         ax.set(title=task, xlabel="number of edits", ylabel="score")
@@ -71,7 +90,8 @@ def side_effects_figure(downstream: pd.DataFrame) -> plt.Figure:
             ax.legend(fontsize=6)
     for ax in list(axes.flat)[len(tasks):]:
         ax.set_visible(False)
-    figure.suptitle("downstream tasks against the number of edits (dashed: pre-edit)")
+    figure.suptitle("downstream tasks against the number of edits"
+                    + (f" ({', '.join(scoring_modes)} scoring)" if scoring_modes else "") + " (grey: pre-edit)")
     return figure
 
 

@@ -3,10 +3,10 @@
 
 Writes into ``out``: ``edits.csv`` and ``downstream.csv`` (and ``.parquet`` beside them where pyarrow is
 installed), ``README.md`` (the runs, the method table, the downstream changes, and with ``compare`` the two runs
-side by side; the name a repository browser shows with the folder), ``side_effects.png`` (where a run scored
-downstream tasks), ``d4s.png`` (where a run recorded weight monitors), ``methods.png`` (the method table as bars,
-where a run has final scores) and ``diversity.png`` (where a run edited one of the fact world's edit sets of
-varying diversity and length).
+side by side; the name a repository browser shows with the folder), ``side_effects.png`` and
+``side_effects_paper.png`` (where a run scored downstream tasks: the corrected and the paper scoring), ``d4s.png``
+(where a run recorded weight monitors), ``methods.png`` (the method table as bars, where a run has final scores)
+and ``diversity.png`` (where a run edited one of the fact world's edit sets of varying diversity and length).
 """
 
 from __future__ import annotations
@@ -101,7 +101,9 @@ def write_report(paths: list[Path], out: Path, compare: list[Path] | None = None
     stamp = provenance_stamp(folders)
     figures = []
     if len(downstream) and downstream["stage"].isin(["post", "curve"]).any():
-        figures.append(save_figure(side_effects_figure(downstream), out / "side_effects.png", stamp).name)
+        for scoring, name in (("corrected", "side_effects.png"), ("paper", "side_effects_paper.png")):
+            if (downstream["task_mode"] == scoring).any():
+                figures.append(save_figure(side_effects_figure(downstream, (scoring,)), out / name, stamp).name)
     if len(edits) and (edits["family"] == "monitor").any():
         figures.append(save_figure(d4s_figure(edits, family), out / "d4s.png", stamp).name)
     if len(edits) and ((edits["stage"] == "final") & (edits["family"] == family)).any():

@@ -158,6 +158,24 @@ def test_the_side_effects_figure_draws_each_methods_scores_intervals_and_pre_edi
                           ((4.0, pytest.approx(0.45)), (4.0, pytest.approx(0.6)))]      # the change
 
 
+def test_the_side_effects_figure_of_one_scoring_mode_keeps_a_colour_per_method_and_a_style_per_mode(sweep_out,
+                                                                                                      tmp_path):
+    l1 = {k: (0.1, 0.2) for k in range(3)}
+    folders = [sweep_out / n for n in ("method=memit__n=2", "method=memit__n=4", "method=rome__n=4")]
+    folders.append(make_run(tmp_path / "batch", "memit", "batch-sequential", 2, (0.9, 0.5, 0.7), l1, 0.6,
+                            (-0.3, 0.0)))
+    _, downstream = tidy_tables(folders)
+    (ax,) = [ax for ax in side_effects_figure(downstream, ("corrected",)).axes if ax.get_title() == "nli"]
+    lines = {line.get_label(): line for line in ax.lines if not line.get_label().startswith("_")}
+    assert set(lines) == {"memit (instance-sequential) corrected/acc_all", "memit (batch-sequential) corrected/acc_all",
+                          "rome (instance-sequential) corrected/acc_all"}
+    instance, batch = lines["memit (instance-sequential) corrected/acc_all"], lines[
+        "memit (batch-sequential) corrected/acc_all"]
+    assert instance.get_color() == batch.get_color() != lines["rome (instance-sequential) corrected/acc_all"].get_color()
+    assert instance.get_linestyle() != batch.get_linestyle()
+    assert lines["rome (instance-sequential) corrected/acc_all"].get_linestyle() == instance.get_linestyle()
+
+
 def test_the_d4s_figure_draws_the_weight_norms_per_layer_and_the_scores(sweep_out):
     edits, _ = tidy_tables([sweep_out / n for n in ("method=memit__n=2", "method=memit__n=4",
                                                     "method=rome__n=4")])
@@ -244,7 +262,8 @@ def test_the_report_command_writes_tables_markdown_figures_and_the_comparison(sw
     a, b = sweep_out / "method=memit__n=4", sweep_out / "method=rome__n=4"
     subprocess.run([sys.executable, "-m", "lit_edit.tools", "report", str(sweep_out), "--out", str(out),
                     "--compare", str(a), str(b)], cwd=ROOT, check=True, capture_output=True)
-    for name in ("edits.csv", "downstream.csv", "README.md", "side_effects.png", "d4s.png", "methods.png"):
+    for name in ("edits.csv", "downstream.csv", "README.md", "side_effects.png", "side_effects_paper.png", "d4s.png",
+                 "methods.png"):
         assert (out / name).stat().st_size > 0, name
     with open(out / "edits.csv") as handle:
         rows = list(csv.DictReader(handle))
