@@ -78,6 +78,8 @@ def main():
             problem = f"--easyedit-python {args.easyedit_python!r}: no such interpreter; give the path of a python"
         if args.memit_repeats < 1:
             problem = f"--memit-repeats must be >= 1, got {args.memit_repeats}"
+        if args.device != "cpu":
+            problem = f"--easyedit compares both sides on one CPU thread; drop --device {args.device}"
         if problem:
             parser.error(problem)
         torch.set_num_threads(1)      # both sides on one thread (the worker takes this process's count)

@@ -100,8 +100,9 @@ def _full_pass_at_subject(model, tokenizer, modules, texts, subjects):
 
 
 @pytest.mark.parametrize(("key_layer", "also_layer"), [(0, 1), (1, 1), (1, 0)])
-def test_reading_another_module_stops_after_the_later_of_the_two_with_the_full_pass_numbers(tiny, key_layer,
-                                                                                             also_layer):
+def test_keys_and_another_output_stop_after_the_later_module(tiny, key_layer, also_layer):
+    """Keys at one layer and another module's output: the pass stops once both have run, whichever is later, and
+    gives the numbers of a full pass bit for bit."""
     model, tokenizer, arch = tiny
     groups = [["{}"], ["Note. {}", "So, {}"]]
     also = arch.layer(also_layer)
