@@ -6,11 +6,20 @@ edits and the u = C⁻¹k̄ step alone (at the model's key size and, with ``--ke
 Every method edits the same requests; statistics and context templates are prepared before the clock starts
 (setup is reported apart), the weights are restored after each edit outside the timed region.
     python bench/edit_latency.py [--requests 20] [--device cuda] [--key-size 6400]
+
+With ``--easyedit PATH`` (a checkout of zjunlp/EasyEdit; not a dependency, imported from there at run time) it times
+instead lit-edit's ROME (one request at a time) and MEMIT (one batch of all requests), as
+``configs/edit/methods/factworld/{rome,memit}.yaml`` set them, against EasyEdit's, on the same requests,
+hyperparameters, context templates and C, the two sides alternating, and checks that they compute the same
+ΔW (``bench/easyedit_comparison.py``); ``--profile`` adds where each side spends an edit.
+    OMP_NUM_THREADS=1 python bench/edit_latency.py --requests 10 --easyedit ../EasyEdit [--profile]
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
+import sys
 import time
 
 import torch
@@ -55,7 +64,25 @@ def main():
     parser.add_argument("--requests", type=int, default=20)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--key-size", type=int, default=0, help="also time u = C⁻¹k̄ on a random C of this size")
+    parser.add_argument("--easyedit", metavar="PATH", help="compare ROME and MEMIT with EasyEdit's, imported from PATH")
+    parser.add_argument("--easyedit-python", metavar="PYTHON",
+                        help="the interpreter that runs EasyEdit's side (default: this one)")
+    parser.add_argument("--memit-repeats", type=int, default=3, help="with --easyedit: MEMIT batches timed per side")
+    parser.add_argument("--profile", action="store_true", help="with --easyedit: also profile both sides (cProfile)")
     args = parser.parse_args()
+    if args.easyedit:
+        from easyedit_worker import easyedit_folder_problem
+
+        problem = easyedit_folder_problem(args.easyedit)
+        if args.easyedit_python and not shutil.which(args.easyedit_python):
+            problem = f"--easyedit-python {args.easyedit_python!r}: no such interpreter; give the path of a python"
+        if args.memit_repeats < 1:
+            problem = f"--memit-repeats must be >= 1, got {args.memit_repeats}"
+        if args.device != "cpu":
+            problem = f"--easyedit compares both sides on one CPU thread; drop --device {args.device}"
+        if problem:
+            parser.error(problem)
+        torch.set_num_threads(1)      # both sides on one thread (the worker takes this process's count)
     torch.manual_seed(0)
     model, tokenizer = load_model_and_tokenizer(args.model, device=args.device)
     model.requires_grad_(False)
@@ -66,6 +93,13 @@ def main():
                                                        cache_dir="checkpoints/stats", max_tokens=100000), progress=False)
     print(f"model {args.model}, {len(requests)} requests one at a time, "
           f"{torch.cuda.get_device_name(model.device) if model.device.type == 'cuda' else f'{torch.get_num_threads()} threads'}")
+    if args.easyedit:
+        from easyedit_comparison import compare, configured_editor
+
+        rome, memit = (configured_editor(f"configs/edit/methods/factworld/{name}.yaml") for name in ("rome", "memit"))
+        compare(model, tokenizer, arch, requests, context, rome, memit, args.easyedit,
+                args.easyedit_python or sys.executable, args.memit_repeats, args.profile)
+        return
     timings, rome_moment = {}, None
     for name, editor in editors().items():
         start = time.perf_counter()

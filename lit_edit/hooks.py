@@ -67,7 +67,7 @@ def _hooked(handles: list) -> Iterator[None]:
 
 @contextmanager
 def record(model: nn.Module, names: Iterable[str], detach: bool = True,
-           stop_after: str | None = None) -> Iterator[dict[str, Recording]]:
+           stop_after: str | None = None, stop_when_all_seen: bool = False) -> Iterator[dict[str, Recording]]:
     """Record the input and output of each named module during the forward passes inside the block.
 
     Args:
@@ -75,9 +75,11 @@ def record(model: nn.Module, names: Iterable[str], detach: bool = True,
         stop_after: raise :class:`StopForward` once this module has run; use :func:`forward_until`. Ignored for a
             sharded model (``lit_edit.sharding``): a forward pass cut inside an FSDP block would leave the block's
             gathered weights in place, so the pass runs to the end.
+        stop_when_all_seen: raise :class:`StopForward` once every named module has run, whichever comes last
+            (ignored for a sharded model, as ``stop_after``).
     """
-    if stop_after is not None and is_sharded(model):
-        stop_after = None
+    if (stop_after is not None or stop_when_all_seen) and is_sharded(model):
+        stop_after, stop_when_all_seen = None, False
     modules = _modules(model, names)
     recordings = {name: Recording() for name in modules}
     handles = []
@@ -86,7 +88,7 @@ def record(model: nn.Module, names: Iterable[str], detach: bool = True,
             x, y = (args[0] if args else None), first_tensor(output)
             recordings[name].input = x.detach() if detach and x is not None else x
             recordings[name].output = y.detach() if detach else y
-            if name == stop_after:
+            if name == stop_after or (stop_when_all_seen and all(r.output is not None for r in recordings.values())):
                 raise StopForward(name)
         handles.append(module.register_forward_hook(hook))
     with _hooked(handles):

@@ -20,14 +20,15 @@ from lit_edit.scoring import pad_right
 
 @torch.no_grad()
 def subject_io(model, tokenizer, modules: Sequence[str], prompts: Sequence[str], subjects: Sequence[str],
-               rule: str = "subject_last", stop_after: str | None = None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+               rule: str = "subject_last", stop_after: str | None = None, stop_when_all_seen: bool = False
+               ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """{module: (input, output)} at the subject token of each prompt (``{}`` = subject), in one forward pass
-    over one batch, optionally stopped right after ``stop_after``."""
+    over one batch, optionally stopped right after ``stop_after`` or once every module in ``modules`` has run."""
     encoded = [tokenizer(p.format(s), add_special_tokens=True)["input_ids"] for p, s in zip(prompts, subjects, strict=True)]
     device = next(model.parameters()).device
     lookup = torch.tensor(subject_token_indices(tokenizer, prompts, subjects, rule), device=device)
     input_ids, mask = pad_right(encoded, tokenizer.pad_token_id, device)
-    with record(model, modules, stop_after=stop_after) as seen:
+    with record(model, modules, stop_after=stop_after, stop_when_all_seen=stop_when_all_seen) as seen:
         forward_until(model, input_ids=input_ids, attention_mask=mask)
     rows = torch.arange(len(encoded), device=device)
     return {name: (seen[name].input[rows, lookup], seen[name].output[rows, lookup]) for name in modules}
@@ -58,7 +59,8 @@ def template_keys(model, tokenizer, arch: Architecture, layer: int, prompts: Seq
                   template_groups: Sequence[Sequence[str]], rule: str = "subject_last",
                   also: str | None = None) -> TemplateKeys:
     """The FFN-output input of ``layer`` for every (template, request); with ``also``, that module's output at
-    the bare prompt (the first template, which must be ``"{}"``) from the same pass."""
+    the bare prompt (the first template, which must be ``"{}"``) from the same pass. The pass stops once both
+    modules have run: nothing after the later of the two (further blocks, the final norm, the unembedding)."""
     arch.check_layer(model, layer)
     contexts = [t for group in template_groups for t in group]
     if also is not None and contexts[0] != "{}":
@@ -66,8 +68,7 @@ def template_keys(model, tokenizer, arch: Architecture, layer: int, prompts: Seq
     texts = [template.format(p) for template in contexts for p in prompts]
     key_module = arch.ffn_out_at(layer)
     modules = [key_module] + ([also] if also and also != key_module else [])
-    seen = subject_io(model, tokenizer, modules, texts, list(subjects) * len(contexts), rule,
-                      stop_after=None if also else key_module)
+    seen = subject_io(model, tokenizer, modules, texts, list(subjects) * len(contexts), rule, stop_when_all_seen=True)
     keys = seen[key_module][0].view(len(contexts), len(prompts), -1)
     bare = seen[also][1][: len(prompts)] if also else None
     return TemplateKeys(keys, tuple(len(g) for g in template_groups), bare)

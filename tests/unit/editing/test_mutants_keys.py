@@ -83,3 +83,35 @@ def test_reading_another_module_needs_the_bare_template_first(tiny):
                                   "got 'Note. {}'")
     keys = template_keys(model, tokenizer, arch, 1, PROMPTS, SUBJECTS, [["Note. {}"], ["{}"]])
     assert keys.per_template.shape[:2] == (2, 2) and keys.bare_output is None
+
+
+def _full_pass_at_subject(model, tokenizer, modules, texts, subjects):
+    """(input, output) of each module at the subject's last token, from one full forward pass with hooks."""
+    from lit_edit.hooks import record
+    from lit_edit.scoring import pad_right
+
+    encoded = [tokenizer(t.format(s), add_special_tokens=True)["input_ids"] for t, s in zip(texts, subjects, strict=True)]
+    input_ids, mask = pad_right(encoded, tokenizer.pad_token_id)
+    rows = torch.arange(len(encoded))
+    lookup = torch.tensor(subject_token_indices(tokenizer, texts, subjects, "subject_last"))
+    with torch.no_grad(), record(model, modules) as seen:
+        model(input_ids=input_ids, attention_mask=mask)
+    return {name: (seen[name].input[rows, lookup], seen[name].output[rows, lookup]) for name in modules}
+
+
+@pytest.mark.parametrize(("key_layer", "also_layer"), [(0, 1), (1, 1), (1, 0)])
+def test_keys_and_another_output_stop_after_the_later_module(tiny, key_layer, also_layer):
+    """Keys at one layer and another module's output: the pass stops once both have run, whichever is later, and
+    gives the numbers of a full pass bit for bit."""
+    model, tokenizer, arch = tiny
+    groups = [["{}"], ["Note. {}", "So, {}"]]
+    also = arch.layer(also_layer)
+    later = max(key_layer, also_layer) + 1
+    with _Fired(model, arch.layer(later)) as beyond, _Fired(model, arch.final_norm) as norm:
+        keys = template_keys(model, tokenizer, arch, key_layer, PROMPTS, SUBJECTS, groups, also=also)
+    assert beyond.calls == 0 and norm.calls == 0
+    texts = [t.format(p) for group in groups for t in group for p in PROMPTS]
+    direct = _full_pass_at_subject(model, tokenizer, [arch.ffn_out_at(key_layer), also], texts,
+                                   SUBJECTS * (len(texts) // len(PROMPTS)))
+    assert torch.equal(keys.per_template.reshape(len(texts), -1), direct[arch.ffn_out_at(key_layer)][0])
+    assert torch.equal(keys.bare_output, direct[also][1][: len(PROMPTS)])
