@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -79,6 +80,17 @@ def point_arguments(experiment: Experiment, point: Point, folder: Path) -> list[
     return args
 
 
+def run_process(command: list[str], log) -> tuple[int, float | None]:
+    """Run ``command`` to its end, its output into ``log``; returns its exit status and the CPU seconds (user +
+    system) it used, where the platform reports them per process (``os.wait4``; ``None`` elsewhere)."""
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    if not hasattr(os, "wait4"):
+        return process.wait(), None
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    return process.returncode, usage.ru_utime + usage.ru_stime
+
+
 @dataclass
 class PointRun:
     """One point's row of the index."""
@@ -91,10 +103,14 @@ class PointRun:
     returncode: int | None = None
     seconds: float | None = None
     """Wall time of the point's attempts the index recorded, added up."""
+    cpu_seconds: float | None = None
+    """CPU time (user + system) of those attempts' processes, added up: with one thread per point, about what the
+    point takes on an otherwise idle core."""
 
     def row(self, out: Path) -> dict:
         return {"point": self.point.name, "folder": str(self.folder.relative_to(out)), "status": self.status,
                 "attempts": self.attempts, "returncode": self.returncode, "seconds": self.seconds,
+                "cpu_seconds": self.cpu_seconds,
                 "log": str(self.log.relative_to(out)), **self.point.labels}
 
 
@@ -111,6 +127,7 @@ class Sweep:
             previous = self._previous.get(run.point.name, {})
             run.attempts = int(previous.get("attempts") or 0)
             run.returncode, run.seconds = previous.get("returncode"), previous.get("seconds")
+            run.cpu_seconds = previous.get("cpu_seconds")
         self._lock = threading.Lock()
 
     def _read_index(self) -> dict[str, dict]:
@@ -190,13 +207,14 @@ class Sweep:
                 run.status, run.attempts = "running", run.attempts + 1
             self.write_index()
             started = time.monotonic()
-            process = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        run.seconds = round((run.seconds or 0.0) + time.monotonic() - started, 1)    # over the recorded attempts
-        run.returncode = process.returncode
-        if process.returncode == 0 and metrics_complete(run.folder):
+            returncode, cpu = run_process(command, log)
+        run.seconds = round((run.seconds or 0.0) + time.monotonic() - started, 3)    # over the recorded attempts
+        run.cpu_seconds = None if cpu is None else round((run.cpu_seconds or 0.0) + cpu, 3)
+        run.returncode = returncode
+        if returncode == 0 and metrics_complete(run.folder):
             run.status = "done"
         else:
-            run.status = "interrupted" if process.returncode and _interrupted(run.folder) else "failed"
+            run.status = "interrupted" if returncode and _interrupted(run.folder) else "failed"
         self.write_index()
         return run
 

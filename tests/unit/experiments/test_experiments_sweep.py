@@ -100,6 +100,8 @@ def test_a_rerun_skips_finished_points_and_sets_a_failed_attempt_aside(tmp_path,
     assert second["n=2__seed_everything=0"]["seconds"] == first["n=2__seed_everything=0"]["seconds"] != ""
     assert second["n=2__seed_everything=0"]["returncode"] == "0"          # the skipped point keeps its record
     assert float(second["n=3__seed_everything=0"]["seconds"]) > float(first["n=3__seed_everything=0"]["seconds"])
+    assert second["n=2__seed_everything=0"]["cpu_seconds"] == first["n=2__seed_everything=0"]["cpu_seconds"]
+    assert 0 < float(first["n=2__seed_everything=0"]["cpu_seconds"]) <= float(first["n=2__seed_everything=0"]["seconds"]) + 1
     # only the point without scores runs again: n = 4 failed after writing its complete metrics.json
     assert [call["folder"] for call in calls(stand_in)][3:] == ["n=3__seed_everything=0"]
     aside = list((out / sweep.ASIDE).iterdir())
