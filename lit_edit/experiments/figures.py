@@ -84,12 +84,19 @@ def side_effects_figure(downstream: pd.DataFrame, scoring_modes: tuple[str, ...]
                     level = ax.axhline(float(pre.mean()), linestyle=(0, (2, 2)), color="0.5", alpha=0.6,
                                        label=f"_pre-edit {name}")
                     level.set_gid(PRE_EDIT_GID)
-        ax.set(title=task, xlabel="number of edits", ylabel="score")
+        ax.set(title=task, xlabel="number of edits",
+               ylabel=", ".join(f"{m}/{x}" for m, x in headline_metrics(task, by_task)) or "score")
         ax.grid(alpha=0.3)
-        if ax.lines:
-            ax.legend(fontsize=6)
     for ax in list(axes.flat)[len(tasks):]:
         ax.set_visible(False)
+    legend = {}     # one legend for the figure: a line per group (and scoring mode), as drawn in the first panel
+    for ax in axes.flat:
+        for line in ax.lines:
+            if not line.get_label().startswith("_"):
+                legend.setdefault(line.get_label().rsplit("/", 1)[0].rsplit(" ", 1)[0]
+                                  if scoring_modes and len(scoring_modes) == 1 else line.get_label(), line)
+    if legend:
+        figure.legend(list(legend.values()), list(legend), loc="outside right upper", fontsize=8)
     figure.suptitle("downstream tasks against the number of edits"
                     + (f" ({', '.join(scoring_modes)} scoring)" if scoring_modes else "") + " (grey: pre-edit)")
     return figure
