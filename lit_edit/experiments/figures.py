@@ -104,21 +104,28 @@ def side_effects_figure(downstream: pd.DataFrame, scoring_modes: tuple[str, ...]
 
 def d4s_figure(edits: pd.DataFrame, family: str = "token") -> plt.Figure:
     """Left: ‖W‖₁/numel of each edited matrix against the number of edits per method (the per-step monitors);
-    right: reliability and locality of ``family`` against the number of edits (pre, periodic and final scores)."""
+    right: reliability and locality of ``family`` against the number of edits (pre, periodic and final scores).
+    A colour per method and mode; a line style per matrix (left) and per metric (right)."""
     figure, (norms, scores) = plt.subplots(1, 2, figsize=(12, 4.2), layout="constrained")
     monitors = edits[(edits["family"] == "monitor") & edits["metric"].astype(str).str.startswith("l1_per_numel/")
                      & edits["stage"].isin(["pre", "step", "final"])]
+    chosen = edits[(edits["family"] == family) & edits["metric"].isin(["reliability", "locality"])
+                   & edits["stage"].isin(["pre", "periodic", "final"])]
+    groups = sorted({tuple(map(str, key)) for frame in (monitors, chosen)
+                     for key in frame[list(GROUP)].drop_duplicates().itertuples(index=False)})
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colour = {key: colours[i % len(colours)] for i, key in enumerate(groups)}     # one per method and mode
+    layers = sorted(set(monitors["metric"]))
     for (*key, metric), group in monitors.groupby([*GROUP, "metric"], dropna=False, sort=True):
         points = _series(group)
         layer = metric.removeprefix("l1_per_numel/").removesuffix(".weight")
-        norms.plot(points["n_edits_at"], points["value"], marker=".", label=f"{group_name(tuple(key))} {layer}")
+        norms.plot(points["n_edits_at"], points["value"], marker=".", label=f"{group_name(tuple(key))} {layer}",
+                   color=colour[tuple(map(str, key))], linestyle=LINE_STYLES[layers.index(metric) % len(LINE_STYLES)])
     norms.set(title="‖W‖₁ / numel of each edited matrix", xlabel="number of edits", ylabel="mean |w|")
-    chosen = edits[(edits["family"] == family) & edits["metric"].isin(["reliability", "locality"])
-                   & edits["stage"].isin(["pre", "periodic", "final"])]
     for (*key, metric), group in chosen.groupby([*GROUP, "metric"], dropna=False, sort=True):
         points = _series(group, override="final")
         scores.plot(points["n_edits_at"], points["value"], marker="o", label=f"{group_name(tuple(key))} {metric}",
-                    linestyle="-" if metric == "reliability" else ":")
+                    linestyle="-" if metric == "reliability" else ":", color=colour[tuple(map(str, key))])
     scores.set(title=f"{family} reliability and locality (all edits so far)", xlabel="number of edits",
                ylabel="score", ylim=(-0.02, 1.02))
     for ax in (norms, scores):
