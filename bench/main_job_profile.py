@@ -32,11 +32,15 @@ import lit_edit.editing.memit
 import lit_edit.editing.rome
 import lit_edit.editing.values
 import lit_edit.metrics.monitors
+import lit_edit.modules.reference_cache
+import lit_edit.modules.run_record
 import lit_edit.results
 import lit_edit.stats
 import lit_edit.tasks.summary
 from lit_edit.editors import MEMIT, ROME
+from lit_edit.modules.edit_scores import EditScores
 from lit_edit.modules.editing import EditingModule
+from lit_edit.modules.run_export import RunExport
 from lit_edit.tasks.suite import DownstreamSuite
 
 REST = "rest (model loading, CLI, Lightning, loop)"
@@ -93,17 +97,17 @@ SCORING_BY_PHASE = {"setup and run start (other)": "pre-edit scoring", "edit ste
 
 def install(profiler: Profiler) -> None:
     """The parts of a run, by the project's functions that do them."""
-    for cls in (EditingModule,):
-        patch_method(profiler, cls, "setup_run", "setup and run start (other)")
-        patch_method(profiler, cls, "start_run", "setup and run start (other)")
-        patch_method(profiler, cls, "test_step", "edit step (other)")
-        patch_method(profiler, cls, "evaluate_applied", "periodic scoring")
-        patch_method(profiler, cls, "finish_run", "run end (other)")
-        patch_method(profiler, cls, "_reference", "pre-edit scoring")
-        patch_method(profiler, cls, "_score", lambda outer: SCORING_BY_PHASE.get(outer, "scoring (other)"))
-        patch_method(profiler, cls, "_plot", "plots")
-        for name in ("_export", "_log", "write_request_scores"):
-            patch_method(profiler, cls, name, "writes (files, exports, logger)")
+    patch_method(profiler, EditingModule, "setup_run", "setup and run start (other)")
+    patch_method(profiler, EditingModule, "start_run", "setup and run start (other)")
+    patch_method(profiler, EditingModule, "test_step", "edit step (other)")
+    patch_method(profiler, EditingModule, "evaluate_applied", "periodic scoring")
+    patch_method(profiler, EditingModule, "finish_run", "run end (other)")
+    patch_function(profiler, lit_edit.modules.reference_cache, "pre_edit_reference", "pre-edit scoring")
+    patch_method(profiler, EditScores, "score", lambda outer: SCORING_BY_PHASE.get(outer, "scoring (other)"))
+    patch_function(profiler, lit_edit.modules.run_record, "plot_run", "plots")
+    patch_method(profiler, EditingModule, "_log", "writes (files, exports, logger)")
+    patch_method(profiler, RunExport, "write", "writes (files, exports, logger)")
+    patch_function(profiler, lit_edit.modules.run_record, "write_request_scores", "writes (files, exports, logger)")
     for name in ("write_json", "write_csv", "add_step", "copy_in"):
         patch_method(profiler, lit_edit.results.RunRecorder, name, "writes (files, exports, logger)")
     for editor in (ROME, MEMIT):
@@ -159,8 +163,7 @@ def main():
         if args.only in (None, "main"):
             run(profiler, f"main job (MEMIT batch-sequential, {args.n} edits, every {args.every} batches)",
                 ["test", "--config", "configs/edit/default.yaml", "--data.init_args.n", str(args.n),
-                 "--trainer.eval_every_n_batches", str(args.every),
-                 "--model.init_args.downstream.every_n_batches", str(args.every), *common])
+                 "--trainer.eval_every_n_batches", str(args.every), *common])
         if args.only in (None, "rome"):
             run(profiler, f"ROME instance-sequential ({args.rome_n} edits, every {args.rome_every} steps)",
                 ["test", "--config", "configs/edit/models/factworld.yaml",
