@@ -15,6 +15,7 @@ import torch
 from lit_edit.editing.positions import subject_token_indices
 from lit_edit.hooks import forward_until, record
 from lit_edit.models.architectures import Architecture
+from lit_edit.models.upper_layers import layer_of
 from lit_edit.scoring import pad_right
 
 
@@ -54,6 +55,19 @@ class TemplateKeys:
         return torch.stack([g.mean(0) for g in groups]).mean(0).T
 
 
+def ends_last(arch: Architecture, first: str, second: str) -> str | None:
+    """Of two modules, the one whose forward call ends later in a pass: the one in the higher block, or the block
+    itself when the other is inside it; None when that does not follow from the names (a module outside the blocks,
+    two modules inside one block)."""
+    layers = layer_of(arch, first), layer_of(arch, second)
+    if None in layers:
+        return None
+    if layers[0] != layers[1]:
+        return first if layers[0] > layers[1] else second
+    block = arch.layer(layers[0])
+    return block if block in (first, second) else None
+
+
 def template_keys(model, tokenizer, arch: Architecture, layer: int, prompts: Sequence[str], subjects: Sequence[str],
                   template_groups: Sequence[Sequence[str]], rule: str = "subject_last",
                   also: str | None = None) -> TemplateKeys:
@@ -66,8 +80,9 @@ def template_keys(model, tokenizer, arch: Architecture, layer: int, prompts: Seq
     texts = [template.format(p) for template in contexts for p in prompts]
     key_module = arch.ffn_out_at(layer)
     modules = [key_module] + ([also] if also and also != key_module else [])
-    seen = subject_io(model, tokenizer, modules, texts, list(subjects) * len(contexts), rule,
-                      stop_after=None if also else key_module)
+    # the pass stops once both modules have run (MEMIT reads the block output of its last layer, above the keys)
+    stop_after = ends_last(arch, key_module, also) if also and also != key_module else key_module
+    seen = subject_io(model, tokenizer, modules, texts, list(subjects) * len(contexts), rule, stop_after=stop_after)
     keys = seen[key_module][0].view(len(contexts), len(prompts), -1)
     bare = seen[also][1][: len(prompts)] if also else None
     return TemplateKeys(keys, tuple(len(g) for g in template_groups), bare)
