@@ -12,13 +12,16 @@ configs' caches.
     python bench/main_job_profile.py --n 40 --every 2 --rome-n 6 --rome-every 3      # a quick run
 
 ``--n``/``--every`` shrink the main job (edits; batches between periodic and downstream evaluations), ``--rome-n`` /
-``--rome-every`` the ROME run; ``--only main|rome`` runs one of them.
+``--rome-every`` the ROME run; ``--only main|rome`` runs one of them. Each run also prints the time of a step
+against the edit it makes (the editor's ``edit``): ``test_step`` alone (edit, monitors, immediate scoring), and with
+the periodic scoring spread over the steps.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import os
 import sys
 import tempfile
 import time
@@ -32,11 +35,15 @@ import lit_edit.editing.memit
 import lit_edit.editing.rome
 import lit_edit.editing.values
 import lit_edit.metrics.monitors
+import lit_edit.modules.reference_cache
+import lit_edit.modules.run_record
 import lit_edit.results
 import lit_edit.stats
 import lit_edit.tasks.summary
 from lit_edit.editors import MEMIT, ROME
+from lit_edit.modules.edit_scores import EditScores
 from lit_edit.modules.editing import EditingModule
+from lit_edit.modules.run_export import RunExport
 from lit_edit.tasks.suite import DownstreamSuite
 
 REST = "rest (model loading, CLI, Lightning, loop)"
@@ -47,6 +54,8 @@ class Profiler:
 
     def __init__(self):
         self.seconds: dict[str, float] = defaultdict(float)
+        self.inclusive: dict[str, float] = defaultdict(float)   # by function name, nested calls included
+        self.calls: dict[str, int] = defaultdict(int)
         self.stack: list[str] = []
         self.last = time.perf_counter()
 
@@ -61,17 +70,32 @@ class Profiler:
         def timed(*args, **kwargs):
             self._charge()
             self.stack.append(part(self.stack[-1] if self.stack else None) if callable(part) else part)
+            started = time.perf_counter()
             try:
                 return function(*args, **kwargs)
             finally:
                 self._charge()
                 self.stack.pop()
+                self.inclusive[function.__qualname__] += time.perf_counter() - started
+                self.calls[function.__qualname__] += 1
         return timed
 
     def reset(self) -> None:
         self.seconds.clear()
+        self.inclusive.clear()
+        self.calls.clear()
         self.stack.clear()
         self.last = time.perf_counter()
+
+    def step_ratio(self) -> str:
+        """An editing step against the edit it makes: ``test_step`` (edit, monitors, immediate scoring) per step,
+        and the same with the periodic scoring spread over the steps, each over the editor's ``edit`` per step."""
+        steps = self.calls["EditingModule.test_step"]
+        edit = sum(seconds for name, seconds in self.inclusive.items() if name.endswith(".edit")) / steps
+        step = self.inclusive["EditingModule.test_step"] / steps
+        periodic = self.inclusive["EditingModule.evaluate_applied"] / steps
+        return (f"per step: edit {edit:.3f} s, step {step:.3f} s ({step / edit:.2f}x the edit), with the periodic "
+                f"scoring spread over the steps {step + periodic:.3f} s ({(step + periodic) / edit:.2f}x)")
 
 
 def patch_function(profiler: Profiler, module, name: str, part) -> None:
@@ -93,17 +117,17 @@ SCORING_BY_PHASE = {"setup and run start (other)": "pre-edit scoring", "edit ste
 
 def install(profiler: Profiler) -> None:
     """The parts of a run, by the project's functions that do them."""
-    for cls in (EditingModule,):
-        patch_method(profiler, cls, "setup_run", "setup and run start (other)")
-        patch_method(profiler, cls, "start_run", "setup and run start (other)")
-        patch_method(profiler, cls, "test_step", "edit step (other)")
-        patch_method(profiler, cls, "evaluate_applied", "periodic scoring")
-        patch_method(profiler, cls, "finish_run", "run end (other)")
-        patch_method(profiler, cls, "_reference", "pre-edit scoring")
-        patch_method(profiler, cls, "_score", lambda outer: SCORING_BY_PHASE.get(outer, "scoring (other)"))
-        patch_method(profiler, cls, "_plot", "plots")
-        for name in ("_export", "_log", "write_request_scores"):
-            patch_method(profiler, cls, name, "writes (files, exports, logger)")
+    patch_method(profiler, EditingModule, "setup_run", "setup and run start (other)")
+    patch_method(profiler, EditingModule, "start_run", "setup and run start (other)")
+    patch_method(profiler, EditingModule, "test_step", "edit step (other)")
+    patch_method(profiler, EditingModule, "evaluate_applied", "periodic scoring")
+    patch_method(profiler, EditingModule, "finish_run", "run end (other)")
+    patch_function(profiler, lit_edit.modules.reference_cache, "pre_edit_reference", "pre-edit scoring")
+    patch_method(profiler, EditScores, "score", lambda outer: SCORING_BY_PHASE.get(outer, "scoring (other)"))
+    patch_function(profiler, lit_edit.modules.run_record, "plot_run", "plots")
+    patch_method(profiler, EditingModule, "_log", "writes (files, exports, logger)")
+    patch_method(profiler, RunExport, "write", "writes (files, exports, logger)")
+    patch_function(profiler, lit_edit.modules.run_record, "write_request_scores", "writes (files, exports, logger)")
     for name in ("write_json", "write_csv", "add_step", "copy_in"):
         patch_method(profiler, lit_edit.results.RunRecorder, name, "writes (files, exports, logger)")
     for editor in (ROME, MEMIT):
@@ -135,6 +159,8 @@ def run(profiler: Profiler, label: str, cli_args: list[str]) -> tuple[float, dic
     for part, seconds in sorted(profiler.seconds.items(), key=lambda item: -item[1]):
         print(f"  {part:<46} {seconds:9.1f} {seconds / wall:7.1%}")
     print(f"  {'sum of the parts':<46} {sum(profiler.seconds.values()):9.1f}")
+    print(f"  {profiler.step_ratio()}")
+    print(f"  load average (1, 5, 15 min) at the end: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
     return wall, dict(profiler.seconds)
 
 
@@ -159,8 +185,7 @@ def main():
         if args.only in (None, "main"):
             run(profiler, f"main job (MEMIT batch-sequential, {args.n} edits, every {args.every} batches)",
                 ["test", "--config", "configs/edit/default.yaml", "--data.init_args.n", str(args.n),
-                 "--trainer.eval_every_n_batches", str(args.every),
-                 "--model.init_args.downstream.every_n_batches", str(args.every), *common])
+                 "--trainer.eval_every_n_batches", str(args.every), *common])
         if args.only in (None, "rome"):
             run(profiler, f"ROME instance-sequential ({args.rome_n} edits, every {args.rome_every} steps)",
                 ["test", "--config", "configs/edit/models/factworld.yaml",

@@ -68,6 +68,7 @@ def template_keys(model, tokenizer, arch: Architecture, layer: int, prompts: Seq
     texts = [template.format(p) for template in contexts for p in prompts]
     key_module = arch.ffn_out_at(layer)
     modules = [key_module] + ([also] if also and also != key_module else [])
+    # the pass stops once every module read has run (MEMIT reads the block output of its last layer, above the keys)
     seen = subject_io(model, tokenizer, modules, texts, list(subjects) * len(contexts), rule, stop_when_all_seen=True)
     keys = seen[key_module][0].view(len(contexts), len(prompts), -1)
     bare = seen[also][1][: len(prompts)] if also else None

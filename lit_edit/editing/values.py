@@ -19,7 +19,9 @@ saved for the backward pass scale with the rows of one pass, the result does not
 differentiated (``torch.autograd.grad``), so the backward pass stops at the edited module and no parameter
 gradient is computed or left behind, whether or not the model's parameters require grad. δ enters inside block l, so
 the blocks below l see the same rows at every step: their result is kept from the first pass and each step runs
-blocks l… only (:mod:`lit_edit.models.upper_layers`; the same numbers as the full pass).
+blocks l… only (:mod:`lit_edit.models.upper_layers`; the same numbers as the full pass). Where δ is added to the
+output of block l itself (MEMIT), block l is kept too: each step adds δ to its output from the first pass and runs
+blocks l+1… only.
 """
 
 from __future__ import annotations
@@ -121,23 +123,43 @@ def _build_rows(tokenizer, targets: Sequence[ValueTarget], templates: Sequence[s
                  target_ids)
 
 
+Forward = Callable[[Callable[[torch.Tensor], torch.Tensor]], torch.Tensor]
+"""The base model's last hidden state with ``module``'s output replaced by ``edit(output)``."""
+
+
 def _first_pass(model, module: str, input_ids: torch.Tensor, mask: torch.Tensor,
-                reuse_lower_layers: bool) -> tuple[torch.Tensor, Callable[[], torch.Tensor]]:
+                reuse_lower_layers: bool) -> tuple[torch.Tensor, Forward]:
     """One pass without gradients: ``module``'s output on every row, and the forward pass each step repeats (the base
-    model's last hidden state) — blocks from ``module``'s layer on when the lower ones can be kept, else all."""
+    model's last hidden state, ``module``'s output edited) — blocks from ``module``'s layer on when the lower ones
+    can be kept, from the next layer on when ``module`` is a whole block (its output is then the same at every step
+    and is edited directly), else all."""
     from lit_edit.sharding import is_sharded
 
     # a model in training mode draws new dropout masks in every block at every step: nothing below is fixed then
     if not (reuse_lower_layers and upper_layers_supported(model, module)) or model.training or is_sharded(model):
         with torch.no_grad(), record(model, [module]) as seen:
             model(input_ids=input_ids, attention_mask=mask)
-        return seen[module].output, lambda: model.base_model(input_ids=input_ids, attention_mask=mask).last_hidden_state
-    layer = layer_of(architecture_of(model), module)
+
+        def full_pass(edit):
+            with rewrite_output(model, {module: edit}):
+                return model.base_model(input_ids=input_ids, attention_mask=mask).last_hidden_state
+        return seen[module].output, full_pass
+    arch = architecture_of(model)
+    layer = layer_of(arch, module)
+    whole_block = module == arch.layer(layer)
     # the whole model, not its base: hooks on the model's inputs (COMEBA-HK's gate reads the batch's mask there)
     # must see this batch before the steps re-run its upper blocks
-    with torch.no_grad(), record(model, [module]) as seen, record_upper_layers(model, layer) as upper:
+    with (torch.no_grad(), record(model, [module]) as seen,
+          record_upper_layers(model, layer + 1 if whole_block else layer) as upper):
         model(input_ids=input_ids, attention_mask=mask, use_cache=False)
-    return seen[module].output, upper.run
+    output = seen[module].output
+    if whole_block:
+        return output, lambda edit: upper.run(edit(output))
+
+    def upper_pass(edit):
+        with rewrite_output(model, {module: edit}):
+            return upper.run()
+    return output, upper_pass
 
 
 def optimize_values(model, tokenizer, module: str, targets: Sequence[ValueTarget], hp: ValueHyperparams,
@@ -200,8 +222,7 @@ def optimize_values(model, tokenizer, module: str, targets: Sequence[ValueTarget
     scored = torch.arange(tok_row.shape[0], device=device)
     unembedding = model.get_output_embeddings()
     for step in range(hp.steps):
-        with rewrite_output(model, {module: add_delta}):
-            hidden = forward()
+        hidden = forward(add_delta)
         logprobs = torch.log_softmax(unembedding(hidden[score_rows, score_positions]).float(), dim=-1)
         token_nll = -logprobs[scored, tok_id] * tok_weight
         nll = torch.zeros(n, device=device).index_add(0, tok_owner, token_nll)

@@ -8,6 +8,10 @@ When a forward pass is repeated with a change that enters at layer ``l`` (value 
         model.base_model(input_ids=ids, attention_mask=mask, use_cache=False)
     hidden = upper.run()          # == model.base_model(input_ids=ids, attention_mask=mask).last_hidden_state
 
+When the change is made to a block's output itself (MEMIT's δ at the output of block ``l``), block ``l`` sees the same
+input every time too: record from ``first_layer=l + 1`` (``n_layers`` for the last block: the final norm alone) and
+pass the changed output of block ``l`` to ``upper.run(hidden)``.
+
 Each block is called again with exactly the arguments the model gave it in the recorded pass (attention mask,
 position ids, rotary embeddings, the per-layer mask of sliding-window families), its hidden-state input replaced, so
 the family's own code decides what they are and the result equals the full pass bit for bit. Hooks on the modules
@@ -45,11 +49,12 @@ class UpperLayers:
     calls: list[_Call] = field(default_factory=list)
     first_input: torch.Tensor | None = None
 
-    def run(self) -> torch.Tensor:
-        """The base model's last hidden state, computed from the recorded input of the first block."""
-        if self.first_input is None or len(self.calls) != len(self.blocks):
+    def run(self, first_input: torch.Tensor | None = None) -> torch.Tensor:
+        """The base model's last hidden state, computed from the recorded input of the first block, or from
+        ``first_input`` in its place (the output of the block below, changed)."""
+        if len(self.calls) != len(self.blocks) or (self.first_input is None and first_input is None):
             raise RuntimeError("no forward pass was recorded: run the model inside record_upper_layers first")
-        hidden = self.first_input
+        hidden = self.first_input if first_input is None else first_input
         for block, call in zip(self.blocks, self.calls):
             hidden = first_tensor(block(hidden, *call.args, **call.kwargs))
         return self.final_norm(hidden)
@@ -77,9 +82,11 @@ def upper_layers_supported(model: nn.Module, module: str) -> bool:
 @contextmanager
 def record_upper_layers(model: nn.Module, first_layer: int) -> Iterator[UpperLayers]:
     """Record, during the forward passes inside the block (run one, with ``use_cache=False``), what blocks
-    ``first_layer…`` receive; the yielded :class:`UpperLayers` then re-runs them alone."""
+    ``first_layer…`` receive; the yielded :class:`UpperLayers` then re-runs them alone. ``first_layer`` may be the
+    number of blocks: no block is re-run, only the final norm, on the input given to :meth:`UpperLayers.run`."""
     arch = architecture_of(model)
-    arch.check_layer(model, first_layer)
+    if first_layer != arch.n_layers(model):
+        arch.check_layer(model, first_layer)
     blocks = [model.get_submodule(arch.layer(i)) for i in range(first_layer, arch.n_layers(model))]
     upper = UpperLayers(blocks, model.get_submodule(arch.final_norm))
 

@@ -27,6 +27,7 @@ class EditScores:
         self.ranks: Ranks = SINGLE
         self.immediate = MeanScores(metric_keys(families), sync_on_compute=False)   # every rank has all scores
         self.by_request: dict[str, dict[str, dict]] = {"pre": {}, "immediate": {}}   # stage → record id → scores
+        self.latest: tuple[int, list[dict]] | None = None   # the last periodic point: how many edits, their scores
 
     def score(self, model, tokenizer, requests: Sequence[EditRequest]) -> list[dict]:
         """Every request's scores, in request order on every rank (the ranks share the chunks)."""
@@ -41,9 +42,11 @@ class EditScores:
         metric.update(scores)
         return metric.compute()
 
-    def of_stage(self, stage: str, model, tokenizer, requests: Sequence[EditRequest]) -> dict:
-        """Score ``requests`` as the ``stage`` (``pre`` or ``final``) of every one of them; returns the mean."""
-        scores = self.score(model, tokenizer, requests)
+    def of_stage(self, stage: str, model, tokenizer, requests: Sequence[EditRequest],
+                 scores: list[dict] | None = None) -> dict:
+        """Score ``requests`` as the ``stage`` (``pre`` or ``final``) of every one of them (or take their ``scores``,
+        made on the model as it is now); returns the mean."""
+        scores = self.score(model, tokenizer, requests) if scores is None else scores
         self.by_request[stage] = {r.record_id: own for r, own in zip(requests, scores)}
         return self.mean(scores)
 
@@ -63,6 +66,7 @@ class EditScores:
         """All edits so far: the ``periodic`` point and the ``retention`` point (the first and the latest cohort
         of ``cohort_batches`` batches)."""
         scores = self.score(model, tokenizer, applied)
+        self.latest = (len(applied), scores)
         first, latest = sum(batch_sizes[:cohort_batches]), sum(batch_sizes[-cohort_batches:])
         n_edits = len(applied)
         return ({"n_edits": n_edits, "scores": self.mean(scores)},
@@ -71,12 +75,15 @@ class EditScores:
 
     def final(self, model, tokenizer, applied: Sequence[EditRequest], rollback: bool, evaluate: bool) -> dict:
         """``final`` and ``final_source`` of ``metrics.json``: with rollback the immediate scores (each edit was
-        scored before its rollback), else all edits scored now (``evaluate``), else None."""
+        scored before its rollback), else all edits scored now (``evaluate``), else None. Edits accumulate without
+        rollback, so when the last periodic point scored as many edits as ``applied`` holds, no edit came after it:
+        its scores are those of the model as it is now and are taken as they are."""
         if rollback:
             self.by_request["final"] = self.by_request["immediate"]
             return {"final": self.immediate_mean(),
                     "final_source": "immediate scores (the model is restored after every step)"}
         if evaluate and applied:
-            return {"final": self.of_stage("final", model, tokenizer, applied),
+            scores = self.latest[1] if self.latest is not None and self.latest[0] == len(applied) else None
+            return {"final": self.of_stage("final", model, tokenizer, applied, scores),
                     "final_source": "all edits scored after the last step"}
         return {"final": None}

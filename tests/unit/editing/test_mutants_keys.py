@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lit_edit.editing.keys import module_io_at_subject, template_keys
+from lit_edit.editing.keys import module_io_at_subject, subject_io, template_keys
 from lit_edit.editing.positions import subject_token_indices
 from lit_edit.models import architecture_of, load_model_and_tokenizer
 
@@ -72,6 +72,30 @@ def test_the_pass_stops_after_the_module_read(tiny):
     with _Fired(model, arch.layer(2)) as later:        # reading a later module runs the pass up to it
         template_keys(model, tokenizer, arch, 1, PROMPTS, SUBJECTS, [["{}"]], also=arch.layer(2))
     assert later.calls == 1
+
+
+@pytest.mark.parametrize(("key_layer", "also_layer"), [(1, 1), (0, 1), (1, 0)])
+def test_reading_another_module_stops_once_both_have_run(tiny, key_layer, also_layer):
+    """MEMIT's keys pass also reads the block output of its last layer: the pass ends with the later of the two
+    (no block above it runs, the unembedding neither) and reads what a pass through the whole model reads."""
+    model, tokenizer, arch = tiny
+    groups = [["{}"], ["Note. {}", "Another prefix, longer than the first. {}"]]
+    above = [arch.layer(i) for i in range(max(key_layer, also_layer) + 1, arch.n_layers(model))] + [arch.unembedding]
+    counters = [_Fired(model, name) for name in above]
+    for counter in counters:
+        counter.__enter__()
+    try:
+        stopped = template_keys(model, tokenizer, arch, key_layer, PROMPTS, SUBJECTS, groups,
+                                also=arch.layer(also_layer))
+    finally:
+        for counter in counters:
+            counter.__exit__()
+    assert [counter.calls for counter in counters] == [0] * len(above)
+    texts = [t.format(p) for group in groups for t in group for p in PROMPTS]
+    whole = subject_io(model, tokenizer, [arch.ffn_out_at(key_layer), arch.layer(also_layer)], texts,
+                       SUBJECTS * 3, stop_after=None)
+    assert torch.equal(stopped.per_template.flatten(0, 1), whole[arch.ffn_out_at(key_layer)][0])
+    assert torch.equal(stopped.bare_output, whole[arch.layer(also_layer)][1][: len(PROMPTS)])
 
 
 def test_reading_another_module_needs_the_bare_template_first(tiny):

@@ -47,11 +47,13 @@ def test_upper_blocks_alone_equal_the_full_pass(tiny, first_layer):
     assert torch.equal(alone, full)
 
 
-@pytest.mark.parametrize("kind", ["block", "ffn"])
-def test_value_optimisation_keeping_the_lower_blocks_is_unchanged(tiny, kind):
+@pytest.mark.parametrize(("kind", "layer"), [("block", 1), ("block", 2), ("ffn", 2)])
+def test_value_optimisation_keeping_the_lower_blocks_is_unchanged(tiny, kind, layer):
+    """δ inside block l (FFN output: blocks l… re-run) and at the output of block l (blocks l+1… re-run; at the last
+    block the final norm alone) against a full pass at every step."""
     model, tokenizer = tiny
     arch = architecture_of(model)
-    module = arch.layer(2) if kind == "block" else arch.ffn_at(2)
+    module = arch.layer(layer) if kind == "block" else arch.ffn_at(layer)
     hp = ValueHyperparams(steps=5, lr=0.05, weight_decay=0.0, clamp_norm_factor=100.0)
     kept = optimize_values(model, tokenizer, module, TARGETS, hp, TEMPLATES)
     full = optimize_values(model, tokenizer, module, TARGETS, hp, TEMPLATES, reuse_lower_layers=False)
@@ -60,20 +62,32 @@ def test_value_optimisation_keeping_the_lower_blocks_is_unchanged(tiny, kind):
         assert torch.equal(getattr(kept, field.name), getattr(full, field.name)), field.name
 
 
-def test_blocks_below_the_edited_layer_run_once(tiny):
-    """Every step runs blocks 2… only: block 0 and 1 run in the first pass and never again."""
-    model, tokenizer = tiny
+def _block_calls(model, tokenizer, module_of, steps: int) -> dict[int, int]:
+    """How often each block runs while optimising values at ``module_of(arch)`` for ``steps`` steps."""
     arch = architecture_of(model)
     calls = {i: 0 for i in range(arch.n_layers(model))}
     handles = [model.get_submodule(arch.layer(i)).register_forward_pre_hook(
         lambda mod, args, i=i: calls.__setitem__(i, calls[i] + 1)) for i in calls]
-    hp = ValueHyperparams(steps=4, lr=0.05, weight_decay=0.0, stop_loss=0.0)   # no request stops early
+    hp = ValueHyperparams(steps=steps, lr=0.05, weight_decay=0.0, stop_loss=0.0)   # no request stops early
     try:
-        optimize_values(model, tokenizer, arch.ffn_at(2), TARGETS, hp, TEMPLATES)
+        optimize_values(model, tokenizer, module_of(arch), TARGETS, hp, TEMPLATES)
     finally:
         for handle in handles:
             handle.remove()
-    assert calls == {0: 1, 1: 1, 2: 1 + hp.steps}
+    return calls
+
+
+def test_blocks_below_the_edited_layer_run_once(tiny):
+    """δ at the FFN output of block 2: every step runs block 2 only; blocks 0 and 1 run in the first pass alone."""
+    model, tokenizer = tiny
+    assert _block_calls(model, tokenizer, lambda arch: arch.ffn_at(2), steps=4) == {0: 1, 1: 1, 2: 5}
+
+
+@pytest.mark.parametrize(("layer", "expected"), [(1, {0: 1, 1: 1, 2: 5}), (2, {0: 1, 1: 1, 2: 1})])
+def test_a_block_whose_output_is_edited_runs_once(tiny, layer, expected):
+    """δ at the output of block l (MEMIT): block l runs in the first pass alone, like the blocks below it."""
+    model, tokenizer = tiny
+    assert _block_calls(model, tokenizer, lambda arch: arch.layer(layer), steps=4) == expected
 
 
 def test_a_model_in_training_mode_runs_every_block_every_step(tiny):
