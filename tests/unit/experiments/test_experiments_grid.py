@@ -203,3 +203,15 @@ def test_the_dry_run_prints_one_command_per_point_still_to_run(tmp_path):
                              " 2>&1")
     assert not (out / "logs").exists() and not (out / "index.json").exists()      # a dry run writes nothing
     assert not (out / "set_aside").exists()
+
+
+def test_set_takes_name_value_pairs_and_refuses_anything_else():
+    from lit_edit.errors import UserError
+    from lit_edit.experiments.cli import parse_settings
+
+    assert parse_settings(["model=gpt2-xl", " tasks = paper", "model=llama-2-7b", "empty="]) == {
+        "model": "llama-2-7b", "tasks": "paper", "empty": ""}
+    assert parse_settings(None) == {}
+    for bad in ("model", "=gpt2-xl"):
+        with pytest.raises(UserError, match=f"--set {bad}: give a variable and its value as name=value"):
+            parse_settings([bad])
