@@ -177,7 +177,6 @@ def diversity_figure(edits: pd.DataFrame, family: str = "token") -> plt.Figure:
     scores = edit_set_scores(edits, family)
     levels = [level for level in LEVELS if level in set(scores["level"])]
     figure, axes = plt.subplots(1, 2, figsize=(12, 4.2), layout="constrained")
-    styles = ("-", "--", ":", "-.")
     lengths = sorted(set(scores["length"]))
     for ax, metric in zip(axes, ("reliability", "locality")):
         by_metric = scores[scores["metric"] == metric]
@@ -185,7 +184,7 @@ def diversity_figure(edits: pd.DataFrame, family: str = "token") -> plt.Figure:
             means = group.groupby("level")["value"].mean()
             shown = [level for level in levels if level in means.index]
             ax.plot([levels.index(level) for level in shown], [means[level] for level in shown], marker="o",
-                    linestyle=styles[lengths.index(length) % len(styles)], label=f"{method}, {length} edits")
+                    linestyle=LINE_STYLES[lengths.index(length) % len(LINE_STYLES)], label=f"{method}, {length} edits")
         ax.set_xticks(range(len(levels)), [level.replace("_", " ") for level in levels])
         ax.set(title=f"{family} {metric} after the last edit", xlabel="edit set (diversity level)",
                ylabel="score", ylim=(-0.02, 1.02))

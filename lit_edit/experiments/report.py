@@ -50,16 +50,18 @@ def runs_table(edits: pd.DataFrame, downstream: pd.DataFrame) -> str:
 
 
 def provenance_stamp(folders: list[Path]) -> str:
-    """Where the runs came from, to print under every figure: the experiment files of the sweeps that made them
-    (``index.json``) and the commits of the code that ran them (each run's ``run.json``)."""
+    """Where the runs came from, to print under every figure: the experiment files of the sweeps that made them and
+    their variables (``index.json``), and the commits of the code that ran them (each run's ``run.json``)."""
     experiments, commits = [], []
     for folder in folders:
         index, run = folder.parent / "index.json", folder / "run.json"
-        if index.is_file():
-            experiments.append(_json_field(index, "experiment"))
+        experiment = _json_field(index, "experiment") if index.is_file() else None
+        if experiment:
+            variables = _json_field(index, "variables") or {}
+            experiments.append(experiment + "".join(f" --set {name}={value}" for name, value in variables.items()))
         if run.is_file():
             commits.append((_json_field(run, "git_commit") or "")[:7] or None)
-    experiments = [e for e in dict.fromkeys(experiments) if e]
+    experiments = list(dict.fromkeys(experiments))
     commits = [c for c in dict.fromkeys(commits) if c]
     made_by = (f"python -m lit_edit.tools sweep {' and '.join(experiments)}" if experiments
                else f"{len(folders)} runs")

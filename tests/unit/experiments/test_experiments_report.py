@@ -246,6 +246,11 @@ def test_the_stamp_names_the_experiment_and_the_commits_that_made_the_runs(sweep
     loose = make_run(tmp_path / "loose", "ft", "batch-single", 2, (1, 1, 1), {k: (0.1, 0.2) for k in range(3)},
                      0.7, (0, 0))
     assert provenance_stamp([loose]) == "1 runs · commit unknown"
+    index = json.loads((sweep_out / "index.json").read_text())
+    (sweep_out / "index.json").write_text(json.dumps({**index, "variables": {"model": "gpt2-xl", "tasks": "paper"}}))
+    assert provenance_stamp(folders[:1]) == ("python -m lit_edit.tools sweep x.yaml --set model=gpt2-xl --set "
+                                             "tasks=paper · commit 8d1d720")
+    (sweep_out / "index.json").write_text(json.dumps(index))
     import matplotlib.pyplot as plt
 
     figure = plt.figure()
