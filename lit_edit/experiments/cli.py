@@ -25,7 +25,8 @@ def parse_settings(assignments: list[str] | None) -> dict[str, str]:
 
 def sweep(experiment: str, out: str | None = None, jobs: int = 1, dry_run: bool = False,
           progress: bool = True, settings: dict[str, str] | None = None) -> int:
-    """Run every point of ``experiment`` not finished yet under ``out`` (default ``runs/<experiment name>``), its
+    """Run every point of ``experiment`` not finished yet under ``out`` (default ``runs/<experiment name>``, then
+    ``-<value>`` for each ``--set``), its
     variables set from ``settings`` (``--set name=value``); returns the number of points that failed or were
     interrupted (``--dry_run``: prints the command lines instead)."""
     from lit_edit.errors import UserError
@@ -35,7 +36,8 @@ def sweep(experiment: str, out: str | None = None, jobs: int = 1, dry_run: bool 
     if jobs < 1:
         raise UserError(f"--jobs {jobs}: give a positive number of processes")
     loaded = load_experiment(experiment, settings)
-    runs = Sweep(loaded, Path(out) if out else Path("runs") / Path(experiment).stem)
+    default = Path("runs") / "-".join([Path(experiment).stem, *(settings or {}).values()])    # runs/d4s-gpt2-xl
+    runs = Sweep(loaded, Path(out) if out else default)
     if dry_run:
         print("\n".join(runs.dry_run_lines()))
         return 0
@@ -62,7 +64,7 @@ def parser() -> argparse.ArgumentParser:
     run = commands.add_parser("sweep", help="run every point of an experiment file's grid",
                               description=sweep.__doc__)
     run.add_argument("experiment", help="the experiment file (configs/experiments/<name>.yaml)")
-    run.add_argument("--out", help="the output folder (default: runs/<experiment name>)")
+    run.add_argument("--out", help="the output folder (default: runs/<experiment name>[-<each --set value>])")
     run.add_argument("--jobs", type=int, default=1, help="points run at once, each its own process (default 1)")
     run.add_argument("--dry_run", action="store_true", help="print one command line per point still to run")
     run.add_argument("--no_progress", action="store_true", help="no progress bar")

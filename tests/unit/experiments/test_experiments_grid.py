@@ -215,3 +215,12 @@ def test_set_takes_name_value_pairs_and_refuses_anything_else():
     for bad in ("model", "=gpt2-xl"):
         with pytest.raises(UserError, match=f"--set {bad}: give a variable and its value as name=value"):
             parse_settings([bad])
+
+
+def test_the_default_output_folder_names_the_set_values(capsys):
+    from lit_edit.experiments.cli import sweep
+
+    sweep("configs/experiments/d4s.yaml", dry_run=True, settings={"model": "gpt2-xl"})
+    assert capsys.readouterr().out.splitlines()[0] == "mkdir -p runs/d4s-gpt2-xl/logs"
+    sweep("configs/experiments/d4s.yaml", dry_run=True)
+    assert capsys.readouterr().out.splitlines()[0] == "mkdir -p runs/d4s/logs"
