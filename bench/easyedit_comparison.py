@@ -9,7 +9,6 @@ edit starts from the unedited weights, setup and weight restoration are outside 
 
 from __future__ import annotations
 
-import cProfile
 import importlib
 import json
 import os
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import torch
 import yaml
-from easyedit_worker import profile_rows
+from easyedit_worker import profiled as profiled_edits
 
 from lit_edit.editing.solver import SecondMomentSolver
 from lit_edit.editing.values import ValueHyperparams
@@ -134,14 +133,7 @@ class LitEditSide:
         return {name: self.model.get_parameter(name).detach() - value for name, value in self.originals.items()}
 
     def profiled(self, method: str) -> dict:
-        profile = cProfile.Profile()
-        seconds = 0.0
-        for index in range(len(self.requests)) if method == "rome" else [None]:
-            profile.enable()
-            seconds += self.edit(method, index)
-            profile.disable()
-        self.restore()
-        return {"seconds": seconds, "functions": profile_rows(profile)}
+        return profiled_edits(self, method)
 
 
 def relative_difference(ours: dict, theirs: dict, names) -> str:

@@ -149,8 +149,9 @@ def profile_rows(profile: cProfile.Profile, least: float = 1e-3) -> list[list]:
     return rows
 
 
-def profiled(side: EasyEditSide, method: str) -> dict:
-    """The edits of ``method`` (ROME: every request; MEMIT: the batch) under cProfile."""
+def profiled(side, method: str) -> dict:
+    """The edits of ``method`` (ROME: every request; MEMIT: the batch) under cProfile, on either side (an object
+    with ``requests``, ``edit(method, index)`` returning seconds, and ``restore()``)."""
     profile = cProfile.Profile()
     seconds = 0.0
     for index in range(len(side.requests)) if method == "rome" else [None]:

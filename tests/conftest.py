@@ -79,6 +79,16 @@ def make_tiny_model(family: str, folder: Path, seed: int = 0) -> Path:
     return folder
 
 
+def load_frozen(folder: Path, dtype: torch.dtype | None = None):
+    """The model of ``folder`` in eval mode, no parameter requiring grad (in ``dtype`` where given), its tokenizer
+    and its architecture."""
+    from lit_edit.models import architecture_of, load_model_and_tokenizer
+
+    model, tokenizer = load_model_and_tokenizer(str(folder))
+    model = (model if dtype is None else model.to(dtype)).eval().requires_grad_(False)
+    return model, tokenizer, architecture_of(model)
+
+
 @pytest.fixture(scope="session", params=sorted(TINY_CONFIGS))
 def tiny_model_dir(request, tmp_path_factory) -> tuple[str, Path]:
     family = request.param

@@ -19,8 +19,7 @@ from lit_edit.editing.memit import (
 from lit_edit.editing.options import EditorOptionError
 from lit_edit.editing.solver import SecondMomentSolver, UpdateSolveError
 from lit_edit.editing.values import ValueHyperparams, ValueTarget, optimize_values
-from lit_edit.models import architecture_of, load_model_and_tokenizer
-from tests.conftest import make_tiny_model
+from tests.conftest import load_frozen, make_tiny_model
 from tests.direct import hooked
 
 # the subject opens every prompt, so the rule ``subject_first`` reads position 0 and ``subject_last`` another one
@@ -36,11 +35,7 @@ def folder(tmp_path_factory):
 
 
 def _loaded(folder, dtype=torch.float64):
-    model, tokenizer = load_model_and_tokenizer(str(folder))
-    model = model.to(dtype).eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model, tokenizer, architecture_of(model)
+    return load_frozen(folder, dtype)
 
 
 def _values(model, n_targets):

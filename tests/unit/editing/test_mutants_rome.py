@@ -12,8 +12,7 @@ from lit_edit.editing.options import EditorOptionError
 from lit_edit.editing.rome import RomeHyperparams, apply_rome
 from lit_edit.editing.solver import SecondMomentSolver, UpdateSolveError
 from lit_edit.editing.values import ValueHyperparams, ValueTarget, optimize_values
-from lit_edit.models import architecture_of, load_model_and_tokenizer
-from tests.conftest import make_tiny_model
+from tests.conftest import load_frozen, make_tiny_model
 from tests.direct import hooked
 
 LAYER = 1
@@ -29,11 +28,7 @@ def folder(tmp_path_factory):
 
 
 def _loaded(folder, dtype=torch.float64):
-    model, tokenizer = load_model_and_tokenizer(str(folder))
-    model = model.to(dtype).eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model, tokenizer, architecture_of(model)
+    return load_frozen(folder, dtype)
 
 
 def _first_subject_token(tokenizer, text, subject):
