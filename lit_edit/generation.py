@@ -8,7 +8,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
-from transformers import DynamicCache, PreTrainedTokenizerBase
+from transformers import PreTrainedTokenizerBase
+
+from lit_edit.models.kv_cache import cache_keyword, new_cache
 
 _CLEAN_UP = ((" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"), (" 'm", "'m"),
              (" 's", "'s"), (" 've", "'ve"), (" 're", "'re"))
@@ -42,17 +44,6 @@ def _cut_at_stop(tokenizer: PreTrainedTokenizerBase, new: list[int], stop: str) 
         if stop in tokenizer.decode(new[:end], skip_special_tokens=True):
             return new[:end]
     return new
-
-
-def cache_keyword(model) -> str:
-    """The name under which ``model.forward`` takes the KV cache: ``cache`` in the transformers releases that
-    renamed it, ``past_key_values`` before."""
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-
-
-def new_cache(model):
-    """An empty :class:`~transformers.DynamicCache` for ``model`` (filled in place by each forward pass)."""
-    return DynamicCache(config=getattr(model, "config", None))
 
 
 @torch.no_grad()

@@ -30,6 +30,7 @@ import torch
 from lit_edit.editing.accumulated import AccumulatedHyperparams, AccumulatedKeys
 from lit_edit.editing.hook_layers import HookBank, check_gate_statistics
 from lit_edit.editing.memit import LayerStep, LayerUpdate, add_to_weight, check_memit_layers, memit_values, spread_over_layers
+from lit_edit.editing.options import EditorOptionError
 from lit_edit.editing.values import ValueResult, ValueTarget
 from lit_edit.models.architectures import Architecture
 from lit_edit.scoring import pad_right
@@ -63,6 +64,10 @@ class ComebaHyperparams(AccumulatedHyperparams):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_gate_statistics(self.gate_statistics)
+        if self.hooks and self.values.reuse_prefix:
+            raise EditorOptionError("model.editor.values.reuse_prefix: COMEBA-HK's gate scores each token against the "
+                                    "other positions of its row, so a step cannot re-run the positions from the "
+                                    "subject on alone; set it false (or hooks: false)")
         if self.gate_statistics == "all_positions" and self.values.requests_per_pass != 1:
             warnings.warn(f"gate_statistics 'all_positions' with values.requests_per_pass "
                           f"{self.values.requests_per_pass}: the gate's z-scores include padding, so each request's "

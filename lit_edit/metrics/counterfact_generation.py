@@ -17,8 +17,8 @@ from functools import lru_cache
 import torch
 
 from lit_edit.editing.requests import EditRequest
-from lit_edit.generation import cache_keyword, new_cache
 from lit_edit.metrics.counterfact import CounterFactReferences, consistency, fluency, read_counterfact_references
+from lit_edit.models.kv_cache import cache_keyword, new_cache
 from lit_edit.paths import resolve_path
 
 GENERATION_LENGTH = 100

@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from transformers.cache_utils import Cache
 
 from lit_edit.hooks import first_tensor
 from lit_edit.models.architectures import Architecture, UnsupportedArchitectureError, architecture_of
@@ -49,14 +50,20 @@ class UpperLayers:
     calls: list[_Call] = field(default_factory=list)
     first_input: torch.Tensor | None = None
 
-    def run(self, first_input: torch.Tensor | None = None) -> torch.Tensor:
+    def run(self, first_input: torch.Tensor | None = None, cache: Cache | None = None) -> torch.Tensor:
         """The base model's last hidden state, computed from the recorded input of the first block, or from
-        ``first_input`` in its place (the output of the block below, changed)."""
+        ``first_input`` in its place (the output of the block below, changed). ``cache`` replaces the KV cache the
+        recorded pass gave the blocks (which that pass has filled): a pass that attends to recorded keys and values
+        (:mod:`lit_edit.models.prefix_reuse`) gives a fresh one each time."""
         if len(self.calls) != len(self.blocks) or (self.first_input is None and first_input is None):
             raise RuntimeError("no forward pass was recorded: run the model inside record_upper_layers first")
         hidden = self.first_input if first_input is None else first_input
         for block, call in zip(self.blocks, self.calls):
-            hidden = first_tensor(block(hidden, *call.args, **call.kwargs))
+            args, kwargs = call.args, call.kwargs
+            if cache is not None:
+                args = tuple(cache if isinstance(arg, Cache) else arg for arg in args)
+                kwargs = {key: cache if isinstance(value, Cache) else value for key, value in kwargs.items()}
+            hidden = first_tensor(block(hidden, *args, **kwargs))
         return self.final_norm(hidden)
 
 

@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from lit_edit.editing.hook_layers import HookBank, HookLayer, check_gate_statistics, gate_zscores
-from lit_edit.generation import cache_keyword
 from lit_edit.hooks import record
 from lit_edit.models import architecture_of, load_model_and_tokenizer
+from lit_edit.models.kv_cache import cache_keyword
 from lit_edit.scoring import pad_right
 from tests.conftest import make_tiny_model
 
