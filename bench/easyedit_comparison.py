@@ -15,7 +15,7 @@ import os
 import subprocess
 import tempfile
 import time
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 import torch
@@ -42,6 +42,15 @@ def configured_editor(path: str):
     arguments = dict(editor["init_args"])
     arguments["values"] = ValueHyperparams(**arguments.get("values", {}))
     return getattr(importlib.import_module(module), name)(**arguments)
+
+
+def with_settings(editor, **changes):
+    """A new editor of ``editor``'s class and settings, ``changes`` replacing some (``values`` a dict of changes to
+    the value-optimisation settings)."""
+    settings = {f.name: getattr(editor.hp, f.name) for f in fields(editor.hp)}
+    if "values" in changes:
+        changes = changes | {"values": replace(editor.hp.values, **changes["values"])}
+    return type(editor)(**settings | changes)
 
 
 def easyedit_hyperparameters(rome: ROME, memit: MEMIT, arch, model) -> tuple[dict, dict]:
@@ -189,16 +198,22 @@ def compare(model, tokenizer, arch, requests, context, rome: ROME, memit: MEMIT,
             memit_repeats: int, profile: bool) -> None:
     """Set both sides up, check that they compute the same updates, time them alternately and print the ratios."""
     shipped_memit = memit
-    memit = MEMIT(**{f.name: getattr(memit.hp, f.name) for f in fields(memit.hp)} | {"solver": COMPARED_SOLVER})
-    for editor in (rome, memit, shipped_memit):
+    memit = with_settings(memit, solver=COMPARED_SOLVER)
+    # the same editors re-running only the positions from the subject on at each value-optimisation step
+    rome_prefix = with_settings(rome, values={"reuse_prefix": True})
+    memit_prefix = with_settings(memit, values={"reuse_prefix": True})
+    for editor in (rome, memit, shipped_memit, rome_prefix, memit_prefix):
         editor.setup(model, tokenizer, arch, context)
+    assert rome_prefix.context_templates == rome.context_templates
+    assert memit_prefix.template_groups == memit.template_groups
     rome_fields, memit_fields = easyedit_hyperparameters(rome, memit, arch, model)
     memit_moments = {layer: m.float64(COMPARED_SOLVER).cpu() for layer, m in memit._context.second_moments.items()}
     setup = dict(source=source, model=model.config._name_or_path, threads=torch.get_num_threads(), rome=rome_fields,
                  memit=memit_fields, rome_templates=rome.context_templates, memit_templates=memit.template_groups,
                  rome_moments={rome.hp.layer: rome.second_moment.matrix.cpu()}, memit_moments=memit_moments,
                  requests=easyedit_requests(requests))
-    ours = LitEditSide(model, tokenizer, arch, requests, {"rome": rome, "memit": memit, "memit-pinv": shipped_memit})
+    ours = LitEditSide(model, tokenizer, arch, requests, {"rome": rome, "memit": memit, "memit-pinv": shipped_memit,
+                                                          "rome-prefix": rome_prefix, "memit-prefix": memit_prefix})
     with tempfile.TemporaryDirectory() as folder:
         worker = EasyEditWorker(python, setup, folder)
         try:
@@ -206,18 +221,21 @@ def compare(model, tokenizer, arch, requests, context, rome: ROME, memit: MEMIT,
                   f"load average before {os.getloadavg()[0]:.2f}")
             delta_path = os.path.join(folder, "delta.pt")
             for method, index in (("rome", 0), ("memit", None)):   # also the warm-up of both sides
-                ours.edit(method, index)
-                mine = ours.deltas()
                 worker.ask(method, *([] if index is None else [index]), delta_path)
-                names = ours.editors[method].parameter_names(model, arch)
-                print(f"  ΔW relative difference, {method} ({'request 0' if index == 0 else 'the batch'}): "
-                      f"{relative_difference(mine, torch.load(delta_path), names)}")
+                theirs = torch.load(delta_path)
+                for variant in (method, f"{method}-prefix"):
+                    ours.edit(variant, index)
+                    names = ours.editors[variant].parameter_names(model, arch)
+                    print(f"  ΔW relative difference, {variant} ({'request 0' if index == 0 else 'the batch'}): "
+                          f"{relative_difference(ours.deltas(), theirs, names)}")
             ours.restore()
-            times = {name: [] for name in ("rome", "memit", "memit-pinv", "easyedit rome", "easyedit memit")}
+            times = {name: [] for name in ("rome", "rome-prefix", "memit", "memit-prefix", "memit-pinv",
+                                           "easyedit rome", "easyedit memit")}
             runs = [("rome", i) for i in range(len(requests))] + [("memit", None)] * memit_repeats
             for method, index in runs:
                 times[method].append(ours.edit(method, index))
                 times[f"easyedit {method}"].append(worker.ask(method, *([] if index is None else [index]))["seconds"])
+                times[f"{method}-prefix"].append(ours.edit(f"{method}-prefix", index))
                 if method == "memit":
                     times["memit-pinv"].append(ours.edit("memit-pinv", None))
             ours.restore()
@@ -229,6 +247,9 @@ def compare(model, tokenizer, arch, requests, context, rome: ROME, memit: MEMIT,
                   f"lit-edit {mean['memit']:.3f} s, EasyEdit {mean['easyedit memit']:.3f} s per batch  -> "
                   f"EasyEdit / lit-edit {mean['easyedit memit'] / mean['memit']:.2f} x; lit-edit with its shipped "
                   f"solver (pinv) {mean['memit-pinv']:.3f} s ({mean['easyedit memit'] / mean['memit-pinv']:.2f} x)")
+            for method in ("rome", "memit"):
+                print(f"  {method.upper()} with values.reuse_prefix: lit-edit {mean[f'{method}-prefix']:.3f} s  -> "
+                      f"EasyEdit / lit-edit {mean[f'easyedit {method}'] / mean[f'{method}-prefix']:.2f} x")
             if profile:
                 for method in ("rome", "memit"):
                     edits = len(requests) if method == "rome" else 1
