@@ -5,8 +5,8 @@ it names, an overlay on the base config), then its data module is built and set 
 world) are read as they are; third-party files nobody may commit (the data root ``data/``, or a root outside the
 project) are replaced by a folder of fixtures with the same names, each holding as many records as the real file
 (``RECORDS``); a downstream overlay of the real test sets is read from the shared data where it is present, and
-skipped where it is not. Also: the paper configs name the model of their folder and use the side-effects study's ROME
-setting."""
+skipped where it is not. Also: the paper configs name the model of their folder, edit layers their model has (MEND
+its last three) and use the side-effects study's ROME setting."""
 
 from __future__ import annotations
 
@@ -144,7 +144,7 @@ def test_the_record_counts_match_the_real_files(name):
 
 
 MODEL_NAMES = {"gpt2-xl": ("gpt2-xl", "GPT-2 XL"), "gpt-j-6b": ("gpt-j-6b", "GPT-J"),
-               "llama-2-7b": ("llama-2-7b", "LLaMA-2-7B")}
+               "llama-2-7b": ("llama-2-7b", "LLaMA-2-7B"), "llama-2-13b": ("llama-2-13b", "LLaMA-2-13B")}
 
 
 @pytest.mark.parametrize("config", sorted(str(p.relative_to(EDIT)) for folder in MODEL_NAMES
@@ -157,9 +157,43 @@ def test_a_paper_config_names_its_own_model_and_no_other(config):
     assert not any(name in first for name in others), first
 
 
-@pytest.mark.parametrize("config", ["gpt2-xl/rome", "gpt2-xl/rome-rect", "llama-2-7b/rome", "llama-2-7b/rome-rect"])
+# Each real model's depth, num_hidden_layers (n_layer) of its Hugging Face config.
+DEPTHS = {"gpt2-xl": 48, "gpt-j-6b": 28, "llama-2-7b": 32, "llama-2-13b": 40}
+
+
+def _edited_layers(editor: dict) -> list[int]:
+    """The layer indices an editor entry names (RECT's: its inner editor's); KN's ``layers: null`` (all) names none."""
+    args = editor["init_args"]
+    if "editor" in args:
+        return _edited_layers(args["editor"])
+    return [*(args.get("layers") or []), *([args["layer"]] if "layer" in args else [])]
+
+
+def test_every_real_model_has_its_depth_listed():
+    assert set(DEPTHS) == set(MODEL_NAMES) == {p.stem for p in EDIT.glob("models/*.yaml")} - {"factworld"}
+
+
+@pytest.mark.parametrize("model", sorted(DEPTHS))
+def test_a_real_models_configs_edit_layers_it_has_and_mend_its_last_three(model):
+    """Every layer a method config edits exists in the model; MEND (the method config and the fit config that trains
+    its editor) edits the last three, and the method config reads the editor the fit config writes."""
+    depth = DEPTHS[model]
+    configs = sorted(EDIT.glob(f"methods/{model}/*.yaml"))
+    assert {p.stem for p in configs} >= {"rome", "memit", "mend"}, f"configs/edit/methods/{model}/ lacks configs"
+    for config in configs:
+        layers = _edited_layers(yaml.safe_load(config.read_text())["model"]["init_args"]["editor"])
+        assert all(0 <= layer < depth for layer in layers), f"{config.name}: {layers} on {depth} layers"
+    mend = yaml.safe_load((EDIT / f"methods/{model}/mend.yaml").read_text())["model"]["init_args"]["editor"]
+    fit = yaml.safe_load((ROOT / f"configs/fit/mend_{model}.yaml").read_text())["model"]["init_args"]
+    assert mend["init_args"]["layers"] == fit["layers"] == list(range(depth - 3, depth))
+    assert mend["init_args"]["checkpoint"] == fit["export_dir"]
+
+
+@pytest.mark.parametrize("config", [f"{model}/{method}" for model in ("gpt2-xl", "llama-2-7b", "llama-2-13b")
+                                    for method in ("rome", "rome-rect")])
 def test_side_effects_rome_configs_use_the_studys_mom2_adjustment(config):
-    """The side-effects study's hparams/ROME/{gpt2-xl,llama-7b}.yaml set mom2_adjustment false."""
+    """The side-effects study's hparams/ROME/{gpt2-xl,llama-7b}.yaml set mom2_adjustment false (llama-2-13b carries
+    llama-2-7b's setting)."""
     editor = yaml.safe_load((EDIT / f"methods/{config}.yaml").read_text())["model"]["init_args"]["editor"]
     rome = editor["init_args"]["editor"] if "rect" in config else editor
     assert rome["class_path"] == "lit_edit.editors.ROME" and rome["init_args"]["mom2_adjustment"] is False

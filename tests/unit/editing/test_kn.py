@@ -411,7 +411,7 @@ def test_bad_targets_name_record_and_field(factworld):
 # ---------------------------------------------------------------------------------------------------- configs
 
 
-@pytest.mark.parametrize("name", ["gpt2-xl", "gpt-j-6b", "llama-2-7b"])
+@pytest.mark.parametrize("name", ["gpt2-xl", "gpt-j-6b", "llama-2-7b", "llama-2-13b"])
 def test_paper_configs_build_the_editor(name):
     editor = yaml.safe_load((ROOT / f"configs/edit/methods/{name}/kn.yaml").read_text())["model"]["init_args"]["editor"]
     assert editor["class_path"] == "lit_edit.editors.kn.KN"

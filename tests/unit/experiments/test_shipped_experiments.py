@@ -30,7 +30,7 @@ def test_a_shipped_experiment_loads_and_every_point_names_files_that_exist(path,
         assert all((ROOT / "data/factworld" / edit_set).is_file() for edit_set in edit_sets), point.name
 
 
-REAL_MODELS = ("gpt2-xl", "gpt-j-6b", "llama-2-7b")
+REAL_MODELS = ("gpt2-xl", "gpt-j-6b", "llama-2-7b", "llama-2-13b")
 
 
 @pytest.mark.parametrize("model", REAL_MODELS)
