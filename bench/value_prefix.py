@@ -5,7 +5,8 @@ A random model of GPT-2 XL's width (d = 1600, 25 heads, FFN 6400, vocabulary 502
 CPU; δ at the FFN output of ``--layer`` (ROME) or at the block output (``--module block``, MEMIT). Every request runs
 all ``--steps`` steps (stop_loss 0), the two variants alternate ``--repeats`` times and the fastest of each is kept.
 The script prints both times, their ratio, the bound of the ratio if the lower blocks' forward were all the work,
-and whether the two results are bit-identical.
+and whether the two results are bit-identical; then the same with ``values.reuse_prefix`` (each step re-runs only the
+positions from the subject on), its ratio to both and how far its values are from the full pass's.
     python bench/value_prefix.py [--layers 8] [--layer 5] [--requests 2] [--steps 10] [--module ffn|block]
 """
 
@@ -49,22 +50,29 @@ def main():
     print(f"random GPT-2 XL-width model, {args.layers} layers, δ at {module}, {len(targets)} requests x "
           f"{len(TEMPLATES)} templates + KL rows, {args.steps} steps, {torch.get_num_threads()} threads")
     optimize_values(model, tokenizer, module, targets[:1], dataclasses.replace(hp, steps=2), TEMPLATES)  # warm-up
-    seconds = {"full pass every step": [], "lower blocks kept": []}
+    variants = {"full pass every step": (False, False), "lower blocks kept": (True, False),
+                "prefix reused too": (True, True)}
+    seconds = {name: [] for name in variants}
     results = {}
     for _ in range(args.repeats):
-        for name, reuse in (("full pass every step", False), ("lower blocks kept", True)):
+        for name, (reuse, prefix) in variants.items():
             start = time.perf_counter()
-            results[name] = optimize_values(model, tokenizer, module, targets, hp, TEMPLATES, reuse_lower_layers=reuse)
+            results[name] = optimize_values(model, tokenizer, module, targets,
+                                            dataclasses.replace(hp, reuse_prefix=prefix), TEMPLATES,
+                                            reuse_lower_layers=reuse)
             seconds[name].append(time.perf_counter() - start)
-    old, new = (min(seconds[name]) for name in seconds)
+    full, kept, prefix = (min(seconds[name]) for name in variants)
     for name, times in seconds.items():
         print(f"{name:>22}: {min(times):7.2f} s  (runs: {', '.join(f'{t:.2f}' for t in times)})")
-    print(f"{'ratio':>22}: {old / new:7.2f}x  (bound if the {args.layer} lower blocks' forward were all the work: "
+    print(f"{'ratio':>22}: {full / kept:7.2f}x  (bound if the {args.layer} lower blocks' forward were all the work: "
           f"{args.layers / (args.layers - args.layer):.2f}x)")
     same = all(torch.equal(getattr(results["full pass every step"], f.name), getattr(results["lower blocks kept"], f.name))
                for f in dataclasses.fields(results["lower blocks kept"]))
     print(f"{'bit-identical results':>22}: {same}")
-
+    reference, reused = results["full pass every step"].values, results["prefix reused too"].values
+    print(f"{'prefix reused too':>22}: {full / prefix:7.2f}x the full pass, {kept / prefix:.2f}x the lower blocks kept; "
+          f"values differ by {float((reused - reference).norm() / reference.norm()):.1e} relative "
+          f"(values.reuse_prefix: equal to float32 rounding, not bit for bit)")
 
 if __name__ == "__main__":
     main()
