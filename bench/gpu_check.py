@@ -15,7 +15,10 @@ and after. For ROME it also records how exactly the inserted value is reached, â
 exact arithmetic; bfloat16 weights round the update). A warm-up edit on a request outside the measured ones runs
 first (and is rolled back) so the first measured edit does not pay for kernel start-up.
 
-    python bench/gpu_check.py --device cuda [--requests 10] [--json results.json]
+    python bench/gpu_check.py --device cuda [--requests 10] [--json results.json] [--reuse-prefix]
+
+``--reuse-prefix`` runs the value steps with ``values.reuse_prefix`` (the 4-D mask and key-value cache path): run the
+script with and without it to compare the edits' times, memory and scores on the device.
 """
 
 from __future__ import annotations
@@ -123,7 +126,8 @@ def run_one(path: Path, name: str, dtype: str, device: torch.device, args) -> di
                                          token_batches(tokenizer, texts, 256), max_tokens=args.stat_tokens,
                                          progress=False)
     second = {layer: moment.mean().float() for layer, moment in moments.items()}
-    values = ValueHyperparams(steps=args.steps, lr=0.5, clamp_norm_factor=4.0, weight_decay=settings["weight_decay"])
+    values = ValueHyperparams(steps=args.steps, lr=0.5, clamp_norm_factor=4.0, weight_decay=settings["weight_decay"],
+                              reuse_prefix=args.reuse_prefix)
     rome_hp = RomeHyperparams(layer=rome_layer, values=values, mom2_adjustment=True)
     memit_hp = MemitHyperparams(layers=memit_layers, preservation_weight=settings["preservation_weight"], values=values)
     p_before, acc_before = target_scores(model, tokenizer, requests)
@@ -226,6 +230,8 @@ def main() -> None:
     parser.add_argument("--heads", type=int, default=4, help="tiny LLaMA: attention heads")
     parser.add_argument("--kv-heads", type=int, default=2, help="tiny LLaMA: key/value heads")
     parser.add_argument("--json", help="write every number to this file")
+    parser.add_argument("--reuse-prefix", action="store_true",
+                        help="value steps on the positions from the subject on (values.reuse_prefix)")
     args = parser.parse_args()
     device = torch.device(args.device)
     if device.type == "cuda":
