@@ -7,9 +7,11 @@ itself so the tests follow the config; both share one statistics cache. The floo
 run's 0.9 / 0.9 criterion is a strict xfail of its own that only that criterion can satisfy.
 """
 
+import csv
 import json
 
 import pytest
+import yaml
 
 from tests.conftest import ROOT, run_edit_cli
 from tests.edit_configs import method_config
@@ -72,3 +74,23 @@ def test_batch_single_memit_on_100_edits_reaches_reliability_and_locality_0_9(hu
     if not (token["reliability"] >= 0.9 and token["locality"] >= 0.9):
         raise CriterionNotMet(f"reliability {token['reliability']:.3f}, locality {token['locality']:.3f}: "
                               "short of 0.9 / 0.9")
+
+
+def test_reuse_prefix_runs_through_the_cli_records_itself_and_gives_the_default_update(tmp_path, statistics):
+    """``values.reuse_prefix`` from the command line reaches value optimisation, the run's config says it, and the
+    batch's update and value loss equal the default run's to float32 rounding (docs/methods.md §0.6)."""
+    runs = {}
+    for setting in ("false", "true"):
+        folder = tmp_path / setting
+        runs[setting] = _batch_single(folder, statistics, 10,
+                                      "--model.init_args.editor.init_args.values.reuse_prefix", setting)
+        config = yaml.safe_load((folder / "run" / "config.yaml").read_text())
+        assert config["model"]["init_args"]["editor"]["init_args"]["values"]["reuse_prefix"] is (setting == "true")
+        with open(folder / "run" / "steps.csv") as file:
+            runs[setting] = next(csv.DictReader(file))
+    columns = [name for name in runs["false"] if name.startswith("update_fro/") or name == "value_loss_last"]
+    assert len(columns) == 3, columns
+    for name in columns:
+        assert float(runs["true"][name]) == pytest.approx(float(runs["false"][name]), rel=1e-4), name
+    # other matrix shapes round otherwise: a run that ignored the setting would repeat the default bit for bit
+    assert any(runs["true"][name] != runs["false"][name] for name in columns), runs
