@@ -21,7 +21,9 @@ gradient is computed or left behind, whether or not the model's parameters requi
 the blocks below l see the same rows at every step: their result is kept from the first pass and each step runs
 blocks l… only (:mod:`lit_edit.models.upper_layers`; the same numbers as the full pass). Where δ is added to the
 output of block l itself (MEMIT), block l is kept too: each step adds δ to its output from the first pass and runs
-blocks l+1… only.
+blocks l+1… only. With ``reuse_prefix`` each step also runs only the positions from each row's subject token on
+(:mod:`lit_edit.models.prefix_reuse`): δ cannot reach the earlier ones, whose keys and values come from the first
+pass; the result equals the full rows' to float32 rounding, not bit for bit.
 """
 
 from __future__ import annotations

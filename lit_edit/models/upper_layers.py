@@ -88,7 +88,8 @@ def upper_layers_supported(model: nn.Module, module: str) -> bool:
 
 @contextmanager
 def record_upper_layers(model: nn.Module, first_layer: int) -> Iterator[UpperLayers]:
-    """Record, during the forward passes inside the block (run one, with ``use_cache=False``), what blocks
+    """Record, during the forward passes inside the block (run one, with ``use_cache=False``, or with a KV cache that
+    :meth:`UpperLayers.run` is then given afresh each time), what blocks
     ``first_layer…`` receive; the yielded :class:`UpperLayers` then re-runs them alone. ``first_layer`` may be the
     number of blocks: no block is re-run, only the final norm, on the input given to :meth:`UpperLayers.run`."""
     arch = architecture_of(model)
