@@ -52,13 +52,13 @@ class PrefixReuse:
     key_values: list[tuple[torch.Tensor, torch.Tensor]]   # per layer: keys and values of positions < P
 
     @classmethod
-    @torch.no_grad()
     def record(cls, model, input_ids: torch.Tensor, attention_mask: torch.Tensor, start: torch.Tensor,
                pad_id: int = 0) -> PrefixReuse:
         """Run ``model`` once on the full right-padded rows and keep what the suffix passes need; ``start[r]`` is
         the first position of row ``r`` to re-run (at most its last token)."""
         cache = new_cache(model)
-        model(input_ids=input_ids, attention_mask=attention_mask, use_cache=True, **{cache_keyword(model): cache})
+        with torch.no_grad():
+            model(input_ids=input_ids, attention_mask=attention_mask, use_cache=True, **{cache_keyword(model): cache})
         lengths = attention_mask.sum(1)
         if bool((start < 0).any() or (start >= lengths).any()):
             raise ValueError(f"every start must be a token of its row: starts {start.tolist()}, "

@@ -13,6 +13,7 @@ from lit_edit.editing.values import ValueHyperparams, optimize_values
 from lit_edit.hooks import rewrite_output
 from lit_edit.models import architecture_of, load_model_and_tokenizer
 from lit_edit.models.prefix_reuse import PrefixReuse, prefix_reuse_supported
+from tests.conftest import load_frozen
 from tests.unit.editing.test_values import TARGETS, TEMPLATES
 
 UNSUPPORTED = {"mistral"}    # its cache layers are sliding windows: the full rows run instead
@@ -73,6 +74,41 @@ def test_the_suffix_pass_equals_the_full_pass_with_a_change_at_each_rows_start(t
     with torch.no_grad():
         plain = model.base_model(input_ids=ids, attention_mask=mask).last_hidden_state
     assert not torch.allclose(plain[rows, start], full[rows, start])
+
+
+def test_the_suffix_pass_in_bfloat16_equals_the_full_pass_to_its_rounding(tiny_model_dir):
+    """The mask is made in the model's dtype (attention refuses a float32 mask beside bf16 queries)."""
+    family, folder = tiny_model_dir
+    if family in UNSUPPORTED:
+        pytest.skip(f"{family}: not supported")
+    model, tokenizer, _ = load_frozen(folder, torch.bfloat16)
+    ids, mask, start = _batch(tokenizer)
+    reuse = PrefixReuse.record(model, ids, mask, start, tokenizer.pad_token_id)
+    assert reuse.attention_mask.dtype == torch.bfloat16
+    with torch.no_grad():
+        full = model.base_model(input_ids=ids, attention_mask=mask).last_hidden_state
+        suffix = model.base_model(**reuse.suffix_inputs(model.base_model)).last_hidden_state
+    for row in range(ids.shape[0]):
+        columns = reuse.valid[row].nonzero().squeeze(1)
+        torch.testing.assert_close(suffix[row, columns], full[row, start[row] + columns], rtol=0.05, atol=0.05)
+
+
+def test_a_model_in_training_mode_with_other_attention_or_without_a_config_runs_the_full_rows(tiny):
+    family, model, _ = tiny
+    assert not prefix_reuse_supported(torch.nn.Linear(2, 2))
+    try:
+        model.train()
+        assert not prefix_reuse_supported(model)
+    finally:
+        model.eval()
+    implementation = model.config._attn_implementation
+    try:
+        model.config._attn_implementation = "eager"
+        assert prefix_reuse_supported(model) == (family not in UNSUPPORTED)
+        model.config._attn_implementation = "flash_attention_2"      # takes no 4-D mask
+        assert not prefix_reuse_supported(model)
+    finally:
+        model.config._attn_implementation = implementation
 
 
 def test_a_start_outside_its_row_is_refused(tiny):
