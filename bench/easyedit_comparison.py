@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 import yaml
+from easyedit_worker import EditedWeights
 from easyedit_worker import profiled as profiled_edits
 
 from lit_edit.editing.solver import SecondMomentSolver
@@ -117,7 +118,7 @@ class EasyEditWorker:
         self.process.wait()
 
 
-class LitEditSide:
+class LitEditSide(EditedWeights):
     """lit-edit's two editors on the loaded model, each edit from the unedited weights."""
 
     def __init__(self, model, tokenizer, arch, requests, editors: dict):
@@ -126,20 +127,12 @@ class LitEditSide:
         names = sorted({n for e in self.editors.values() for n in e.parameter_names(model, arch)})
         self.originals = snapshot(model, names)
 
-    def restore(self) -> None:
-        with torch.no_grad():
-            for name, value in self.originals.items():
-                self.model.get_parameter(name).copy_(value)
-
     def edit(self, method: str, index: int | None) -> float:
         self.restore()
         batch = self.requests if index is None else [self.requests[index]]
         start = time.perf_counter()
         self.editors[method].edit(self.model, self.tokenizer, self.arch, batch)
         return time.perf_counter() - start
-
-    def deltas(self) -> dict[str, torch.Tensor]:
-        return {name: self.model.get_parameter(name).detach() - value for name, value in self.originals.items()}
 
     def profiled(self, method: str) -> dict:
         return profiled_edits(self, method)

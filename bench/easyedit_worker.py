@@ -63,7 +63,22 @@ def import_easyedit(source: str) -> dict[str, types.ModuleType]:
     return {name.rsplit(".", 1)[1]: importlib.import_module(f"easyeditor.{name}") for name in names}
 
 
-class EasyEditSide:
+class EditedWeights:
+    """A side's model and its unedited edit weights (``originals``): put them back, or what an edit changed."""
+
+    model: torch.nn.Module
+    originals: dict[str, torch.Tensor]
+
+    def restore(self) -> None:
+        with torch.no_grad():
+            for name, value in self.originals.items():
+                self.model.get_parameter(name).copy_(value)
+
+    def deltas(self) -> dict[str, torch.Tensor]:
+        return {name: self.model.get_parameter(name).detach() - value for name, value in self.originals.items()}
+
+
+class EasyEditSide(EditedWeights):
     """The loaded model, EasyEdit's modules with their caches filled, and the unedited weights."""
 
     def __init__(self, setup: dict):
@@ -99,11 +114,6 @@ class EasyEditSide:
             key = (model_name, self.memit.rewrite_module_tmp.format(layer))
             self.modules["memit_main"].COV_CACHE[key] = setup["memit_moments"][layer].double().cpu()
 
-    def restore(self) -> None:
-        with torch.no_grad():
-            for name, value in self.originals.items():
-                self.model.get_parameter(name).copy_(value)
-
     def edit(self, method: str, index: int | None) -> float:
         """Seconds of one EasyEdit edit (the weights stay edited until :meth:`restore`)."""
         self.restore()
@@ -116,9 +126,6 @@ class EasyEditSide:
                 self.modules["memit_main"].apply_memit_to_model(self.model, self.tokenizer, self.requests,
                                                                 self.memit)
             return time.perf_counter() - start
-
-    def deltas(self) -> dict[str, torch.Tensor]:
-        return {name: self.model.get_parameter(name).detach() - value for name, value in self.originals.items()}
 
 
 def qualified_names(files) -> dict[tuple[str, int, str], str]:
